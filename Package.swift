@@ -1,0 +1,48 @@
+// swift-tools-version:6.0
+// GatedxLSTM conversational emotion recognition: the pipeline is visible in the targets
+// (numerics -> model package -> xLSTM -> gated classifier -> dialogical decoder -> tools).
+import PackageDescription
+
+let package = Package(
+    name: "GatedXLSTMService",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "emotion", targets: ["EmotionCLI"]),
+        .library(name: "GatedXLSTM", targets: ["GatedXLSTM"]),
+        .library(name: "DialogicalEmotionDecoder", targets: ["DialogicalEmotionDecoder"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // System-library shims.
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CSndFile", pkgConfig: "sndfile",
+                       providers: [.apt(["libsndfile1-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto",
+                       providers: [.apt(["libssl-dev"])]),
+
+        // Pipeline.
+        .target(name: "Numerics", dependencies: ["CBLAS"]),
+        .target(name: "ModelPackage", dependencies: ["Numerics", "COpenSSL"]),
+        .target(name: "XLSTM", dependencies: ["Numerics"]),
+        .target(name: "GatedXLSTM", dependencies: ["Numerics", "ModelPackage", "XLSTM"]),
+        .target(name: "DialogicalEmotionDecoder"),
+        .executableTarget(name: "EmotionCLI",
+                          dependencies: ["GatedXLSTM", "DialogicalEmotionDecoder", "ModelPackage",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+
+        // Tests: one target per module.
+        .testTarget(name: "NumericsTests", dependencies: ["Numerics"]),
+        .testTarget(name: "ModelPackageTests", dependencies: ["ModelPackage"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "XLSTMTests", dependencies: ["XLSTM", "ModelPackage", "Numerics"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "GatedXLSTMTests", dependencies: ["GatedXLSTM", "ModelPackage"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "DialogicalEmotionDecoderTests", dependencies: ["DialogicalEmotionDecoder"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "EmotionCLITests", dependencies: ["EmotionCLI"]),
+    ]
+)

@@ -33,8 +33,14 @@ let package = Package(
                           dependencies: ["GatedXLSTM", "DialogicalEmotionDecoder", "ModelPackage",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
+        // Benchmarks (not tests): the Swift side of Benchmarks/*.sh, which run the references too.
+        .executableTarget(name: "ClassifierBenchmark",
+                          dependencies: ["GatedXLSTM", "ModelPackage", "Numerics"],
+                          path: "Benchmarks/ClassifierBenchmark"),
+
         // Tests: one target per module.
-        .testTarget(name: "NumericsTests", dependencies: ["Numerics"]),
+        .testTarget(name: "NumericsTests", dependencies: ["Numerics"],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "ModelPackageTests", dependencies: ["ModelPackage"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "XLSTMTests", dependencies: ["XLSTM", "ModelPackage", "Numerics"],

@@ -1,0 +1,1 @@
+print("classifier-bench: not yet")

@@ -1,0 +1,186 @@
+import Foundation
+import Numerics
+import XLSTM
+
+/// The classifier's answer for one turn.
+public struct Classification: Sendable, Equatable {
+    public var logits: [Float]
+    public var probabilities: [Float]
+    /// 12 gate weights in `StreamLayout.names` order; stream 0 is ungated (1.0).
+    public var gates: [Float]
+}
+
+/// Errors about classifier inputs and configuration, with stable codes.
+public struct ClassifierError: Error, CustomStringConvertible, Sendable, Equatable {
+    public let code: String
+    public let message: String
+    public var description: String { "\(code): \(message)" }
+}
+
+/// The gated xLSTM classifier of GatedxLSTM: one mLSTM stack per stream, a sigmoid gate from
+/// the current speaker's audio over streams 1...11, concatenation and a linear layer.
+///
+/// Deterministic (no dropout at inference), gated per utterance. Streams run in parallel with
+/// single-threaded BLAS: the products are small (16 rows a turn), so parallel streams beat
+/// threaded BLAS on few cores.
+public final class GatedXLSTMClassifier: Sendable {
+    public let configuration: ClassifierConfiguration
+    public let labels: [String]
+    let inputProjection: [(weight: Parameter, bias: Parameter)]
+    let stacks: [MLSTMStack]
+    let gateWeight: Parameter, gateBias: Parameter
+    let outputWeight: Parameter, outputBias: Parameter
+    let workspaces: WorkspacePool
+
+    /// Reads every parameter by name and shape (PyTorch `state_dict` names of the reference
+    /// module: `streams.{i}.input_proj.*`, `streams.{i}.stack.*`, `gate.*`, `classifier.*`).
+    public init(configuration: ClassifierConfiguration, labels: [String], parameters: ParameterSource) throws {
+        if let problem = configuration.validationError() {
+            throw ClassifierError(code: "invalid_configuration", message: "classifier: \(problem)")
+        }
+        guard !labels.isEmpty else {
+            throw ClassifierError(code: "invalid_configuration", message: "classifier: no labels")
+        }
+        self.configuration = configuration
+        self.labels = labels
+        let c = configuration, n = StreamLayout.count
+        inputProjection = try (0..<n).map {
+            (try parameters.parameter("streams.\($0).input_proj.weight", shape: [c.width, c.stepDim]),
+             try parameters.parameter("streams.\($0).input_proj.bias", shape: [c.width]))
+        }
+        stacks = try (0..<n).map {
+            try MLSTMStack(config: c.stack, parameters: parameters, prefix: "streams.\($0).stack.")
+        }
+        gateWeight = try parameters.parameter("gate.weight", shape: [n - 1, c.embeddingDim])
+        gateBias = try parameters.parameter("gate.bias", shape: [n - 1])
+        outputWeight = try parameters.parameter("classifier.weight", shape: [labels.count, n * c.width])
+        outputBias = try parameters.parameter("classifier.bias", shape: [labels.count])
+        workspaces = WorkspacePool()
+    }
+
+    /// Classifies a batch of turns; each item is 12 stream vectors of `embedding_dim` values.
+    public func classify(_ batch: [[[Float]]]) throws -> [Classification] {
+        let c = configuration, n = StreamLayout.count, e = c.embeddingDim
+        for (b, streams) in batch.enumerated() {
+            guard streams.count == n else {
+                throw ClassifierError(code: "invalid_streams",
+                                      message: "item \(b): expected \(n) streams, got \(streams.count)")
+            }
+            for (s, v) in streams.enumerated() {
+                guard v.count == e else {
+                    throw ClassifierError(code: "invalid_streams", message:
+                        "item \(b) stream \(StreamLayout.names[s]): expected \(e) values, got \(v.count)")
+                }
+                guard v.allSatisfy(\.isFinite) else {
+                    throw ClassifierError(code: "invalid_streams",
+                                          message: "item \(b) stream \(StreamLayout.names[s]): non-finite value")
+                }
+            }
+        }
+        let count = batch.count
+        guard count > 0 else { return [] }
+
+        // Stream-major input: stream s, item b at [(s * count + b) * e].
+        var input = [Float](repeating: 0, count: n * count * e)
+        for (b, streams) in batch.enumerated() {
+            for s in 0..<n {
+                input.withUnsafeMutableBufferPointer { buf in
+                    streams[s].withUnsafeBufferPointer { src in
+                        (buf.baseAddress! + (s * count + b) * e).update(from: src.baseAddress!, count: e)
+                    }
+                }
+            }
+        }
+        var fused = [Float](repeating: 0, count: count * n * c.width)
+        input.withUnsafeBufferPointer { inBuf in
+            fused.withUnsafeMutableBufferPointer { fusedBuf in
+                runStreams(input: inBuf.baseAddress!, count: count, fused: fusedBuf.baseAddress!)
+            }
+        }
+
+        // Gate from the current speaker's audio (stream 0), per item.
+        var gates = [Float](repeating: 0, count: count * (n - 1))
+        input.withUnsafeBufferPointer { inBuf in
+            gates.withUnsafeMutableBufferPointer { g in
+                BLAS.linear(inBuf.baseAddress!, rows: count, inFeatures: e, weight: gateWeight.pointer,
+                            bias: gateBias.pointer, outFeatures: n - 1, into: g.baseAddress!)
+                Activation.sigmoid(g.baseAddress!, count: g.count)
+            }
+        }
+        // Scale streams 1...11 and apply the output layer.
+        let labelCount = labels.count
+        var logits = [Float](repeating: 0, count: count * labelCount)
+        fused.withUnsafeMutableBufferPointer { f in
+            for b in 0..<count {
+                for s in 1..<n {
+                    let w = gates[b * (n - 1) + s - 1]
+                    let seg = f.baseAddress! + b * n * c.width + s * c.width
+                    for j in 0..<c.width { seg[j] *= w }
+                }
+            }
+            logits.withUnsafeMutableBufferPointer { l in
+                BLAS.linear(f.baseAddress!, rows: count, inFeatures: n * c.width, weight: outputWeight.pointer,
+                            bias: outputBias.pointer, outFeatures: labelCount, into: l.baseAddress!)
+            }
+        }
+        return (0..<count).map { b in
+            let l = Array(logits[(b * labelCount)..<((b + 1) * labelCount)])
+            return Classification(logits: l, probabilities: Activation.softmax(l),
+                                  gates: [1] + gates[(b * (n - 1))..<((b + 1) * (n - 1))])
+        }
+    }
+
+    /// Runs the 12 stacks concurrently; writes each item's last-step outputs into `fused`
+    /// (`count x (12 * width)`, stream s at column `s * width`).
+    private func runStreams(input: UnsafePointer<Float>, count: Int, fused: UnsafeMutablePointer<Float>) {
+        let c = configuration, e = c.embeddingDim, d = c.width, n = StreamLayout.count
+        let rows = count * c.steps
+        Parallel.forEach(n) { s in
+            let ws = workspaces.take(rows: rows * d)
+            defer { workspaces.give(ws) }
+            let x = ws.activations
+            // Each vector read as steps x step_dim rows, projected to the width.
+            BLAS.linear(input + s * count * e, rows: rows, inFeatures: c.stepDim,
+                        weight: inputProjection[s].weight.pointer, bias: inputProjection[s].bias.pointer,
+                        outFeatures: d, into: x)
+            stacks[s].forward(x, batch: count, steps: c.steps, workspace: ws.stack)
+            for b in 0..<count {
+                (fused + b * n * d + s * d).update(from: x + (b * c.steps + c.steps - 1) * d, count: d)
+            }
+        }
+    }
+}
+
+/// Reusable per-task buffers, so concurrent turns never share scratch memory and the hot path
+/// does not allocate.
+final class WorkspacePool: @unchecked Sendable {
+    final class Workspace {
+        let stack = MLSTMWorkspace()
+        var activations = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+        var capacity = 0
+        func reserve(_ n: Int) {
+            guard n > capacity else { return }
+            activations.deallocate()
+            activations = .allocate(capacity: n)
+            capacity = n
+        }
+        deinit { activations.deallocate() }
+    }
+
+    private let lock = NSLock()
+    private var free: [Workspace] = []
+
+    func take(rows floats: Int) -> Workspace {
+        lock.lock()
+        let ws = free.popLast() ?? Workspace()
+        lock.unlock()
+        ws.reserve(floats)
+        return ws
+    }
+
+    func give(_ ws: Workspace) {
+        lock.lock()
+        free.append(ws)
+        lock.unlock()
+    }
+}

@@ -1,0 +1,104 @@
+import Numerics
+
+/// One mLSTM block: pre-norm residual around the mLSTM layer (up-projection, causal conv + SiLU,
+/// head-wise q/k/v, gated matrix memory, multi-head norm, learnable skip, SiLU output gate,
+/// down-projection), as `xlstm.blocks.mlstm.block.mLSTMBlock` without feed-forward.
+public struct MLSTMBlock: Sendable {
+    let norm: Parameter         // xlstm_norm.weight [D] (stored as weight - 1)
+    let projUp: Parameter       // [2I, D]
+    let q: Parameter, k: Parameter, v: Parameter  // [I/bs, bs, bs]
+    let convWeight: Parameter   // [I, 1, K]
+    let convBias: Parameter     // [I]
+    let igateWeight: Parameter  // [NH, 3I]
+    let igateBias: Parameter    // [NH]
+    let fgateWeight: Parameter
+    let fgateBias: Parameter
+    let outNorm: Parameter      // [I]
+    let skip: Parameter         // [I]
+    let projDown: Parameter     // [D, I]
+    let config: MLSTMConfiguration
+
+    public init(config c: MLSTMConfiguration, parameters: ParameterSource, prefix: String) throws {
+        let d = c.width, i = c.innerWidth, bs = c.qkvBlockSize
+        func p(_ name: String, _ shape: [Int]) throws -> Parameter {
+            try parameters.parameter(prefix + name, shape: shape)
+        }
+        config = c
+        norm = try p("xlstm_norm.weight", [d])
+        projUp = try p("xlstm.proj_up.weight", [2 * i, d])
+        q = try p("xlstm.q_proj.weight", [i / bs, bs, bs])
+        k = try p("xlstm.k_proj.weight", [i / bs, bs, bs])
+        v = try p("xlstm.v_proj.weight", [i / bs, bs, bs])
+        convWeight = try p("xlstm.conv1d.conv.weight", [i, 1, c.convKernelSize])
+        convBias = try p("xlstm.conv1d.conv.bias", [i])
+        igateWeight = try p("xlstm.mlstm_cell.igate.weight", [c.heads, 3 * i])
+        igateBias = try p("xlstm.mlstm_cell.igate.bias", [c.heads])
+        fgateWeight = try p("xlstm.mlstm_cell.fgate.weight", [c.heads, 3 * i])
+        fgateBias = try p("xlstm.mlstm_cell.fgate.bias", [c.heads])
+        outNorm = try p("xlstm.mlstm_cell.outnorm.weight", [i])
+        skip = try p("xlstm.learnable_skip", [i])
+        projDown = try p("xlstm.proj_down.weight", [d, i])
+    }
+
+    /// `x <- x + mLSTM(LayerNorm(x))` over `batch` sequences of `steps` rows of width `D`.
+    func forward(_ x: UnsafeMutablePointer<Float>, batch: Int, steps: Int, workspace ws: MLSTMWorkspace) {
+        let c = config
+        let d = c.width, i = c.innerWidth, nh = c.heads, rows = batch * steps
+        let bs = c.qkvBlockSize
+
+        // Pre-norm.
+        let xn = ws.normed
+        xn.update(from: x, count: rows * d)
+        Normalization.layerNorm(xn, rows: rows, width: d, weight: norm.pointer, bias: nil, weightOffset: 1)
+
+        // Up-projection: [x_mlstm | z], row stride 2I.
+        let up = ws.up
+        BLAS.linear(xn, rows: rows, inFeatures: d, weight: projUp.pointer, bias: nil,
+                    outFeatures: 2 * i, into: up)
+
+        // Causal depthwise conv + SiLU on x_mlstm, per sequence.
+        let conv = ws.conv
+        for b in 0..<batch {
+            CausalConv1D.depthwise(up + b * steps * 2 * i, steps: steps, channels: i, ldx: 2 * i,
+                                   weight: convWeight.pointer, kernel: c.convKernelSize,
+                                   bias: convBias.pointer, into: conv + b * steps * i)
+        }
+        Activation.silu(conv, count: rows * i)
+
+        // q, k from the conv branch, v from x_mlstm; stored side by side as the gates' input.
+        let qkv = ws.qkv
+        HeadwiseLinear.apply(conv, rows: rows, ldx: i, weight: q.pointer, blocks: i / bs, blockSize: bs,
+                             into: qkv, ldy: 3 * i)
+        HeadwiseLinear.apply(conv, rows: rows, ldx: i, weight: k.pointer, blocks: i / bs, blockSize: bs,
+                             into: qkv + i, ldy: 3 * i)
+        HeadwiseLinear.apply(up, rows: rows, ldx: 2 * i, weight: v.pointer, blocks: i / bs, blockSize: bs,
+                             into: qkv + 2 * i, ldy: 3 * i)
+
+        // Input and forget gate pre-activations, one per head.
+        BLAS.linear(qkv, rows: rows, inFeatures: 3 * i, weight: igateWeight.pointer, bias: igateBias.pointer,
+                    outFeatures: nh, into: ws.igate)
+        BLAS.linear(qkv, rows: rows, inFeatures: 3 * i, weight: fgateWeight.pointer, bias: fgateBias.pointer,
+                    outFeatures: nh, into: ws.fgate)
+
+        // Matrix memory (parallel stabilised form) -> h [rows, I].
+        let h = ws.hidden
+        for b in 0..<batch {
+            MLSTMCell.parallel(qkv: qkv + b * steps * 3 * i, innerWidth: i, heads: nh, steps: steps,
+                               igate: ws.igate + b * steps * nh, fgate: ws.fgate + b * steps * nh,
+                               into: h + b * steps * i, scratch: ws.cell)
+        }
+        Normalization.multiHeadNorm(h, rows: rows, heads: nh, headDim: i / nh,
+                                    weight: outNorm.pointer, weightOffset: 1)
+
+        // Learnable skip from the conv branch, SiLU output gate from z.
+        let skipW = skip.pointer
+        for r in 0..<rows {
+            let hr = h + r * i, cr = conv + r * i, zr = up + r * 2 * i + i
+            for j in 0..<i { hr[j] = (hr[j] + skipW[j] * cr[j]) * Activation.silu(zr[j]) }
+        }
+
+        // Down-projection, added to the residual stream.
+        BLAS.linear(h, rows: rows, inFeatures: i, weight: projDown.pointer, bias: nil,
+                    outFeatures: d, into: x, accumulate: true)
+    }
+}

@@ -1,0 +1,184 @@
+import Foundation
+import Testing
+@testable import Numerics
+
+/// Golden values from PyTorch (Training/fixtures/make_numerics_fixtures.py).
+struct Fixture {
+    let cases: [String: [String: Any]]
+
+    init() throws {
+        let url = try #require(Bundle.module.url(forResource: "numerics", withExtension: "json",
+                                                 subdirectory: "Fixtures"))
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: url))
+        cases = try #require(object as? [String: [String: Any]])
+    }
+
+    func floats(_ c: String, _ key: String) throws -> [Float] {
+        let raw = try #require(cases[c]?[key] as? [Any], "\(c).\(key)")
+        return try raw.map { v in
+            if let n = v as? NSNumber { return n.floatValue }
+            if let s = v as? String, s == "inf" { return .infinity }
+            if let s = v as? String, s == "-inf" { return -.infinity }
+            throw FixtureError.badValue("\(c).\(key)")
+        }
+    }
+
+    func int(_ c: String, _ key: String) throws -> Int {
+        try #require(cases[c]?[key] as? Int, "\(c).\(key)")
+    }
+}
+
+enum FixtureError: Error { case badValue(String) }
+
+func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
+    precondition(a.count == b.count)
+    return zip(a, b).map { abs($0 - $1) }.max() ?? 0
+}
+
+@Suite struct ActivationTests {
+    let f: Fixture
+    init() throws { f = try Fixture() }
+
+    @Test func elementwiseMatchesPyTorch() throws {
+        let x = try f.floats("activations", "x")
+        #expect(maxAbsDiff(x.map(Activation.sigmoid), try f.floats("activations", "sigmoid")) < 1e-6)
+        #expect(maxAbsDiff(x.map(Activation.logSigmoid), try f.floats("activations", "logsigmoid")) < 1e-5)
+        #expect(maxAbsDiff(x.map(Activation.silu), try f.floats("activations", "silu")) < 1e-5)
+        #expect(maxAbsDiff(x.map(Activation.gelu), try f.floats("activations", "gelu")) < 1e-5)
+    }
+
+    @Test func softmaxAndLogSoftmaxMatchPyTorch() throws {
+        let rows = try f.int("softmax", "rows"), cols = try f.int("softmax", "cols")
+        let x = try f.floats("softmax", "x")
+        var sm: [Float] = [], lsm: [Float] = []
+        for r in 0..<rows {
+            let row = Array(x[(r * cols)..<((r + 1) * cols)])
+            sm += Activation.softmax(row)
+            lsm += Activation.logSoftmax(row)
+        }
+        #expect(maxAbsDiff(sm, try f.floats("softmax", "softmax")) < 1e-6)
+        #expect(maxAbsDiff(lsm, try f.floats("softmax", "log_softmax")) < 1e-5)
+        let d = Activation.logSoftmax(x.prefix(cols).map(Double.init)).map(Float.init)
+        #expect(maxAbsDiff(d, Array(try f.floats("softmax", "log_softmax").prefix(cols))) < 1e-5)
+    }
+
+    @Test func softmaxIsStableForHugeLogits() {
+        let p = Activation.softmax([1e30, -1e30, 0])
+        #expect(p == [1, 0, 0])
+        #expect(Activation.logSoftmax([Float]()) == [])
+    }
+}
+
+@Suite struct NormalizationTests {
+    let f: Fixture
+    init() throws { f = try Fixture() }
+
+    @Test func layerNormWithBiasAndResidualWeight() throws {
+        let rows = try f.int("layer_norm", "rows"), width = try f.int("layer_norm", "width")
+        let w = try f.floats("layer_norm", "weight"), b = try f.floats("layer_norm", "bias")
+        var x = try f.floats("layer_norm", "x")
+        var y = x
+        y.withUnsafeMutableBufferPointer { Normalization.layerNorm($0.baseAddress!, rows: rows, width: width, weight: w, bias: b) }
+        #expect(maxAbsDiff(y, try f.floats("layer_norm", "with_bias")) < 1e-5)
+        x.withUnsafeMutableBufferPointer {
+            Normalization.layerNorm($0.baseAddress!, rows: rows, width: width, weight: w, bias: nil, weightOffset: 1)
+        }
+        #expect(maxAbsDiff(x, try f.floats("layer_norm", "residual_weight_no_bias")) < 1e-5)
+    }
+
+    @Test func multiHeadNormIsGroupNormPerHead() throws {
+        let c = "multi_head_norm"
+        var x = try f.floats(c, "x")
+        let w = try f.floats(c, "weight")
+        x.withUnsafeMutableBufferPointer {
+            Normalization.multiHeadNorm($0.baseAddress!, rows: try! f.int(c, "rows"), heads: try! f.int(c, "heads"),
+                                        headDim: try! f.int(c, "head_dim"), weight: w, weightOffset: 1)
+        }
+        #expect(maxAbsDiff(x, try f.floats(c, "output")) < 1e-5)
+    }
+}
+
+@Suite struct LayerKernelTests {
+    let f: Fixture
+    init() throws { f = try Fixture() }
+
+    @Test func causalDepthwiseConvolution() throws {
+        let c = "causal_conv1d"
+        let t = try f.int(c, "steps"), ch = try f.int(c, "channels"), k = try f.int(c, "kernel")
+        let x = try f.floats(c, "x"), w = try f.floats(c, "weight"), b = try f.floats(c, "bias")
+        var y = [Float](repeating: .nan, count: t * ch)
+        y.withUnsafeMutableBufferPointer {
+            CausalConv1D.depthwise(x, steps: t, channels: ch, weight: w, kernel: k, bias: b, into: $0.baseAddress!)
+        }
+        #expect(maxAbsDiff(y, try f.floats(c, "output")) < 1e-5)
+    }
+
+    @Test(arguments: ["headwise_4", "headwise_3"])
+    func headwiseLinear(_ c: String) throws {
+        let rows = try f.int(c, "rows"), blocks = try f.int(c, "blocks"), bs = try f.int(c, "block_size")
+        let x = try f.floats(c, "x"), w = try f.floats(c, "weight")
+        var y = [Float](repeating: .nan, count: rows * blocks * bs)
+        y.withUnsafeMutableBufferPointer {
+            HeadwiseLinear.apply(x, rows: rows, ldx: blocks * bs, weight: w, blocks: blocks, blockSize: bs,
+                                 into: $0.baseAddress!, ldy: blocks * bs)
+        }
+        #expect(maxAbsDiff(y, try f.floats(c, "output")) < 1e-5)
+    }
+
+    @Test func linearThroughBLAS() throws {
+        let c = "linear"
+        let rows = try f.int(c, "rows"), n = try f.int(c, "in"), m = try f.int(c, "out")
+        let x = try f.floats(c, "x"), w = try f.floats(c, "weight"), b = try f.floats(c, "bias")
+        var y = [Float](repeating: .nan, count: rows * m)
+        y.withUnsafeMutableBufferPointer {
+            BLAS.linear(x, rows: rows, inFeatures: n, weight: w, bias: b, outFeatures: m, into: $0.baseAddress!)
+        }
+        #expect(maxAbsDiff(y, try f.floats(c, "output")) < 1e-4)
+        // Accumulating into existing values adds the product and the bias once.
+        var acc = [Float](repeating: 1, count: rows * m)
+        acc.withUnsafeMutableBufferPointer {
+            BLAS.linear(x, rows: rows, inFeatures: n, weight: w, bias: b, outFeatures: m,
+                        into: $0.baseAddress!, accumulate: true)
+        }
+        #expect(maxAbsDiff(acc, try f.floats(c, "output").map { $0 + 1 }) < 1e-4)
+    }
+
+    @Test func parallelForEachVisitsEveryIndexOnce() {
+        var hits = [Int](repeating: 0, count: 100)
+        hits.withUnsafeMutableBufferPointer { buf in
+            let p = buf.baseAddress!
+            Parallel.forEach(100) { p[$0] += 1 }
+        }
+        #expect(hits.allSatisfy { $0 == 1 })
+    }
+}
+
+@Suite struct HalfPrecisionTests {
+    let f: Fixture
+    init() throws { f = try Fixture() }
+
+    @Test(arguments: [("half", false), ("bfloat16", true)])
+    func widensExactly(_ c: String, _ brain: Bool) throws {
+        let bits = try #require(f.cases[c]?["bits"] as? [Int])
+        let expected = try f.floats(c, "values")
+        for (b, e) in zip(bits, expected) {
+            let u = UInt16(truncatingIfNeeded: b)
+            let v = brain ? HalfPrecision.float(fromBFloat16: u) : HalfPrecision.float(fromHalf: u)
+            #expect(v.bitPattern == e.bitPattern || (v == 0 && e == 0 && v.sign == e.sign),
+                    "bits \(u): \(v) != \(e)")
+        }
+        #expect(HalfPrecision.float(fromHalf: 0x7E00).isNaN)
+    }
+}
+
+@Suite struct ParameterTests {
+    @Test func inMemoryParametersCheckNameAndShape() throws {
+        let p = InMemoryParameters()
+        p.set("a.weight", shape: [2, 3], values: [1, 2, 3, 4, 5, 6])
+        #expect(try p.parameter("a.weight", shape: [2, 3]).values == [1, 2, 3, 4, 5, 6])
+        #expect(throws: ParameterError.shapeMismatch("a.weight", expected: [3, 2], found: [2, 3])) {
+            try p.parameter("a.weight", shape: [3, 2])
+        }
+        #expect(throws: ParameterError.missing("b")) { try p.parameter("b", shape: [1]) }
+    }
+}

@@ -49,7 +49,7 @@ public struct ModelManifest: Sendable, Equatable {
         do {
             top = try JSONDecoder().decode(JSONValue.self, from: data)
         } catch {
-            throw ModelPackageError.badManifest(file, "not valid JSON: \(describeDecodingError(error))")
+            throw ModelPackageError.badManifest(file, "not valid JSON: \(describeDecodingError(error, json: data))")
         }
         guard case .object(let fields) = top else {
             throw ModelPackageError.badManifest(file, "the top level must be a JSON object, found \(top.typeName)")
@@ -142,7 +142,7 @@ public struct ModelManifest: Sendable, Equatable {
         guard !path.contains("\\"), !path.contains("\0") else { throw refuse("backslashes and NUL are not allowed") }
         let components = path.split(separator: "/", omittingEmptySubsequences: true)
         guard !components.contains("..") else { throw refuse("'..' would leave the package directory") }
-        guard !components.isEmpty, components.last != "." else { throw refuse("not a file name") }
+        guard !components.isEmpty, components.last != ".", !path.hasSuffix("/") else { throw refuse("not a file name") }
     }
 }
 

@@ -185,7 +185,7 @@ public final class SafetensorsFile: @unchecked Sendable {
         } catch let error as ModelPackageError {
             throw ModelPackageError.badHeader(file, error.message)
         } catch {
-            throw ModelPackageError.badHeader(file, "the header is not valid JSON: \(describeDecodingError(error))")
+            throw ModelPackageError.badHeader(file, "the header is not valid JSON: \(describeDecodingError(error, json: json))")
         }
 
         var infos: [String: SafetensorsTensorInfo] = [:]
@@ -306,8 +306,9 @@ private struct RawHeader: Decodable {
     }
 }
 
-/// A one-line account of a `DecodingError`: what went wrong and at which key path.
-func describeDecodingError(_ error: Error) -> String {
+/// A one-line account of a `DecodingError`: what went wrong and at which key path. For syntax
+/// errors (which JSONDecoder reports without a position) pass the `json` to get line and column.
+func describeDecodingError(_ error: Error, json: Data? = nil) -> String {
     func path(_ codingPath: [CodingKey]) -> String {
         var out = ""
         for key in codingPath {
@@ -339,8 +340,30 @@ func describeDecodingError(_ error: Error) -> String {
         let parent = path(context.codingPath)
         return "missing key '\(key.stringValue)' at \(parent)"
     case .dataCorrupted(let context):
+        if context.codingPath.isEmpty, context.underlyingError == nil, let json, let syntax = jsonSyntaxError(json) {
+            return syntax
+        }
         return "at \(path(context.codingPath)): \(context.debugDescription)\(underlying(context))"
     @unknown default:
         return String(describing: decodingError)
+    }
+}
+
+/// Where JSON text is malformed, as "<what> at line L, column C", or nil if it parses.
+func jsonSyntaxError(_ json: Data) -> String? {
+    do {
+        _ = try JSONSerialization.jsonObject(with: json, options: [.fragmentsAllowed])
+        return nil
+    } catch {
+        let detail = (error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? String(describing: error)
+        // Foundation reports "... around character N." (a 0-based offset); turn it into line:column.
+        guard let range = detail.range(of: "around character "),
+              let offset = Int(detail[range.upperBound...].prefix { $0.isNumber }) else { return detail }
+        var line = 1, column = 1
+        for byte in json.prefix(offset) {
+            if byte == UInt8(ascii: "\n") { line += 1; column = 1 } else if byte & 0xC0 != 0x80 { column += 1 }
+        }
+        let what = detail[..<range.lowerBound].trimmingCharacters(in: .whitespaces)
+        return "\(what) at line \(line), column \(column)"
     }
 }

@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Paper-size gated xLSTM classifier: Swift (classifier-bench) vs PyTorch vs ONNX Runtime, CPU.
+#
+#   Benchmarks/classifier.sh [--iterations N] [--warmup W] [--rounds R] [--seed S]
+#
+# Runs end to end on a fresh clone: system libraries, the Python venv, the Swift release build,
+# the random-weight model package (bench-out/paper, written once per seed), then every engine in
+# its own process, 2 threads, interleaved, R rounds. Raw JSON lines go to
+# bench-out/classifier.runs.jsonl, the summary to bench-out/classifier.json; a table is printed.
+# Exits non-zero if an engine fails or a parity error exceeds 1e-3 (relative to max |logit|).
+# It reports timings; it asserts no timing target. See Benchmarks/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ITERATIONS=20
+WARMUP=3
+ROUNDS=2
+SEED=2503
+THREADS=2
+BATCHES=(1 8)
+ENGINES=(torch onnxruntime swift)
+
+usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --iterations) ITERATIONS="$2"; shift 2 ;;
+        --warmup) WARMUP="$2"; shift 2 ;;
+        --rounds) ROUNDS="$2"; shift 2 ;;
+        --seed) SEED="$2"; shift 2 ;;
+        -h|--help) usage 0 ;;
+        *) echo "classifier.sh: unknown argument $1" >&2; usage 2 >&2 ;;
+    esac
+done
+
+OUT=bench-out
+MODEL="$OUT/paper"
+LOGS="$OUT/logs"
+RUNS="$OUT/classifier.runs.jsonl"
+REF=Benchmarks/reference/classifier_reference.py
+mkdir -p "$OUT" "$LOGS"
+: > "$RUNS"
+start=$(date +%s)
+say() { echo "[$(( $(date +%s) - start ))s] $*" >&2; }
+
+say "system libraries (Scripts/setup.sh)"
+bash Scripts/setup.sh
+
+say "Python venv (Training/setup_venv.sh)"
+PY=$(bash Training/setup_venv.sh | tail -n 1)
+say "python: $PY"
+
+# The Swift side: `classifier-bench` (Benchmarks/ClassifierBenchmark). If Package.swift does not
+# declare the product under that name yet, SwiftPM's implicit product for the target is used.
+PRODUCT=classifier-bench
+if ! grep -q '"classifier-bench"' Package.swift; then
+    PRODUCT=ClassifierBenchmark
+    say "note: Package.swift declares no 'classifier-bench' product; building target product $PRODUCT"
+fi
+SWIFT_BIN=""
+say "swift build -c release --product $PRODUCT"
+if swift build -c release --product "$PRODUCT" >"$LOGS/swift-build.log" 2>&1; then
+    SWIFT_BIN="$(swift build -c release --show-bin-path)/$PRODUCT"
+else
+    say "swift build FAILED (tail of $LOGS/swift-build.log):"
+    tail -n 20 "$LOGS/swift-build.log" >&2
+fi
+
+if [ -f "$MODEL/prepared.json" ] && [ -f "$MODEL/weights.safetensors" ] && [ -f "$MODEL/io.safetensors" ] \
+    && [ -f "$MODEL/classifier.onnx" ] \
+    && "$PY" -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["seed"] != int(sys.argv[2]))' \
+        "$MODEL/prepared.json" "$SEED" 2>/dev/null; then
+    say "model package $MODEL present (seed $SEED); not rewritten"
+else
+    say "prepare: writing $MODEL (seed $SEED; ~600 MB weights + ~600 MB ONNX, about a minute)"
+    "$PY" "$REF" prepare --out "$MODEL" --seed "$SEED" --threads "$THREADS" >"$LOGS/prepare.log" 2>&1 || {
+        grep -v '^ ' "$LOGS/prepare.log" | tail -n 20 >&2; say "prepare FAILED"; exit 1; }
+    grep '^prepare:' "$LOGS/prepare.log" >&2 || true
+fi
+
+# One engine, one batch size, one fresh process. Appends its JSON line (or an error record).
+run_one() {
+    local engine=$1 batch=$2 round=$3 log="$LOGS/$1-b$2-r$3.log" line rc=0
+    local load; load=$(cut -d' ' -f1 /proc/loadavg)
+    case "$engine" in
+        swift)
+            if [ -z "$SWIFT_BIN" ]; then
+                echo "{\"engine\": \"swift\", \"batch\": $batch, \"round\": $round, \"error\": \"swift build failed\"}" >>"$RUNS"
+                return
+            fi
+            "$SWIFT_BIN" --model "$MODEL" --batch "$batch" --iterations "$ITERATIONS" --warmup "$WARMUP" \
+                >"$log.out" 2>"$log" || rc=$? ;;
+        *)
+            "$PY" "$REF" time --model "$MODEL" --engine "$engine" --batch "$batch" --threads "$THREADS" \
+                --iterations "$ITERATIONS" --warmup "$WARMUP" >"$log.out" 2>"$log" || rc=$? ;;
+    esac
+    line=$(grep '^{' "$log.out" | tail -n 1 || true)
+    if [ "$rc" -ne 0 ] || [ -z "$line" ]; then
+        say "  $engine batch $batch FAILED (exit $rc; see $log)"
+        tail -n 5 "$log" >&2 || true
+        echo "{\"engine\": \"$engine\", \"batch\": $batch, \"round\": $round, \"error\": \"exit $rc, see $log\"}" >>"$RUNS"
+        return
+    fi
+    # Tag the line with the round and the 1-minute load average seen when the process started.
+    "$PY" -c 'import json,sys; r=json.loads(sys.argv[1]); r["round"]=int(sys.argv[2]); r["loadavg_1m_at_start"]=float(sys.argv[3]); print(json.dumps(r, sort_keys=True))' \
+        "$line" "$round" "$load" >>"$RUNS"
+    say "  $engine batch $batch: $("$PY" -c 'import json,sys; r=json.loads(sys.argv[1]); print(f"{r[\"median_ms_per_turn\"]:.1f} ms/turn, peak RSS {r[\"peak_rss_mb\"]:.0f} MB, abs err {r[\"max_abs_err_vs_reference\"]:.2g}")' "$line")"
+}
+
+for round in $(seq 1 "$ROUNDS"); do
+    for batch in "${BATCHES[@]}"; do
+        for engine in "${ENGINES[@]}"; do
+            say "round $round/$ROUNDS: $engine, batch $batch, $ITERATIONS iterations (+$WARMUP warm-up)"
+            run_one "$engine" "$batch" "$round"
+        done
+    done
+done
+
+say "done; summary:"
+"$PY" "$REF" summarize --runs "$RUNS" --model "$MODEL" --out "$OUT/classifier.json"

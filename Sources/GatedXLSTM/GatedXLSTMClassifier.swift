@@ -34,6 +34,7 @@ public final class GatedXLSTMClassifier: Sendable {
 
     /// Reads every parameter by name and shape (PyTorch `state_dict` names of the reference
     /// module: `streams.{i}.input_proj.*`, `streams.{i}.stack.*`, `gate.*`, `classifier.*`).
+    /// Sets OpenBLAS to one thread per product: the classifier parallelises over streams.
     public init(configuration: ClassifierConfiguration, labels: [String], parameters: ParameterSource) throws {
         if let problem = configuration.validationError() {
             throw ClassifierError(code: "invalid_configuration", message: "classifier: \(problem)")
@@ -56,6 +57,7 @@ public final class GatedXLSTMClassifier: Sendable {
         outputWeight = try parameters.parameter("classifier.weight", shape: [labels.count, n * c.width])
         outputBias = try parameters.parameter("classifier.bias", shape: [labels.count])
         workspaces = WorkspacePool()
+        BLAS.setThreads(1)
     }
 
     /// Classifies a batch of turns; each item is 12 stream vectors of `embedding_dim` values.

@@ -88,10 +88,10 @@ public struct OnlineDecoder: Sendable, Equatable, Codable {
     func validate(_ turn: DialogueTurn, turnIndex: Int) throws {
         guard turn.logits.count == labelCount else {
             throw DEDError(.labelCountMismatch,
-                           "turn \(turnIndex): expected \(labelCount) logits, got \(turn.logits.count)")
+                           "turn at index \(turnIndex): expected \(labelCount) logits, got \(turn.logits.count)")
         }
         guard turn.logits.allSatisfy(\.isFinite) else {
-            throw DEDError(.nonFiniteLogits, "turn \(turnIndex): logits must be finite numbers")
+            throw DEDError(.nonFiniteLogits, "turn at index \(turnIndex): logits must be finite numbers")
         }
     }
 

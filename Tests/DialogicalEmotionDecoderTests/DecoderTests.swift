@@ -89,7 +89,7 @@ struct ValidationTests {
                                       parameters: params(), labelCount: 3, repeatTwice: true)
         }
         #expect(offline?.code == .nonFiniteLogits)
-        #expect(offline?.message.contains("turn 1") == true)
+        #expect(offline?.message.contains("index 1") == true)
     }
 }
 

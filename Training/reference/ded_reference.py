@@ -275,7 +275,9 @@ def _main(argv):
     n_turns = sum(len(d["turns"]) for d in dialogues)
     print(f"dialogues: {len(dialogues)}, turns: {n_turns}, labelled turns: {len(gold)}",
           file=sys.stderr)
-    if gold:
+    if not gold:
+        print("no turn has a label in --labels: metrics skipped", file=sys.stderr)
+    else:
         for name, pred in (("classifier", clf), ("ded", ded)):
             print(f"{name}: accuracy {accuracy(gold, pred):.4f}, "
                   f"UAR {unweighted_average_recall(gold, pred):.4f}, "

@@ -8,6 +8,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "emotion", targets: ["EmotionCLI"]),
+        .executable(name: "classifier-bench", targets: ["ClassifierBenchmark"]),
         .library(name: "GatedXLSTM", targets: ["GatedXLSTM"]),
         .library(name: "DialogicalEmotionDecoder", targets: ["DialogicalEmotionDecoder"]),
     ],
@@ -23,8 +24,11 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto",
                        providers: [.apt(["libssl-dev"])]),
 
+        // Hand-written kernels (small-M products against pre-packed weights).
+        .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
+
         // Pipeline.
-        .target(name: "Numerics", dependencies: ["CBLAS"]),
+        .target(name: "Numerics", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "ModelPackage", dependencies: ["Numerics", "COpenSSL"]),
         .target(name: "XLSTM", dependencies: ["Numerics"]),
         .target(name: "GatedXLSTM", dependencies: ["Numerics", "ModelPackage", "XLSTM"]),

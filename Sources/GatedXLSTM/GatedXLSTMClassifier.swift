@@ -26,10 +26,10 @@ public struct ClassifierError: Error, CustomStringConvertible, Sendable, Equatab
 public final class GatedXLSTMClassifier: Sendable {
     public let configuration: ClassifierConfiguration
     public let labels: [String]
-    let inputProjection: [(weight: Parameter, bias: Parameter)]
+    let inputProjection: [(weight: PackedMatrix, bias: Parameter)]
     let stacks: [MLSTMStack]
-    let gateWeight: Parameter, gateBias: Parameter
-    let outputWeight: Parameter, outputBias: Parameter
+    let gateWeight: PackedMatrix, gateBias: Parameter
+    let outputWeight: PackedMatrix, outputBias: Parameter
     let workspaces: WorkspacePool
 
     /// Reads every parameter by name and shape (PyTorch `state_dict` names of the reference
@@ -45,16 +45,21 @@ public final class GatedXLSTMClassifier: Sendable {
         self.configuration = configuration
         self.labels = labels
         let c = configuration, n = StreamLayout.count
+        func packed(_ name: String, _ shape: [Int]) throws -> PackedMatrix {
+            let p = try parameters.parameter(name, shape: shape)
+            defer { parameters.release(p) }
+            return PackedMatrix(p)
+        }
         inputProjection = try (0..<n).map {
-            (try parameters.parameter("streams.\($0).input_proj.weight", shape: [c.width, c.stepDim]),
+            (try packed("streams.\($0).input_proj.weight", [c.width, c.stepDim]),
              try parameters.parameter("streams.\($0).input_proj.bias", shape: [c.width]))
         }
         stacks = try (0..<n).map {
             try MLSTMStack(config: c.stack, parameters: parameters, prefix: "streams.\($0).stack.")
         }
-        gateWeight = try parameters.parameter("gate.weight", shape: [n - 1, c.embeddingDim])
+        gateWeight = try packed("gate.weight", [n - 1, c.embeddingDim])
         gateBias = try parameters.parameter("gate.bias", shape: [n - 1])
-        outputWeight = try parameters.parameter("classifier.weight", shape: [labels.count, n * c.width])
+        outputWeight = try packed("classifier.weight", [labels.count, n * c.width])
         outputBias = try parameters.parameter("classifier.bias", shape: [labels.count])
         workspaces = WorkspacePool()
         BLAS.setThreads(1)
@@ -104,8 +109,7 @@ public final class GatedXLSTMClassifier: Sendable {
         var gates = [Float](repeating: 0, count: count * (n - 1))
         input.withUnsafeBufferPointer { inBuf in
             gates.withUnsafeMutableBufferPointer { g in
-                BLAS.linear(inBuf.baseAddress!, rows: count, inFeatures: e, weight: gateWeight.pointer,
-                            bias: gateBias.pointer, outFeatures: n - 1, into: g.baseAddress!)
+                gateWeight.apply(inBuf.baseAddress!, rows: count, bias: gateBias.pointer, into: g.baseAddress!)
                 Activation.sigmoid(g.baseAddress!, count: g.count)
             }
         }
@@ -121,8 +125,7 @@ public final class GatedXLSTMClassifier: Sendable {
                 }
             }
             logits.withUnsafeMutableBufferPointer { l in
-                BLAS.linear(f.baseAddress!, rows: count, inFeatures: n * c.width, weight: outputWeight.pointer,
-                            bias: outputBias.pointer, outFeatures: labelCount, into: l.baseAddress!)
+                outputWeight.apply(f.baseAddress!, rows: count, bias: outputBias.pointer, into: l.baseAddress!)
             }
         }
         return (0..<count).map { b in
@@ -142,9 +145,8 @@ public final class GatedXLSTMClassifier: Sendable {
             defer { workspaces.give(ws) }
             let x = ws.activations
             // Each vector read as steps x step_dim rows, projected to the width.
-            BLAS.linear(input + s * count * e, rows: rows, inFeatures: c.stepDim,
-                        weight: inputProjection[s].weight.pointer, bias: inputProjection[s].bias.pointer,
-                        outFeatures: d, into: x)
+            inputProjection[s].weight.apply(input + s * count * e, rows: rows,
+                                            bias: inputProjection[s].bias.pointer, into: x)
             stacks[s].forward(x, batch: count, steps: c.steps, workspace: ws.stack)
             for b in 0..<count {
                 (fused + b * n * d + s * d).update(from: x + (b * c.steps + c.steps - 1) * d, count: d)

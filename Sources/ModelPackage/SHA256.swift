@@ -15,7 +15,10 @@ public enum SHA256Digest {
     }
 
     /// The 32-byte SHA-256 of `bytes`.
-    public static func digest(of bytes: UnsafeRawBufferPointer) -> [UInt8] {
+    /// `afterChunk` is called with each hashed chunk (16 MiB), e.g. to drop mapped pages so that
+    /// hashing a large weights file does not keep it all resident.
+    public static func digest(of bytes: UnsafeRawBufferPointer,
+                              afterChunk: ((UnsafeRawBufferPointer) -> Void)? = nil) -> [UInt8] {
         guard let context = EVP_MD_CTX_new() else {
             fatalError("libcrypto: EVP_MD_CTX_new failed (out of memory)")
         }
@@ -30,6 +33,7 @@ public enum SHA256Digest {
             guard EVP_DigestUpdate(context, bytes.baseAddress! + offset, n) == 1 else {
                 fatalError("libcrypto: EVP_DigestUpdate failed")
             }
+            afterChunk?(UnsafeRawBufferPointer(start: bytes.baseAddress! + offset, count: n))
             offset += n
         }
         var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))

@@ -148,6 +148,18 @@ public final class SafetensorsFile: @unchecked Sendable {
     deinit { release(base, fileSize) }
 
     /// The raw bytes of a tensor's data (valid while this object lives), or nil for an unknown name.
+    /// Drops the resident pages of `range` (which must lie in this file's bytes) when the file is
+    /// memory-mapped: only whole pages inside the range are dropped, and a later read simply
+    /// faults them back in from the file. Keeps resident memory to what layers still use.
+    public func discardPages(_ range: UnsafeRawBufferPointer) {
+        guard isMemoryMapped, let start = range.baseAddress, range.count > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let lo = (Int(bitPattern: start) + page - 1) / page * page
+        let hi = (Int(bitPattern: start) + range.count) / page * page
+        guard hi > lo, let pointer = UnsafeMutableRawPointer(bitPattern: lo) else { return }
+        _ = madvise(pointer, hi - lo, Int32(MADV_DONTNEED))
+    }
+
     public func rawBytes(of name: String) -> UnsafeRawBufferPointer? {
         guard let info = tensors[name] else { return nil }
         return UnsafeRawBufferPointer(start: base + dataSectionOffset + info.dataOffsets.lowerBound,

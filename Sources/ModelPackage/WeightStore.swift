@@ -52,7 +52,7 @@ public final class WeightStore: ParameterSource, @unchecked Sendable {
         hashLock.lock()
         defer { hashLock.unlock() }
         if let cachedSHA256 { return cachedSHA256 }
-        let digest = SHA256Digest.hex(of: file.bytes)
+        let digest = SHA256Digest.hex(SHA256Digest.digest(of: file.bytes) { [file] in file.discardPages($0) })
         cachedSHA256 = digest
         return digest
     }
@@ -110,6 +110,17 @@ public final class WeightStore: ParameterSource, @unchecked Sendable {
         lock.lock()
         claimed.removeAll()
         lock.unlock()
+    }
+
+    /// A layer has copied `parameter` (packed it) and will not read it again: drop the widened
+    /// copy, or the mapped pages of a zero-copy tensor, so they stop counting as resident memory.
+    public func release(_ parameter: Parameter) {
+        lock.lock()
+        converted[parameter.name] = nil
+        lock.unlock()
+        if isZeroCopy(parameter.name), let raw = file.rawBytes(of: parameter.name) {
+            file.discardPages(raw)
+        }
     }
 
     /// True when F32 tensor data are served straight from the mapping (aligned, little-endian).

@@ -51,6 +51,15 @@ public final class FloatStorage: @unchecked Sendable {
 /// tensor when it is missing or has another shape.
 public protocol ParameterSource {
     func parameter(_ name: String, shape: [Int]) throws -> Parameter
+
+    /// Tells the source that a layer has made its own copy of `parameter` (e.g. packed it) and
+    /// will not read the original again, so the source may drop its memory (mapped pages,
+    /// widened copies). The pointer stays valid; reading it again may just cost a page fault.
+    func release(_ parameter: Parameter)
+}
+
+extension ParameterSource {
+    public func release(_ parameter: Parameter) {}
 }
 
 /// Errors about parameters, with stable codes.

@@ -6,12 +6,12 @@ import Numerics
 enum MLSTMCell {
     /// - Parameters:
     ///   - qkv: `steps` rows of `[q | k | v]`, each `innerWidth` wide (row stride `3 * innerWidth`).
-    ///   - igate, fgate: `steps x heads` gate pre-activations.
+    ///   - gates: `steps` rows of `[input gates (heads) | forget gates (heads)]` pre-activations.
     ///   - into: `steps x innerWidth` output, heads side by side.
     ///   - scratch: at least `steps * (2 * steps + 2)` floats.
     static func parallel(
         qkv: UnsafePointer<Float>, innerWidth: Int, heads: Int, steps s: Int,
-        igate: UnsafePointer<Float>, fgate: UnsafePointer<Float>,
+        gates: UnsafePointer<Float>,
         into out: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>
     ) {
         let dh = innerWidth / heads
@@ -20,10 +20,12 @@ enum MLSTMCell {
         let rowMax = scratch + (s + 1)     // s
         let qk = rowMax + s                // s * s
         let scale = 1 / Float(dh).squareRoot()
+        let gs = 2 * heads
+        let igate = gates, fgate = gates + heads
         for h in 0..<heads {
             // Cumulative log forget gates: cum[0] = 0, cum[t+1] = cum[t] + logsigmoid(f_t).
             cum[0] = 0
-            for t in 0..<s { cum[t + 1] = cum[t] + Activation.logSigmoid(fgate[t * heads + h]) }
+            for t in 0..<s { cum[t + 1] = cum[t] + Activation.logSigmoid(fgate[t * gs + h]) }
 
             // q k^T / sqrt(dh) for this head (keys scaled as in the reference).
             BLAS.gemm(transposeB: true, m: s, n: s, k: dh, alpha: scale,
@@ -33,12 +35,12 @@ enum MLSTMCell {
             for t in 0..<s {
                 // log D[t, j] = cum[t+1] - cum[j+1] + i_j for j <= t; stabilise by the row max.
                 var m = -Float.infinity
-                for j in 0...t { m = max(m, cum[t + 1] - cum[j + 1] + igate[j * heads + h]) }
+                for j in 0...t { m = max(m, cum[t + 1] - cum[j + 1] + igate[j * gs + h]) }
                 rowMax[t] = m
                 let row = qk + t * s
                 var sum: Float = 0
                 for j in 0...t {
-                    let dv = expf(cum[t + 1] - cum[j + 1] + igate[j * heads + h] - m)
+                    let dv = expf(cum[t + 1] - cum[j + 1] + igate[j * gs + h] - m)
                     row[j] *= dv
                     sum += row[j]
                 }

@@ -5,17 +5,15 @@ import Numerics
 /// down-projection), as `xlstm.blocks.mlstm.block.mLSTMBlock` without feed-forward.
 public struct MLSTMBlock: Sendable {
     let norm: Parameter         // xlstm_norm.weight [D] (stored as weight - 1)
-    let projUp: Parameter       // [2I, D]
+    let projUp: PackedMatrix    // [2I, D]
     let q: Parameter, k: Parameter, v: Parameter  // [I/bs, bs, bs]
     let convWeight: Parameter   // [I, 1, K]
     let convBias: Parameter     // [I]
-    let igateWeight: Parameter  // [NH, 3I]
-    let igateBias: Parameter    // [NH]
-    let fgateWeight: Parameter
-    let fgateBias: Parameter
+    let gates: PackedMatrix     // igate rows then fgate rows: [2 NH, 3I]
+    let gateBias: FloatStorage  // [2 NH]
     let outNorm: Parameter      // [I]
     let skip: Parameter         // [I]
-    let projDown: Parameter     // [D, I]
+    let projDown: PackedMatrix  // [D, I]
     let config: MLSTMConfiguration
 
     public init(config c: MLSTMConfiguration, parameters: ParameterSource, prefix: String) throws {
@@ -25,19 +23,26 @@ public struct MLSTMBlock: Sendable {
         }
         config = c
         norm = try p("xlstm_norm.weight", [d])
-        projUp = try p("xlstm.proj_up.weight", [2 * i, d])
+        let up = try p("xlstm.proj_up.weight", [2 * i, d])
         q = try p("xlstm.q_proj.weight", [i / bs, bs, bs])
         k = try p("xlstm.k_proj.weight", [i / bs, bs, bs])
         v = try p("xlstm.v_proj.weight", [i / bs, bs, bs])
         convWeight = try p("xlstm.conv1d.conv.weight", [i, 1, c.convKernelSize])
         convBias = try p("xlstm.conv1d.conv.bias", [i])
-        igateWeight = try p("xlstm.mlstm_cell.igate.weight", [c.heads, 3 * i])
-        igateBias = try p("xlstm.mlstm_cell.igate.bias", [c.heads])
-        fgateWeight = try p("xlstm.mlstm_cell.fgate.weight", [c.heads, 3 * i])
-        fgateBias = try p("xlstm.mlstm_cell.fgate.bias", [c.heads])
+        let igate = try p("xlstm.mlstm_cell.igate.weight", [c.heads, 3 * i])
+        let igateBias = try p("xlstm.mlstm_cell.igate.bias", [c.heads])
+        let fgate = try p("xlstm.mlstm_cell.fgate.weight", [c.heads, 3 * i])
+        let fgateBias = try p("xlstm.mlstm_cell.fgate.bias", [c.heads])
         outNorm = try p("xlstm.mlstm_cell.outnorm.weight", [i])
         skip = try p("xlstm.learnable_skip", [i])
-        projDown = try p("xlstm.proj_down.weight", [d, i])
+        let down = try p("xlstm.proj_down.weight", [d, i])
+
+        // The large matrices are repacked for the small-row kernel; the originals are released.
+        projUp = PackedMatrix(up)
+        projDown = PackedMatrix(down)
+        gates = PackedMatrix(stacking: [igate, fgate])
+        gateBias = FloatStorage(igateBias.values + fgateBias.values)
+        for used in [up, down, igate, fgate] { parameters.release(used) }
     }
 
     /// `x <- x + mLSTM(LayerNorm(x))` over `batch` sequences of `steps` rows of width `D`.
@@ -53,8 +58,7 @@ public struct MLSTMBlock: Sendable {
 
         // Up-projection: [x_mlstm | z], row stride 2I.
         let up = ws.up
-        BLAS.linear(xn, rows: rows, inFeatures: d, weight: projUp.pointer, bias: nil,
-                    outFeatures: 2 * i, into: up)
+        projUp.apply(xn, rows: rows, into: up)
 
         // Causal depthwise conv + SiLU on x_mlstm, per sequence.
         let conv = ws.conv
@@ -74,17 +78,14 @@ public struct MLSTMBlock: Sendable {
         HeadwiseLinear.apply(up, rows: rows, ldx: 2 * i, weight: v.pointer, blocks: i / bs, blockSize: bs,
                              into: qkv + 2 * i, ldy: 3 * i)
 
-        // Input and forget gate pre-activations, one per head.
-        BLAS.linear(qkv, rows: rows, inFeatures: 3 * i, weight: igateWeight.pointer, bias: igateBias.pointer,
-                    outFeatures: nh, into: ws.igate)
-        BLAS.linear(qkv, rows: rows, inFeatures: 3 * i, weight: fgateWeight.pointer, bias: fgateBias.pointer,
-                    outFeatures: nh, into: ws.fgate)
+        // Input and forget gate pre-activations, one per head: [i_0..i_NH | f_0..f_NH] per row.
+        gates.apply(qkv, rows: rows, bias: gateBias.pointer, into: ws.gates)
 
         // Matrix memory (parallel stabilised form) -> h [rows, I].
         let h = ws.hidden
         for b in 0..<batch {
             MLSTMCell.parallel(qkv: qkv + b * steps * 3 * i, innerWidth: i, heads: nh, steps: steps,
-                               igate: ws.igate + b * steps * nh, fgate: ws.fgate + b * steps * nh,
+                               gates: ws.gates + b * steps * 2 * nh,
                                into: h + b * steps * i, scratch: ws.cell)
         }
         Normalization.multiHeadNorm(h, rows: rows, heads: nh, headDim: i / nh,
@@ -98,7 +99,6 @@ public struct MLSTMBlock: Sendable {
         }
 
         // Down-projection, added to the residual stream.
-        BLAS.linear(h, rows: rows, inFeatures: i, weight: projDown.pointer, bias: nil,
-                    outFeatures: d, into: x, accumulate: true)
+        projDown.apply(h, rows: rows, into: x, accumulate: true)
     }
 }

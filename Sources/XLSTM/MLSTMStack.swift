@@ -48,21 +48,20 @@ public final class MLSTMWorkspace: @unchecked Sendable {
     private(set) var conv: UnsafeMutablePointer<Float>
     private(set) var qkv: UnsafeMutablePointer<Float>
     private(set) var hidden: UnsafeMutablePointer<Float>
-    private(set) var igate: UnsafeMutablePointer<Float>
-    private(set) var fgate: UnsafeMutablePointer<Float>
+    private(set) var gates: UnsafeMutablePointer<Float>
     private(set) var cell: UnsafeMutablePointer<Float>
 
     public init() {
         storage = .allocate(capacity: 1)
         normed = storage; up = storage; conv = storage; qkv = storage
-        hidden = storage; igate = storage; fgate = storage; cell = storage
+        hidden = storage; gates = storage; cell = storage
     }
 
     deinit { storage.deallocate() }
 
     func reserve(config: MLSTMConfiguration, rows: Int, steps: Int) {
         let d = config.width, i = config.innerWidth, nh = config.heads
-        let sizes = [rows * d, rows * 2 * i, rows * i, rows * 3 * i, rows * i, rows * nh, rows * nh,
+        let sizes = [rows * d, rows * 2 * i, rows * i, rows * 3 * i, rows * i, rows * 2 * nh,
                      steps * (steps + 2) + 1]
         let needed = sizes.reduce(0, +)
         if needed > capacity {
@@ -74,6 +73,6 @@ public final class MLSTMWorkspace: @unchecked Sendable {
         var offset = 0
         func next(_ n: Int) -> UnsafeMutablePointer<Float> { defer { offset += n }; return storage + offset }
         normed = next(sizes[0]); up = next(sizes[1]); conv = next(sizes[2]); qkv = next(sizes[3])
-        hidden = next(sizes[4]); igate = next(sizes[5]); fgate = next(sizes[6]); cell = next(sizes[7])
+        hidden = next(sizes[4]); gates = next(sizes[5]); cell = next(sizes[6])
     }
 }

@@ -1,0 +1,158 @@
+// Small-M matrix products against pre-packed weights.
+//
+// A turn of the classifier multiplies 16 rows by each weight matrix. General BLAS routines
+// repack the weights on every call, which costs as much as the product at this size; packing
+// once at load and streaming each 16-column panel through a 6x16 register tile (AVX2 + FMA,
+// chosen at run time) reads every weight once per call and keeps the panel in L1/L2.
+#include "CKernels.h"
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CK_X86 1
+#endif
+
+size_t ck_packed_size(int n, int k) { return (size_t)((n + 15) / 16) * 16 * (size_t)k; }
+
+void ck_pack(const float *w, int n, int k, float *packed) {
+    int panels = (n + 15) / 16;
+    for (int p = 0; p < panels; p++) {
+        float *dst = packed + (size_t)p * 16 * k;
+        for (int kk = 0; kk < k; kk++) {
+            for (int j = 0; j < 16; j++) {
+                int row = p * 16 + j;
+                dst[(size_t)kk * 16 + j] = row < n ? w[(size_t)row * k + kk] : 0.0f;
+            }
+        }
+    }
+}
+
+static void store_tile(int mr, int ncols, const float *tile, const float *bias, float *c, int ldc,
+                       int accumulate) {
+    for (int i = 0; i < mr; i++) {
+        float *row = c + (size_t)i * ldc;
+        for (int j = 0; j < ncols; j++) {
+            float v = tile[i * 16 + j];
+            if (bias) v += bias[j];
+            row[j] = accumulate ? row[j] + v : v;
+        }
+    }
+}
+
+static void gemm_scalar(int m, int n, int k, const float *a, int lda, const float *packed,
+                        const float *bias, float *c, int ldc, int accumulate) {
+    int panels = (n + 15) / 16;
+    float tile[16];
+    for (int p = 0; p < panels; p++) {
+        const float *bp = packed + (size_t)p * 16 * k;
+        int ncols = n - p * 16 < 16 ? n - p * 16 : 16;
+        for (int i = 0; i < m; i++) {
+            const float *ai = a + (size_t)i * lda;
+            for (int j = 0; j < 16; j++) tile[j] = 0;
+            for (int kk = 0; kk < k; kk++) {
+                float av = ai[kk];
+                const float *b = bp + (size_t)kk * 16;
+                for (int j = 0; j < 16; j++) tile[j] += av * b[j];
+            }
+            store_tile(1, ncols, tile, bias ? bias + p * 16 : NULL, c + (size_t)i * ldc + p * 16, ldc,
+                       accumulate);
+        }
+    }
+}
+
+#ifdef CK_X86
+// One MR x 16 tile: accumulators in registers, k streamed.
+#define CK_TILE(MR)                                                                               \
+    __attribute__((target("avx2,fma"))) static void tile_##MR(int k, const float *a, int lda,    \
+                                                              const float *bp, float *out) {     \
+        __m256 lo[MR], hi[MR];                                                                    \
+        for (int i = 0; i < MR; i++) { lo[i] = _mm256_setzero_ps(); hi[i] = _mm256_setzero_ps(); } \
+        for (int kk = 0; kk < k; kk++) {                                                          \
+            __m256 b0 = _mm256_loadu_ps(bp + (size_t)kk * 16);                                    \
+            __m256 b1 = _mm256_loadu_ps(bp + (size_t)kk * 16 + 8);                                \
+            for (int i = 0; i < MR; i++) {                                                        \
+                __m256 av = _mm256_broadcast_ss(a + (size_t)i * lda + kk);                        \
+                lo[i] = _mm256_fmadd_ps(av, b0, lo[i]);                                           \
+                hi[i] = _mm256_fmadd_ps(av, b1, hi[i]);                                           \
+            }                                                                                     \
+        }                                                                                         \
+        for (int i = 0; i < MR; i++) {                                                            \
+            _mm256_storeu_ps(out + i * 16, lo[i]);                                                \
+            _mm256_storeu_ps(out + i * 16 + 8, hi[i]);                                            \
+        }                                                                                         \
+    }
+
+CK_TILE(1)
+CK_TILE(2)
+CK_TILE(3)
+CK_TILE(4)
+CK_TILE(5)
+CK_TILE(6)
+
+typedef void (*tile_fn)(int, const float *, int, const float *, float *);
+static const tile_fn tiles[7] = {0, tile_1, tile_2, tile_3, tile_4, tile_5, tile_6};
+
+__attribute__((target("avx2,fma"))) static void epilogue16(int mr, const float *tile, const float *bias,
+                                                          float *c, int ldc, int accumulate) {
+    __m256 b0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();
+    __m256 b1 = bias ? _mm256_loadu_ps(bias + 8) : _mm256_setzero_ps();
+    for (int i = 0; i < mr; i++) {
+        float *row = c + (size_t)i * ldc;
+        __m256 v0 = _mm256_add_ps(_mm256_loadu_ps(tile + i * 16), b0);
+        __m256 v1 = _mm256_add_ps(_mm256_loadu_ps(tile + i * 16 + 8), b1);
+        if (accumulate) {
+            v0 = _mm256_add_ps(v0, _mm256_loadu_ps(row));
+            v1 = _mm256_add_ps(v1, _mm256_loadu_ps(row + 8));
+        }
+        _mm256_storeu_ps(row, v0);
+        _mm256_storeu_ps(row + 8, v1);
+    }
+}
+
+static void gemm_avx2(int m, int n, int k, const float *a, int lda, const float *packed,
+                      const float *bias, float *c, int ldc, int accumulate) {
+    int panels = (n + 15) / 16;
+    float tile[6 * 16] __attribute__((aligned(32)));
+    for (int p = 0; p < panels; p++) {
+        const float *bp = packed + (size_t)p * 16 * k;
+        int ncols = n - p * 16 < 16 ? n - p * 16 : 16;
+        const float *pb = bias ? bias + p * 16 : NULL;
+        for (int m0 = 0; m0 < m; m0 += 6) {
+            int mr = m - m0 < 6 ? m - m0 : 6;
+            tiles[mr](k, a + (size_t)m0 * lda, lda, bp, tile);
+            float *cp = c + (size_t)m0 * ldc + p * 16;
+            if (ncols == 16) epilogue16(mr, tile, pb, cp, ldc, accumulate);
+            else store_tile(mr, ncols, tile, pb, cp, ldc, accumulate);
+        }
+    }
+}
+
+static int has_avx2_fma(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return cached;
+}
+#endif
+
+int ck_vectorized(void) {
+#ifdef CK_X86
+    return has_avx2_fma();
+#else
+    return 0;
+#endif
+}
+
+void ck_gemm_packed(int m, int n, int k, const float *a, int lda, const float *packed,
+                    const float *bias, float *c, int ldc, int accumulate) {
+    if (m <= 0 || n <= 0) return;
+#ifdef CK_X86
+    if (has_avx2_fma()) {
+        gemm_avx2(m, n, k, a, lda, packed, bias, c, ldc, accumulate);
+        return;
+    }
+#endif
+    gemm_scalar(m, n, k, a, lda, packed, bias, c, ldc, accumulate);
+}

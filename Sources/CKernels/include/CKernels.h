@@ -1,0 +1,20 @@
+#ifndef CKERNELS_H
+#define CKERNELS_H
+#include <stddef.h>
+
+/// Floats needed to hold an `n x k` weight matrix packed in panels of 16 output columns.
+size_t ck_packed_size(int n, int k);
+
+/// Packs a row-major `n x k` weight (PyTorch `nn.Linear` layout `[out, in]`) into panels of 16
+/// output columns: panel p holds, for every k, the 16 values W[16p .. 16p+15][k] (zero-padded).
+void ck_pack(const float *w, int n, int k, float *packed);
+
+/// C[m x n] = A[m x k] * W^T (+ C if accumulate) (+ bias), W given packed by ck_pack.
+/// Row strides lda and ldc; bias may be NULL.
+void ck_gemm_packed(int m, int n, int k, const float *a, int lda, const float *packed,
+                    const float *bias, float *c, int ldc, int accumulate);
+
+/// 1 when the vectorised (AVX2 + FMA) path is in use on this CPU.
+int ck_vectorized(void);
+
+#endif

@@ -1,0 +1,62 @@
+import CKernels
+
+/// A linear layer's weight (`[out, in]`, PyTorch layout) repacked once at load into panels of 16
+/// output columns, for products with few rows.
+///
+/// A turn multiplies only 16 rows (batch x steps) by each weight; general BLAS repacks the
+/// weight on every call, which at that size costs as much as the product. Packing at load lets
+/// the kernel stream every weight exactly once per call with a register-tiled AVX2/FMA loop.
+public struct PackedMatrix: @unchecked Sendable {
+    public let outFeatures: Int
+    public let inFeatures: Int
+    private let storage: FloatStorage
+
+    /// Packs `weight` (shape `[out, in]`).
+    public init(_ weight: Parameter) {
+        precondition(weight.shape.count == 2, "PackedMatrix needs a 2-D weight")
+        self.init(weight.pointer, outFeatures: weight.shape[0], inFeatures: weight.shape[1])
+    }
+
+    /// Packs the rows of several `[out_i, in]` weights stacked on top of each other (e.g. two
+    /// gate projections that read the same input, computed in one call).
+    public init(stacking weights: [Parameter]) {
+        let k = weights.first?.shape.last ?? 0
+        precondition(weights.allSatisfy { $0.shape.count == 2 && $0.shape[1] == k }, "stacked weights need equal inputs")
+        let n = weights.reduce(0) { $0 + $1.shape[0] }
+        let joined = FloatStorage(count: n * k)
+        var offset = 0
+        for w in weights {
+            (joined.pointer + offset).update(from: w.pointer, count: w.count)
+            offset += w.count
+        }
+        self.init(UnsafePointer(joined.pointer), outFeatures: n, inFeatures: k)
+    }
+
+    private init(_ pointer: UnsafePointer<Float>, outFeatures: Int, inFeatures: Int) {
+        self.outFeatures = outFeatures
+        self.inFeatures = inFeatures
+        storage = FloatStorage(count: ck_packed_size(Int32(outFeatures), Int32(inFeatures)))
+        ck_pack(pointer, Int32(outFeatures), Int32(inFeatures), storage.pointer)
+    }
+
+    /// `y[r] = x[r] * W^T (+ bias) (+ y[r] if accumulate)` for `rows` rows.
+    @inlinable
+    public func apply(_ x: UnsafePointer<Float>, rows: Int, ldx: Int? = nil, bias: UnsafePointer<Float>? = nil,
+                      into y: UnsafeMutablePointer<Float>, ldy: Int? = nil, accumulate: Bool = false) {
+        multiply(x, rows: rows, ldx: ldx ?? inFeatures, bias: bias, into: y, ldy: ldy ?? outFeatures,
+                 accumulate: accumulate)
+    }
+
+    @usableFromInline
+    func multiply(_ x: UnsafePointer<Float>, rows: Int, ldx: Int, bias: UnsafePointer<Float>?,
+                  into y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool) {
+        ck_gemm_packed(Int32(rows), Int32(outFeatures), Int32(inFeatures), x, Int32(ldx), storage.pointer,
+                       bias, y, Int32(ldy), accumulate ? 1 : 0)
+    }
+
+    /// Bytes held by the packed copy.
+    public var byteCount: Int { storage.count * MemoryLayout<Float>.size }
+
+    /// True when the CPU runs the vectorised kernel (AVX2 + FMA).
+    public static var isVectorized: Bool { ck_vectorized() != 0 }
+}

@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ITERATIONS=20
+ITERATIONS=30
 WARMUP=3
 ROUNDS=2
 SEED=2503
@@ -58,7 +58,10 @@ if ! grep -q '"classifier-bench"' Package.swift; then
 fi
 SWIFT_BIN=""
 say "swift build -c release --product $PRODUCT"
-if swift build -c release --product "$PRODUCT" >"$LOGS/swift-build.log" 2>&1; then
+# One retry: a build can fail transiently when sources change while it runs.
+if swift build -c release --product "$PRODUCT" >"$LOGS/swift-build.log" 2>&1 \
+    || { say "swift build failed; retrying once"; sleep 5;
+         swift build -c release --product "$PRODUCT" >"$LOGS/swift-build.log" 2>&1; }; then
     SWIFT_BIN="$(swift build -c release --show-bin-path)/$PRODUCT"
 else
     say "swift build FAILED (tail of $LOGS/swift-build.log):"
@@ -77,33 +80,25 @@ else
     grep '^prepare:' "$LOGS/prepare.log" >&2 || true
 fi
 
-# One engine, one batch size, one fresh process. Appends its JSON line (or an error record).
+# One engine, one batch size, one fresh process. `measure` runs the command, appends its JSON
+# line tagged with the round and the CPU time other processes used meanwhile (or an error record).
 run_one() {
-    local engine=$1 batch=$2 round=$3 log="$LOGS/$1-b$2-r$3.log" line rc=0
-    local load; load=$(cut -d' ' -f1 /proc/loadavg)
+    local engine=$1 batch=$2 round=$3 log="$LOGS/$1-b$2-r$3.log"
+    local cmd
     case "$engine" in
         swift)
             if [ -z "$SWIFT_BIN" ]; then
                 echo "{\"engine\": \"swift\", \"batch\": $batch, \"round\": $round, \"error\": \"swift build failed\"}" >>"$RUNS"
+                say "  swift batch $batch: skipped (build failed)"
                 return
             fi
-            "$SWIFT_BIN" --model "$MODEL" --batch "$batch" --iterations "$ITERATIONS" --warmup "$WARMUP" \
-                >"$log.out" 2>"$log" || rc=$? ;;
+            cmd=("$SWIFT_BIN" --model "$MODEL" --batch "$batch" --iterations "$ITERATIONS" --warmup "$WARMUP") ;;
         *)
-            "$PY" "$REF" time --model "$MODEL" --engine "$engine" --batch "$batch" --threads "$THREADS" \
-                --iterations "$ITERATIONS" --warmup "$WARMUP" >"$log.out" 2>"$log" || rc=$? ;;
+            cmd=("$PY" "$REF" time --model "$MODEL" --engine "$engine" --batch "$batch" --threads "$THREADS"
+                 --iterations "$ITERATIONS" --warmup "$WARMUP") ;;
     esac
-    line=$(grep '^{' "$log.out" | tail -n 1 || true)
-    if [ "$rc" -ne 0 ] || [ -z "$line" ]; then
-        say "  $engine batch $batch FAILED (exit $rc; see $log)"
-        tail -n 5 "$log" >&2 || true
-        echo "{\"engine\": \"$engine\", \"batch\": $batch, \"round\": $round, \"error\": \"exit $rc, see $log\"}" >>"$RUNS"
-        return
-    fi
-    # Tag the line with the round and the 1-minute load average seen when the process started.
-    "$PY" -c 'import json,sys; r=json.loads(sys.argv[1]); r["round"]=int(sys.argv[2]); r["loadavg_1m_at_start"]=float(sys.argv[3]); print(json.dumps(r, sort_keys=True))' \
-        "$line" "$round" "$load" >>"$RUNS"
-    say "  $engine batch $batch: $("$PY" -c 'import json,sys; r=json.loads(sys.argv[1]); print(f"{r[\"median_ms_per_turn\"]:.1f} ms/turn, peak RSS {r[\"peak_rss_mb\"]:.0f} MB, abs err {r[\"max_abs_err_vs_reference\"]:.2g}")' "$line")"
+    "$PY" "$REF" measure --engine "$engine" --batch "$batch" --round "$round" --log "$log" -- "${cmd[@]}" \
+        >>"$RUNS" || true
 }
 
 for round in $(seq 1 "$ROUNDS"); do

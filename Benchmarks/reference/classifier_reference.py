@@ -14,7 +14,10 @@ Subcommands (run with Training/.venv/bin/python; Benchmarks/classifier.sh drives
   time --model DIR --engine {torch,onnxruntime} --batch B [--threads T] [--iterations N] [--warmup W]
       Loads the model in this (fresh) process, warms up, times N forward passes on B turns taken
       from io.safetensors (rows repeated when B > 8) and prints ONE JSON line.
-  summarize --runs FILE.jsonl --out FILE.json
+  measure --engine E --batch B --round R --log FILE -- CMD...
+      Runs CMD (a `time` process or classifier-bench), prints its JSON line tagged with the round
+      and "others_cpus": CPUs' worth of work other processes did meanwhile (noise indicator).
+  summarize --runs FILE.jsonl --out FILE.json [--model DIR]
       Groups the JSON lines of `time` / classifier-bench by engine and batch, takes the median of
       the per-run medians, prints a table with ratios and machine facts, writes FILE.json, and
       exits 1 when a parity error exceeds --max-rel-err (default 1e-3, relative to max |logit|).
@@ -277,10 +280,14 @@ def time_engine(args) -> None:
     for _ in range(args.warmup):
         out = run()
     timings = []
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     for _ in range(args.iterations):
         t0 = time.perf_counter()
         out = run()
         timings.append((time.perf_counter() - t0) * 1e3)
+    # CPU seconds this process used per wall second of the timed loop: about `threads` when it had
+    # the cores to itself, lower when other work took them (then the timings are inflated).
+    cpu_per_wall = (time.process_time() - cpu0) / (time.perf_counter() - wall0)
     abs_err = float(np.abs(out - ref).max())
     rel_err = abs_err / max(float(np.abs(ref).max()), 1e-12)
     med = statistics.median(timings)
@@ -297,8 +304,66 @@ def time_engine(args) -> None:
         "peak_rss_mb": peak_rss_mb(),
         "max_abs_err_vs_reference": abs_err,
         "max_rel_err_vs_reference": rel_err,
+        "cpu_per_wall": cpu_per_wall,
     }
     print(json.dumps(result, sort_keys=True))
+
+
+# ------------------------------------------------------------------------------------------------
+# measure
+
+def _busy_cpu_seconds() -> float:
+    """CPU seconds all processes on the machine have used since boot (from /proc/stat)."""
+    with open("/proc/stat") as f:
+        fields = f.readline().split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(args) -> None:
+    """Runs one benchmark process and prints its JSON line, tagged with the round and with how many
+    CPUs' worth of work *other* processes did while it ran (machine busy time minus the child's
+    own CPU time, per wall second): near 0 on a quiet machine; on 2 cores, 0.5 or more means the
+    engine shared its cores and its timings are inflated."""
+    cmd = args.cmd[1:] if args.cmd and args.cmd[0] == "--" else args.cmd
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    busy0, wall0 = _busy_cpu_seconds(), time.perf_counter()
+    with open(args.log, "w") as log:
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+    wall = time.perf_counter() - wall0
+    busy = _busy_cpu_seconds() - busy0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    with open(args.log, "a") as log:
+        log.write(proc.stdout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    rec = None
+    if proc.returncode == 0 and lines:
+        try:
+            rec = json.loads(lines[-1])
+        except json.JSONDecodeError:
+            rec = None
+    if rec is None:
+        rec = {"engine": args.engine, "batch": args.batch,
+               "error": f"exit {proc.returncode}, no JSON result; see {args.log}"}
+        print(f"  {args.engine} batch {args.batch}: FAILED ({rec['error']})", file=sys.stderr)
+        with open(args.log) as log:
+            tail = log.read().splitlines()[-5:]
+        for ln in tail:
+            print(f"    {ln}", file=sys.stderr)
+    else:
+        rec["others_cpus"] = max(0.0, (busy - own) / wall) if wall > 0 else None
+        rec["process_wall_s"] = wall
+        try:
+            print(f"  {args.engine} batch {args.batch}: {rec['median_ms_per_turn']:.1f} ms/turn "
+                  f"(p10 {rec['p10_ms_per_turn']:.1f}, p90 {rec['p90_ms_per_turn']:.1f}), "
+                  f"peak RSS {rec['peak_rss_mb']:.0f} MB, abs err {rec['max_abs_err_vs_reference']:.2g}, "
+                  f"other processes {rec['others_cpus']:.2f} CPUs, {wall:.0f} s", file=sys.stderr)
+        except (KeyError, TypeError, ValueError):
+            pass
+    rec["round"] = args.round
+    print(json.dumps(rec, sort_keys=True))
+    sys.exit(0 if "error" not in rec else 1)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -411,7 +476,7 @@ def summarize(args) -> None:
             "load_ms": statistics.median(r.get("load_ms", float("nan")) for r in rs),
             "max_abs_err_vs_reference": max(r["max_abs_err_vs_reference"] for r in rs),
             "max_rel_err_vs_reference": max(rel),
-            "loadavg_1m_at_start": [r.get("loadavg_1m_at_start") for r in rs],
+            "others_cpus": [r.get("others_cpus") for r in rs],
         }
 
     def get(engine, batch, key):
@@ -439,6 +504,10 @@ def summarize(args) -> None:
               "failures": failures, "parity_limit_rel": args.max_rel_err, "parity_failures": bad_parity}
     pathlib.Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
 
+    def others(s):
+        vals = [v for v in s["others_cpus"] if v is not None]
+        return f"{max(vals):.2f}" if vals else "-"
+
     # table
     print()
     print("Paper-size gated xLSTM classifier (12 streams x 8 mLSTM blocks, width 512), random weights")
@@ -449,7 +518,7 @@ def summarize(args) -> None:
         print(f"         {facts['swift']}")
     print()
     hdr = f"{'engine':<12} {'batch':>5} {'runs':>4} {'ms/turn':>9} {'p10':>8} {'p90':>8} {'ms/batch':>9} " \
-          f"{'load ms':>8} {'peak RSS MB':>11} {'abs err':>9} {'rel err':>9}"
+          f"{'load ms':>8} {'peak RSS MB':>11} {'abs err':>9} {'rel err':>9} {'others':>6}"
     print(hdr)
     print("-" * len(hdr))
     for batch in batches:
@@ -461,7 +530,7 @@ def summarize(args) -> None:
             print(f"{engine:<12} {batch:>5} {s['runs']:>4} {s['median_ms_per_turn']:>9.1f} "
                   f"{s['p10_ms_per_turn']:>8.1f} {s['p90_ms_per_turn']:>8.1f} {s['median_ms_per_batch']:>9.1f} "
                   f"{s['load_ms']:>8.0f} {s['peak_rss_mb']:>11.0f} {s['max_abs_err_vs_reference']:>9.2e} "
-                  f"{s['max_rel_err_vs_reference']:>9.2e}")
+                  f"{s['max_rel_err_vs_reference']:>9.2e} {others(s):>6}")
     print()
     if ratios:
         for k, v in ratios.items():
@@ -469,11 +538,14 @@ def summarize(args) -> None:
     else:
         print("  (no ratios: the swift engine produced no result)")
     print()
-    loads = [r["loadavg_1m_at_start"] for r in runs if r.get("loadavg_1m_at_start") is not None]
-    if loads:
-        print(f"1-min load average when runs started: {min(loads):.2f} .. {max(loads):.2f} "
-              f"(above ~{facts.get('nproc', 2)} means other work shared the CPUs; expect noise)")
-    print(f"ms/turn: median over runs of each run's median; p10/p90: extremes over runs. "
+    busy = [(r["engine"], r["batch"], r["others_cpus"]) for r in runs if (r.get("others_cpus") or 0) >= 0.25]
+    if busy:
+        print("note: other processes used CPU during " + ", ".join(f"{e}/b{b} ({o:.2f} CPUs)" for e, b, o in busy)
+              + "; those timings are inflated (rerun on a quiet machine)")
+    else:
+        print("other processes stayed below 0.25 CPUs during every run")
+    print(f"ms/turn: median over runs of each run's median; p10/p90: extremes over runs; "
+          f"others: max CPUs used by other processes during a run. "
           f"Written to {args.out}")
     status = 0
     for f in failures:
@@ -502,8 +574,15 @@ def main() -> None:
     pt.add_argument("--engine", choices=["torch", "onnxruntime"], required=True)
     pt.add_argument("--batch", type=int, default=1)
     pt.add_argument("--threads", type=int, default=2)
-    pt.add_argument("--iterations", type=int, default=20)
+    pt.add_argument("--iterations", type=int, default=30)
     pt.add_argument("--warmup", type=int, default=3)
+
+    pm = sub.add_parser("measure", help="run one benchmark command, tag its JSON line (used by classifier.sh)")
+    pm.add_argument("--engine", required=True)
+    pm.add_argument("--batch", type=int, required=True)
+    pm.add_argument("--round", type=int, default=1)
+    pm.add_argument("--log", required=True)
+    pm.add_argument("cmd", nargs=argparse.REMAINDER)
 
     ps = sub.add_parser("summarize", help="aggregate JSON lines into a table and FILE.json")
     ps.add_argument("--runs", required=True)
@@ -518,6 +597,8 @@ def main() -> None:
         if args.batch < 1 or args.iterations < 1 or args.warmup < 0:
             p.error("--batch and --iterations must be >= 1, --warmup >= 0")
         time_engine(args)
+    elif args.command == "measure":
+        measure(args)
     else:
         summarize(args)
 

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Element-wise activations and (log-)softmax, in place over raw buffers.
@@ -22,8 +23,15 @@ public enum Activation {
         0.5 * x * (1 + erff(x * 0.70710678118654752440))
     }
 
+    /// SiLU in place, vectorised (CKernels) where the CPU allows.
     public static func silu(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { x[i] = silu(x[i]) }
+        ck_silu(x, Int32(count))
+    }
+
+    /// The mLSTM output: `h = (h + skip * c) * silu(z)` over one row.
+    public static func skipGate(_ h: UnsafeMutablePointer<Float>, skip: UnsafePointer<Float>,
+                                conv: UnsafePointer<Float>, z: UnsafePointer<Float>, count: Int) {
+        ck_skip_gate(h, skip, conv, z, Int32(count))
     }
 
     public static func gelu(_ x: UnsafeMutablePointer<Float>, count: Int) {
@@ -31,7 +39,7 @@ public enum Activation {
     }
 
     public static func sigmoid(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count { x[i] = sigmoid(x[i]) }
+        ck_sigmoid(x, Int32(count))
     }
 
     /// Softmax over `count` values in place (max-subtracted).

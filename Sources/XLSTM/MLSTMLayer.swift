@@ -94,8 +94,7 @@ public struct MLSTMBlock: Sendable {
         // Learnable skip from the conv branch, SiLU output gate from z.
         let skipW = skip.pointer
         for r in 0..<rows {
-            let hr = h + r * i, cr = conv + r * i, zr = up + r * 2 * i + i
-            for j in 0..<i { hr[j] = (hr[j] + skipW[j] * cr[j]) * Activation.silu(zr[j]) }
+            Activation.skipGate(h + r * i, skip: skipW, conv: conv + r * i, z: up + r * 2 * i + i, count: i)
         }
 
         // Down-projection, added to the residual stream.

@@ -182,3 +182,72 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
         #expect(throws: ParameterError.missing("b")) { try p.parameter("b", shape: [1]) }
     }
 }
+
+@Suite struct VectorisedKernelTests {
+    let f: Fixture
+    init() throws { f = try Fixture() }
+
+    @Test func vectorisedSiluAndSigmoidMatchPyTorch() throws {
+        // Pad to exercise both the 8-lane body and the scalar tail.
+        let x = try f.floats("activations", "x")
+        var silu = x, sig = x
+        silu.withUnsafeMutableBufferPointer { Activation.silu($0.baseAddress!, count: $0.count) }
+        sig.withUnsafeMutableBufferPointer { Activation.sigmoid($0.baseAddress!, count: $0.count) }
+        #expect(maxAbsDiff(silu, try f.floats("activations", "silu")) < 1e-5)
+        #expect(maxAbsDiff(sig, try f.floats("activations", "sigmoid")) < 1e-6)
+        // Relative accuracy where values are small.
+        for (a, b) in zip(sig, try f.floats("activations", "sigmoid")) where b > 1e-30 {
+            #expect(abs(a - b) / b < 1e-5)
+        }
+    }
+
+    @Test func skipGateIsTheOutputGateFormula() throws {
+        let x = try f.floats("activations", "x")
+        let n = 203
+        let h = Array(x.prefix(n)), c = Array(x.suffix(n)), z = Array(x.reversed().prefix(n))
+        let skip = (0..<n).map { Float($0 % 7) * 0.3 - 1 }
+        var out = h
+        out.withUnsafeMutableBufferPointer {
+            Activation.skipGate($0.baseAddress!, skip: skip, conv: c, z: z, count: n)
+        }
+        let expected = (0..<n).map { (h[$0] + skip[$0] * c[$0]) * Activation.silu(z[$0]) }
+        #expect(maxAbsDiff(out, expected) < 1e-4)
+    }
+
+    @Test func packedMatrixMatchesPyTorchLinear() throws {
+        let c = "linear"
+        let rows = try f.int(c, "rows"), n = try f.int(c, "in"), m = try f.int(c, "out")
+        let w = Parameter(name: "w", shape: [m, n], values: try f.floats(c, "weight"))
+        let b = try f.floats(c, "bias")
+        let packed = PackedMatrix(w)
+        let x = try f.floats(c, "x")
+        var y = [Float](repeating: .nan, count: rows * m)
+        y.withUnsafeMutableBufferPointer { packed.apply(x, rows: rows, bias: b, into: $0.baseAddress!) }
+        #expect(maxAbsDiff(y, try f.floats(c, "output")) < 1e-4)
+        // Strided output, accumulation, and a row count that is not a multiple of the tile.
+        var wide = [Float](repeating: 2, count: rows * (m + 5))
+        wide.withUnsafeMutableBufferPointer {
+            packed.apply(x, rows: rows, bias: b, into: $0.baseAddress!, ldy: m + 5, accumulate: true)
+        }
+        let expected = try f.floats(c, "output")
+        for r in 0..<rows {
+            for j in 0..<m { #expect(abs(wide[r * (m + 5) + j] - (expected[r * m + j] + 2)) < 1e-4) }
+            for j in m..<(m + 5) { #expect(wide[r * (m + 5) + j] == 2) }
+        }
+    }
+
+    @Test func stackedPackedMatricesEqualSeparateOnes() throws {
+        let c = "linear"
+        let rows = try f.int(c, "rows"), n = try f.int(c, "in"), m = try f.int(c, "out")
+        let wv = try f.floats(c, "weight")
+        let top = Parameter(name: "a", shape: [7, n], values: Array(wv.prefix(7 * n)))
+        let bottom = Parameter(name: "b", shape: [m - 7, n], values: Array(wv.dropFirst(7 * n)))
+        let x = try f.floats(c, "x")
+        var joined = [Float](repeating: 0, count: rows * m), whole = joined
+        joined.withUnsafeMutableBufferPointer { PackedMatrix(stacking: [top, bottom]).apply(x, rows: rows, into: $0.baseAddress!) }
+        whole.withUnsafeMutableBufferPointer {
+            PackedMatrix(Parameter(name: "w", shape: [m, n], values: wv)).apply(x, rows: rows, into: $0.baseAddress!)
+        }
+        #expect(joined == whole)
+    }
+}

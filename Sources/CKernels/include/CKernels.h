@@ -18,3 +18,12 @@ void ck_gemm_packed(int m, int n, int k, const float *a, int lda, const float *p
 int ck_vectorized(void);
 
 #endif
+
+/// x[i] = x[i] * sigmoid(x[i]) (SiLU), in place.
+void ck_silu(float *x, int n);
+
+/// x[i] = sigmoid(x[i]), in place.
+void ck_sigmoid(float *x, int n);
+
+/// h[i] = (h[i] + skip[i] * c[i]) * silu(z[i]) over one row of n values (the mLSTM output gate).
+void ck_skip_gate(float *h, const float *skip, const float *c, const float *z, int n);

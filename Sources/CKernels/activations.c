@@ -1,0 +1,86 @@
+// Vectorised SiLU / sigmoid: an exp with Cephes' range reduction and degree-6 polynomial
+// (relative error about 2 ulp over the float range), 8 lanes at a time with AVX2 + FMA.
+#include "CKernels.h"
+#include <math.h>
+
+static inline float sigmoid1(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+__attribute__((target("avx2,fma"))) static inline __m256 exp8(__m256 x) {
+    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-88.3762626647949f);
+    x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
+    // n = round(x / ln2); r = x - n ln2 (split constant for accuracy).
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500E-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073E-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894E-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459E-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201E-1f));
+    __m256 r2 = _mm256_mul_ps(r, r);
+    p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    // Scale by 2^n (n in [-127, 128] after clamping; 2^128 overflows to inf like expf).
+    __m256i e = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    e = _mm256_max_epi32(e, _mm256_setzero_si256());
+    __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(e, 23));
+    return _mm256_mul_ps(p, scale);
+}
+
+__attribute__((target("avx2,fma"))) static inline __m256 sigmoid8(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+__attribute__((target("avx2,fma"))) static void silu_avx2(float *x, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        _mm256_storeu_ps(x + i, _mm256_mul_ps(v, sigmoid8(v)));
+    }
+    for (; i < n; i++) x[i] = x[i] * sigmoid1(x[i]);
+}
+
+__attribute__((target("avx2,fma"))) static void sigmoid_avx2(float *x, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, sigmoid8(_mm256_loadu_ps(x + i)));
+    for (; i < n; i++) x[i] = sigmoid1(x[i]);
+}
+
+__attribute__((target("avx2,fma"))) static void skip_gate_avx2(float *h, const float *skip, const float *c,
+                                                              const float *z, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 zv = _mm256_loadu_ps(z + i);
+        __m256 g = _mm256_mul_ps(zv, sigmoid8(zv));
+        __m256 v = _mm256_fmadd_ps(_mm256_loadu_ps(skip + i), _mm256_loadu_ps(c + i), _mm256_loadu_ps(h + i));
+        _mm256_storeu_ps(h + i, _mm256_mul_ps(v, g));
+    }
+    for (; i < n; i++) h[i] = (h[i] + skip[i] * c[i]) * (z[i] * sigmoid1(z[i]));
+}
+#endif
+
+void ck_silu(float *x, int n) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (ck_vectorized()) { silu_avx2(x, n); return; }
+#endif
+    for (int i = 0; i < n; i++) x[i] = x[i] * sigmoid1(x[i]);
+}
+
+void ck_sigmoid(float *x, int n) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (ck_vectorized()) { sigmoid_avx2(x, n); return; }
+#endif
+    for (int i = 0; i < n; i++) x[i] = sigmoid1(x[i]);
+}
+
+void ck_skip_gate(float *h, const float *skip, const float *c, const float *z, int n) {
+#if defined(__x86_64__) || defined(__i386__)
+    if (ck_vectorized()) { skip_gate_avx2(h, skip, c, z, n); return; }
+#endif
+    for (int i = 0; i < n; i++) h[i] = (h[i] + skip[i] * c[i]) * (z[i] * sigmoid1(z[i]));
+}

@@ -39,6 +39,7 @@ RUNS="$OUT/classifier.runs.jsonl"
 REF=Benchmarks/reference/classifier_reference.py
 mkdir -p "$OUT" "$LOGS"
 : > "$RUNS"
+rm -f "$LOGS"/*.log "$LOGS"/*.log.out
 start=$(date +%s)
 say() { echo "[$(( $(date +%s) - start ))s] $*" >&2; }
 

@@ -398,7 +398,7 @@ def machine_facts() -> dict:
             out = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libopenblas-dev"],
                                  capture_output=True, text=True)
         if out.returncode == 0 and out.stdout:
-            facts["system_openblas (Swift)"] = out.stdout.strip()
+            facts["openblas_system"] = out.stdout.strip()
     except OSError:
         pass
     facts["OPENBLAS_CORETYPE"] = os.environ.get("OPENBLAS_CORETYPE")
@@ -513,7 +513,7 @@ def summarize(args) -> None:
     print("Paper-size gated xLSTM classifier (12 streams x 8 mLSTM blocks, width 512), random weights")
     print(f"machine: {facts.get('cpu')}, nproc {facts.get('nproc')}, {facts.get('mem_gib')} GiB; "
           f"torch {facts.get('torch')} ({facts.get('torch_blas', '?')}), "
-          f"onnxruntime {facts.get('onnxruntime')}, system OpenBLAS {facts.get('system_openblas (Swift)', '?')}")
+          f"onnxruntime {facts.get('onnxruntime')}, system OpenBLAS {facts.get('openblas_system', '?')}")
     if facts.get("swift"):
         print(f"         {facts['swift']}")
     print()

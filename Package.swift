@@ -23,6 +23,8 @@ let package = Package(
                        providers: [.apt(["libsndfile1-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto",
                        providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CSoxr", pkgConfig: "soxr",
+                       providers: [.apt(["libsoxr-dev"])]),
 
         // Hand-written kernels (small-M products against pre-packed weights).
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
@@ -30,6 +32,9 @@ let package = Package(
         // Pipeline.
         .target(name: "Numerics", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "ModelPackage", dependencies: ["Numerics", "COpenSSL"]),
+        .target(name: "AudioFrontEnd", dependencies: ["Numerics", "CSndFile", "CSoxr"]),
+        .target(name: "Tokenizers"),
+        .target(name: "CLAP", dependencies: ["Numerics", "ModelPackage", "AudioFrontEnd", "Tokenizers"]),
         .target(name: "XLSTM", dependencies: ["Numerics"]),
         .target(name: "GatedXLSTM", dependencies: ["Numerics", "ModelPackage", "XLSTM"]),
         .target(name: "DialogicalEmotionDecoder"),
@@ -44,6 +49,12 @@ let package = Package(
 
         // Tests: one target per module.
         .testTarget(name: "NumericsTests", dependencies: ["Numerics"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "AudioFrontEndTests", dependencies: ["AudioFrontEnd"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "CLAPTests", dependencies: ["CLAP", "ModelPackage", "Numerics"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "ModelPackageTests", dependencies: ["ModelPackage"],
                     resources: [.copy("Fixtures")]),

@@ -1,0 +1,1 @@
+// AudioFrontEnd: placeholder until its first sources land.

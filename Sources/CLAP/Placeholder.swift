@@ -1,0 +1,1 @@
+// CLAP: placeholder until its first sources land.

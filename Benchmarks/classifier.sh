@@ -69,17 +69,10 @@ else
     tail -n 20 "$LOGS/swift-build.log" >&2
 fi
 
-if [ -f "$MODEL/prepared.json" ] && [ -f "$MODEL/weights.safetensors" ] && [ -f "$MODEL/io.safetensors" ] \
-    && [ -f "$MODEL/classifier.onnx" ] \
-    && "$PY" -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["seed"] != int(sys.argv[2]))' \
-        "$MODEL/prepared.json" "$SEED" 2>/dev/null; then
-    say "model package $MODEL present (seed $SEED); not rewritten"
-else
-    say "prepare: writing $MODEL (seed $SEED; ~600 MB weights + ~600 MB ONNX, about a minute)"
-    "$PY" "$REF" prepare --out "$MODEL" --seed "$SEED" --threads "$THREADS" >"$LOGS/prepare.log" 2>&1 || {
-        grep -v '^ ' "$LOGS/prepare.log" | tail -n 20 >&2; say "prepare FAILED"; exit 1; }
-    grep '^prepare:' "$LOGS/prepare.log" >&2 || true
-fi
+say "prepare: $MODEL (seed $SEED; written only when missing or stale: ~600 MB weights + ~600 MB ONNX, ~30 s)"
+"$PY" "$REF" prepare --out "$MODEL" --seed "$SEED" --threads "$THREADS" --if-needed >"$LOGS/prepare.log" 2>&1 || {
+    grep -v '^ ' "$LOGS/prepare.log" | tail -n 20 >&2; say "prepare FAILED"; exit 1; }
+grep '^prepare:' "$LOGS/prepare.log" >&2 || true
 
 # One engine, one batch size, one fresh process. `measure` runs the command, appends its JSON
 # line tagged with the round and the CPU time other processes used meanwhile (or an error record).

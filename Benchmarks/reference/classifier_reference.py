@@ -3,14 +3,15 @@
 
 Subcommands (run with Training/.venv/bin/python; Benchmarks/classifier.sh drives them):
 
-  prepare --out DIR [--seed S]
+  prepare --out DIR [--seed S] [--if-needed]
       Builds the paper-size classifier (ClassifierConfig() defaults: 12 streams x 8 mLSTM blocks,
       width 512, 4 heads, 4 labels) with random weights (seeded; randomize_ perturbs every
       parameter), eval mode, and writes a model package plus parity data:
         DIR/model.json, DIR/weights.safetensors   the package the Swift side loads
         DIR/io.safetensors                         input (8,12,512), logits (8,4), gates (8,11)
         DIR/classifier.onnx                        fp32 export, input `streams` (batch,12,512)
-        DIR/prepared.json                          seed marker + export parity, written last
+        DIR/prepared.json                          seed/layout marker + export parity, written last
+      With --if-needed it does nothing when DIR/prepared.json matches the seed and layout.
   time --model DIR --engine {torch,onnxruntime} --batch B [--threads T] [--iterations N] [--warmup W]
       Loads the model in this (fresh) process, warms up, times N forward passes on B turns taken
       from io.safetensors (rows repeated when B > 8) and prints ONE JSON line.
@@ -70,6 +71,19 @@ def batch_rows(batch: int):
 # ------------------------------------------------------------------------------------------------
 # prepare
 
+PREPARE_VERSION = 2  # bump when what `prepare` writes changes, so old bench-out dirs are redone
+
+
+def is_prepared(out: pathlib.Path, seed: int) -> bool:
+    try:
+        marker = json.loads((out / "prepared.json").read_text())
+    except (OSError, ValueError):
+        return False
+    files = ("model.json", "weights.safetensors", "io.safetensors", "classifier.onnx")
+    return (marker.get("version") == PREPARE_VERSION and marker.get("seed") == seed
+            and all((out / f).is_file() for f in files))
+
+
 def prepare(args) -> None:
     import torch
     import xlstm
@@ -80,6 +94,10 @@ def prepare(args) -> None:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     marker = out / "prepared.json"
+    if args.if_needed and is_prepared(out, args.seed):
+        print(f"prepare: {out} is up to date (seed {args.seed}, layout {PREPARE_VERSION}); not rewritten",
+              file=sys.stderr)
+        return
     if marker.exists():
         marker.unlink()  # written again only when everything below succeeded
     torch.set_num_threads(args.threads)
@@ -97,11 +115,13 @@ def prepare(args) -> None:
 
     x = torch.randn(ROWS, len(cfg.streams), cfg.embedding_dim, generator=g)
     x = x / x.norm(dim=-1, keepdim=True)  # CLAP embeddings are L2-normalised
-    x[0, 4:] = 0  # first turn of a dialogue: no context turns
-    x[1, 2:4] = 0  # no interlocutor yet
-    x[1, 6:8] = 0
-    x[2, 8:] = 0  # second turn: no t-2
-    x[3, 1] = 0  # missing text modality
+    # Rows 0-3 are mid-dialogue turns with every stream present (row 0 alone is the batch-1
+    # input, so batch 1 times the common case); rows 4-7 have streams zeroed as dialogues do.
+    x[4, 4:] = 0  # first turn of a dialogue: no context turns
+    x[5, 2:4] = 0  # no interlocutor yet
+    x[5, 6:8] = 0
+    x[6, 8:] = 0  # second turn: no t-2
+    x[7, 1] = 0  # missing text modality
     with torch.inference_mode():
         logits, gates = model(x)
 
@@ -142,6 +162,7 @@ def prepare(args) -> None:
         sys.exit("prepare: ONNX Runtime output differs from PyTorch by more than 1e-4")
 
     marker.write_text(json.dumps({
+        "version": PREPARE_VERSION,
         "seed": args.seed,
         "parameters": n_params,
         "torch": torch.__version__,
@@ -568,6 +589,8 @@ def main() -> None:
     pp.add_argument("--out", required=True)
     pp.add_argument("--seed", type=int, default=2503)
     pp.add_argument("--threads", type=int, default=2)
+    pp.add_argument("--if-needed", action="store_true",
+                    help="do nothing when DIR/prepared.json matches the seed and this script's layout")
 
     pt = sub.add_parser("time", help="time one engine in this process; prints one JSON line")
     pt.add_argument("--model", required=True)

@@ -3,52 +3,57 @@ import XLSTM
 /// Sizes of the gated xLSTM classifier: the `classifier` section of `model.json`.
 ///
 /// Every stream vector (`embedding_dim` values) is read as `steps` x `step_dim`, linearly
-/// projected to `width` and run through its own mLSTM stack.
+/// projected to the stack width and run through its own mLSTM stack. The stack's sizes
+/// (`width`, `blocks`, `heads`, `conv1d_kernel_size`, `qkv_proj_blocksize`, `proj_factor`)
+/// sit in the same JSON object, decoded by `MLSTMConfiguration`.
 public struct ClassifierConfiguration: Codable, Sendable, Equatable {
     public var embeddingDim: Int
     public var steps: Int
     public var stepDim: Int
-    public var width: Int
-    public var blocks: Int
-    public var heads: Int
-    public var convKernelSize: Int
-    public var qkvBlockSize: Int
-    public var projectionFactor: Double
     /// Stream names in input order; must equal `StreamLayout.names`.
     public var streams: [String]
+    /// The per-stream mLSTM stack.
+    public var stack: MLSTMConfiguration
 
-    public init(embeddingDim: Int = 512, steps: Int = 16, stepDim: Int = 32, width: Int = 512,
-                blocks: Int = 8, heads: Int = 4, convKernelSize: Int = 4, qkvBlockSize: Int = 4,
-                projectionFactor: Double = 2, streams: [String] = StreamLayout.names) {
+    public init(embeddingDim: Int = 512, steps: Int = 16, stepDim: Int = 32,
+                stack: MLSTMConfiguration = MLSTMConfiguration(width: 512, blocks: 8, heads: 4),
+                streams: [String] = StreamLayout.names) {
         self.embeddingDim = embeddingDim
         self.steps = steps
         self.stepDim = stepDim
-        self.width = width
-        self.blocks = blocks
-        self.heads = heads
-        self.convKernelSize = convKernelSize
-        self.qkvBlockSize = qkvBlockSize
-        self.projectionFactor = projectionFactor
+        self.stack = stack
         self.streams = streams
     }
 
     /// The paper's size: width 512, 8 blocks, 4 heads, 512-d embeddings as 16 x 32.
     public static let paper = ClassifierConfiguration()
 
+    /// The model width (the stacks' `embedding_dim`).
+    public var width: Int { stack.width }
+
     enum CodingKeys: String, CodingKey {
         case embeddingDim = "embedding_dim"
         case steps
         case stepDim = "step_dim"
-        case width, blocks, heads
-        case convKernelSize = "conv1d_kernel_size"
-        case qkvBlockSize = "qkv_proj_blocksize"
-        case projectionFactor = "proj_factor"
         case streams
     }
 
-    public var stack: MLSTMConfiguration {
-        MLSTMConfiguration(width: width, blocks: blocks, heads: heads, convKernelSize: convKernelSize,
-                           qkvBlockSize: qkvBlockSize, projectionFactor: projectionFactor)
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        embeddingDim = try c.decode(Int.self, forKey: .embeddingDim)
+        steps = try c.decode(Int.self, forKey: .steps)
+        stepDim = try c.decode(Int.self, forKey: .stepDim)
+        streams = try c.decode([String].self, forKey: .streams)
+        stack = try MLSTMConfiguration(from: decoder)
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(embeddingDim, forKey: .embeddingDim)
+        try c.encode(steps, forKey: .steps)
+        try c.encode(stepDim, forKey: .stepDim)
+        try c.encode(streams, forKey: .streams)
+        try stack.encode(to: encoder)
     }
 
     /// A message naming the first inconsistency, or nil.

@@ -110,3 +110,18 @@ final class ResultBox: @unchecked Sendable {
     func set(_ i: Int, _ v: Classification?) { lock.lock(); items[i] = v; lock.unlock() }
     func get(_ i: Int) -> Classification? { lock.lock(); defer { lock.unlock() }; return items[i] }
 }
+
+@Suite struct ClassifierConfigurationTests {
+    @Test func flatJSONRoundTrips() throws {
+        let json = """
+        {"embedding_dim": 128, "steps": 16, "step_dim": 8, "width": 32, "blocks": 2, "heads": 4,
+         "conv1d_kernel_size": 4, "qkv_proj_blocksize": 4, "proj_factor": 2.0,
+         "streams": [\(StreamLayout.names.map { "\"\($0)\"" }.joined(separator: ", "))]}
+        """
+        let config = try JSONDecoder().decode(ClassifierConfiguration.self, from: Data(json.utf8))
+        #expect(config.width == 32 && config.stack.blocks == 2 && config.stepDim == 8)
+        let again = try JSONDecoder().decode(ClassifierConfiguration.self, from: JSONEncoder().encode(config))
+        #expect(again == config)
+        #expect(config.validationError() == nil)
+    }
+}

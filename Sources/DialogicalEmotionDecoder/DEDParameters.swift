@@ -32,7 +32,8 @@ public struct DEDParameters: Equatable, Sendable, Codable {
         self.beamWidth = beamWidth
     }
 
-    private enum CodingKeys: String, CodingKey { case p0, alpha, beamWidth }
+    /// JSON keys are those of a model package's `ded` section: `{"p0": .., "alpha": .., "beam": ..}`.
+    private enum CodingKeys: String, CodingKey { case p0, alpha, beamWidth = "beam" }
 
     /// Decoding re-validates, so a corrupted snapshot cannot smuggle in invalid parameters.
     public init(from decoder: any Decoder) throws {

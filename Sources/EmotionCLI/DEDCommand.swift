@@ -1,6 +1,7 @@
 import ArgumentParser
 import DialogicalEmotionDecoder
 import Foundation
+import ModelPackage
 
 /// `emotion ded`: decode dialogues' emotion sequences from classifier logits with the Dialogical
 /// Emotion Decoder and report accuracy, UAR and weighted F1 of the classifier and of DED.
@@ -22,20 +23,24 @@ struct DEDCommand: ParsableCommand {
                                valueName: "file"))
     var input: String
 
-    @Option(help: "Comma-separated label names, in the order of the logits.")
-    var labels: String = "ang,hap,neu,sad"
+    @Option(help: ArgumentHelp("Model package directory: its labels and its 'ded' section (p0, alpha, beam) become the defaults; the options below override them.",
+                               valueName: "dir"))
+    var model: String?
 
-    @Option(help: "Probability that a speaker's emotion shifts between two consecutive turns of that speaker, in (0, 1). Required unless --estimate-p0.")
+    @Option(help: "Comma-separated label names, in the order of the logits (default: the model's labels, else ang,hap,neu,sad).")
+    var labels: String?
+
+    @Option(help: "Probability that a speaker's emotion shifts between two consecutive turns of that speaker, in (0, 1). Required unless --estimate-p0 or --model.")
     var p0: Double?
 
     @Flag(help: "Estimate p0 from the labelled turns of the input itself (prints it on stderr). Only for experiments: evaluating with p0 estimated on the test labels is optimistic.")
     var estimateP0 = false
 
-    @Option(help: "Concentration of the prior over emotion states (> 0).")
-    var alpha: Double = DEDParameters.defaultAlpha
+    @Option(help: "Concentration of the prior over emotion states (> 0; default: the model's, else 1).")
+    var alpha: Double?
 
-    @Option(help: "Beam width (>= 1).")
-    var beam: Int = DEDParameters.defaultBeamWidth
+    @Option(help: "Beam width (>= 1; default: the model's, else 5).")
+    var beam: Int?
 
     @Flag(help: "Decode each whole dialogue offline, repeated twice (keeping the second copy), instead of online turn by turn.")
     var offline = false
@@ -71,12 +76,15 @@ struct DEDCommand: ParsableCommand {
     }
 
     func run() throws {
-        let labelNames = try parseLabels()
+        let packaged = try packageDefaults()
+        let labelNames = try parseLabels(labels ?? packaged?.labels.joined(separator: ",") ?? "ang,hap,neu,sad")
         let dialogues = try readDialogues(labelCount: labelNames.count)
-        let p0 = try resolveP0(dialogues: dialogues, labels: labelNames)
+        let p0 = try resolveP0(dialogues: dialogues, labels: labelNames, packaged: packaged?.ded?.p0)
         let parameters: DEDParameters
         do {
-            parameters = try DEDParameters(p0: p0, alpha: alpha, beamWidth: beam)
+            parameters = try DEDParameters(p0: p0,
+                                           alpha: alpha ?? packaged?.ded?.alpha ?? DEDParameters.defaultAlpha,
+                                           beamWidth: beam ?? packaged?.ded?.beamWidth ?? DEDParameters.defaultBeamWidth)
         } catch let error as DEDError {
             throw CLIError.input(error.message)
         }
@@ -130,7 +138,19 @@ struct DEDCommand: ParsableCommand {
         return best
     }
 
-    private func parseLabels() throws -> [String] {
+    /// Labels and DED parameters of `--model`, if given (the weights are not checksummed here).
+    private func packageDefaults() throws -> (labels: [String], ded: DEDParameters?)? {
+        guard let model else { return nil }
+        do {
+            let package = try ModelPackage.load(directory: URL(fileURLWithPath: model), verifyChecksum: false)
+            let ded = package.hasSection("ded") ? try package.section("ded", as: DEDParameters.self) : nil
+            return (package.manifest.labels, ded)
+        } catch {
+            throw CLIError.input("--model \(JSONLines.quote(model)): \(error)")
+        }
+    }
+
+    private func parseLabels(_ labels: String) throws -> [String] {
         let names = labels.split(separator: ",", omittingEmptySubsequences: false)
             .map { $0.trimmingCharacters(in: .whitespaces) }
         guard !names.contains(where: \.isEmpty) else {
@@ -164,12 +184,14 @@ struct DEDCommand: ParsableCommand {
         return result
     }
 
-    private func resolveP0(dialogues: [(line: Int, record: DialogueRecord)], labels: [String]) throws -> Double {
+    private func resolveP0(dialogues: [(line: Int, record: DialogueRecord)], labels: [String],
+                           packaged: Double?) throws -> Double {
         switch (p0, estimateP0) {
         case (.some, true):
             throw CLIError.input("use either --p0 or --estimate-p0, not both")
         case (nil, false):
-            throw CLIError.input("missing --p0 (or use --estimate-p0 to estimate it from the input's labels)")
+            if let packaged { return packaged }
+            throw CLIError.input("missing --p0 (or use --estimate-p0 to estimate it from the input's labels, or --model)")
         case (.some(let value), false):
             return value
         case (nil, true):

@@ -214,7 +214,7 @@ struct SnapshotTests {
             ("labelCount", Int.max),
             ("formatVersion", 2),
             ("speakers", ["F", "F"]),
-            ("parameters", ["p0": 1.5, "alpha": 1, "beamWidth": 5]),
+            ("parameters", ["p0": 1.5, "alpha": 1, "beam": 5]),
             ("hypotheses", [["score": 0, "lastLabels": [9], "counts": [1, 0, 0, 0]]]),
             ("hypotheses", [["score": 0, "lastLabels": [0], "counts": [-1, 0, 0, 0]]]),
         ]

@@ -217,3 +217,48 @@ struct DEDCommandTests {
         #expect(result.stdout.isEmpty, "\(c.name): no partial output")
     }
 }
+
+@Suite("emotion ded --model")
+struct DEDModelOptionTests {
+    let cli: CLIRunner
+    let directory: TemporaryDirectory
+    let inputPath: String
+
+    init() throws {
+        cli = try CLIRunner.locate()
+        directory = try TemporaryDirectory()
+        inputPath = try directory.write("small.jsonl", smallInput)
+        // A model package whose labels and DED section the command must pick up.
+        try FileManager.default.createDirectory(at: directory.url.appendingPathComponent("model"),
+                                                withIntermediateDirectories: true)
+        _ = try directory.write("model/model.json", """
+        {"format": "gatedxlstm-model", "format_version": 1, "name": "ded-only",
+         "labels": ["ang", "hap", "neu", "sad"], "weights": "weights.safetensors",
+         "ded": {"p0": 0.3, "alpha": 2, "beam": 10}}
+        """)
+        // An empty safetensors file: 8-byte header length, header "{}" padded to 8 bytes.
+        var bytes = Data([8, 0, 0, 0, 0, 0, 0, 0])
+        bytes.append(Data("{}      ".utf8))
+        try bytes.write(to: directory.url.appendingPathComponent("model/weights.safetensors"))
+    }
+
+    @Test func packageSectionGivesTheDefaults() throws {
+        let model = directory.url.path + "/model"
+        let viaModel = try cli.run(["ded", "--input", inputPath, "--model", model, "--offline"])
+        let explicit = try cli.run(["ded", "--input", inputPath, "--p0", "0.3", "--alpha", "2", "--beam", "10", "--offline"])
+        #expect(viaModel.status == 0, "\(viaModel.stderr)")
+        #expect(viaModel.stdoutLines == explicit.stdoutLines)
+        #expect(viaModel.stdoutLines == Reference.offline)
+        // Options override the package.
+        let overridden = try cli.run(["ded", "--input", inputPath, "--model", model, "--alpha", "1", "--beam", "5"])
+        let online = try cli.run(["ded", "--input", inputPath, "--p0", "0.3"])
+        #expect(overridden.stdoutLines == online.stdoutLines)
+    }
+
+    @Test func brokenPackageIsAnInputError() throws {
+        let result = try cli.run(["ded", "--input", inputPath, "--model", directory.url.path + "/missing"])
+        #expect(result.status == 2)
+        #expect(result.stderr.contains("--model"))
+        #expect(result.stdout.isEmpty)
+    }
+}

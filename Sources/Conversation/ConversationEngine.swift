@@ -1,0 +1,443 @@
+import DialogicalEmotionDecoder
+import Foundation
+import GatedXLSTM
+
+/// Limits and sizes of the conversation layer.
+public struct ConversationConfiguration: Sendable, Equatable {
+    /// Sessions held at once; beyond it (after expiring idle ones) new sessions are refused.
+    public var maxSessions = 10_000
+    /// A session idle this long is dropped.
+    public var sessionTTL: TimeInterval = 3600
+    /// Turns one session may hold.
+    public var maxTurnsPerSession = 10_000
+    /// Turns waiting for inference across all sessions; beyond it new turns are refused (503).
+    public var queueCapacity = 64
+    /// Inference workers (each runs its products on all cores).
+    public var workers = 1
+    /// Turns of different sessions classified together in one batch.
+    public var maxBatch = 8
+    /// Longest transcript accepted, in characters.
+    public var maxTranscriptCharacters = 10_000
+    /// Longest speaker id accepted, in characters.
+    public var maxSpeakerCharacters = 256
+
+    public init() {}
+}
+
+/// Time spent per stage of one turn, in milliseconds.
+public struct TurnTimings: Sendable, Codable, Equatable {
+    public var queue = 0.0
+    public var audio = 0.0
+    public var text = 0.0
+    public var classify = 0.0
+    public var ded = 0.0
+    public var total = 0.0
+}
+
+/// The answer to one posted turn.
+public struct TurnOutcome: Sendable {
+    public let sessionId: String
+    public let turn: StoredTurn
+    /// The session's decoded emotion sequence after this turn (label indices, every turn).
+    public let decoded: [Int]
+    /// Indices of earlier turns whose decoded label changed in this step.
+    public let revised: [Int]
+    public let timings: TurnTimings
+    /// True when this is the stored answer to a retried turn id.
+    public let replayed: Bool
+}
+
+/// Sessions and the turn pipeline: encoder -> stream assembly -> gated classifier -> online DED.
+///
+/// Turns of one session are processed strictly in arrival order (a session has at most one turn
+/// in the work queue; the rest wait in the session's own FIFO); different sessions run
+/// concurrently on a bounded work queue and are batched through the classifier. A client turn id
+/// makes a retry idempotent, also while the first attempt is still being processed.
+public final class ConversationEngine: @unchecked Sendable {
+    public typealias Completion = @Sendable (Result<TurnOutcome, ConversationError>) -> Void
+
+    public let classifier: GatedXLSTMClassifier
+    public let encoder: TurnEncoder
+    public let ded: DEDParameters
+    public let configuration: ConversationConfiguration
+
+    private final class Pending {
+        let input: TurnInput
+        let turnId: String
+        let fingerprint: UInt64
+        let enqueuedAt: DispatchTime
+        var completions: [Completion]
+        init(input: TurnInput, turnId: String, completion: @escaping Completion) {
+            self.input = input
+            self.turnId = turnId
+            fingerprint = input.fingerprint
+            enqueuedAt = .now()
+            completions = [completion]
+        }
+    }
+
+    private final class Slot {
+        var state: SessionState
+        var waiting: [Pending] = []
+        var inFlight: Pending?
+        var deleted = false
+        /// Bumped on every change, so snapshots rewrite only what changed.
+        var version = 0
+        init(state: SessionState) { self.state = state }
+    }
+
+    private struct Job {
+        let sessionId: String
+        let slot: Slot
+        let pending: Pending
+    }
+
+    private let lock = NSLock()
+    private var sessions: [String: Slot] = [:]
+    private var waitingCount = 0
+    private var draining = false
+    private var queue: WorkQueue<Job>!
+    private var sweeper: DispatchSourceTimer?
+    /// Counters for metrics.
+    public private(set) var rejectedTurns = 0
+    public private(set) var expiredSessions = 0
+
+    public init(classifier: GatedXLSTMClassifier, encoder: TurnEncoder, ded: DEDParameters,
+                configuration: ConversationConfiguration = ConversationConfiguration()) throws {
+        guard encoder.dimension == classifier.configuration.embeddingDim else {
+            throw ConversationError(.internal, code: "model_mismatch",
+                                    "encoder dimension \(encoder.dimension) != classifier embedding_dim \(classifier.configuration.embeddingDim)")
+        }
+        self.classifier = classifier
+        self.encoder = encoder
+        self.ded = ded
+        self.configuration = configuration
+        queue = WorkQueue(workers: configuration.workers, capacity: .max, maxBatch: configuration.maxBatch,
+                          name: "inference") { [unowned self] jobs in self.process(jobs) }
+        let timer = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
+        let period = max(1, min(configuration.sessionTTL / 4, 60))
+        timer.schedule(deadline: .now() + period, repeating: period)
+        timer.setEventHandler { [weak self] in _ = self?.expireIdleSessions() }
+        timer.resume()
+        sweeper = timer
+    }
+
+    deinit {
+        sweeper?.cancel()
+        queue.stop()
+    }
+
+    // MARK: - Turns
+
+    /// Posts a turn; `completion` is called once, on an inference thread.
+    public func submit(sessionId: String, turn input: TurnInput, completion: @escaping Completion) {
+        if let problem = validate(sessionId: sessionId, input) {
+            completion(.failure(problem))
+            return
+        }
+        let turnId = input.turnId ?? UUID().uuidString
+        lock.lock()
+        if draining {
+            lock.unlock()
+            completion(.failure(ConversationError(.unavailable, code: "shutting_down", "the server is shutting down")))
+            return
+        }
+        // An id seen before: replay, join the running attempt, or refuse a different turn.
+        if input.turnId != nil, let slot = sessions[sessionId] {
+            let fingerprint = input.fingerprint
+            if let stored = slot.state.turn(withId: turnId) {
+                let state = slot.state
+                lock.unlock()
+                guard stored.fingerprint == fingerprint else {
+                    completion(.failure(Self.conflict(turnId)))
+                    return
+                }
+                completion(.success(TurnOutcome(sessionId: sessionId, turn: stored, decoded: state.decoded,
+                                                revised: [], timings: TurnTimings(), replayed: true)))
+                return
+            }
+            if let running = ([slot.inFlight].compactMap { $0 } + slot.waiting).first(where: { $0.turnId == turnId }) {
+                guard running.fingerprint == fingerprint else {
+                    lock.unlock()
+                    completion(.failure(Self.conflict(turnId)))
+                    return
+                }
+                running.completions.append(completion)
+                lock.unlock()
+                return
+            }
+        }
+        guard waitingCount < configuration.queueCapacity else {
+            rejectedTurns += 1
+            lock.unlock()
+            completion(.failure(ConversationError(.overloaded, code: "queue_full",
+                                                  "too many turns are waiting for inference; retry later")))
+            return
+        }
+        let slot: Slot
+        if let existing = sessions[sessionId] {
+            slot = existing
+        } else {
+            if sessions.count >= configuration.maxSessions { expireIdleLocked(now: Date()) }
+            guard sessions.count < configuration.maxSessions else {
+                rejectedTurns += 1
+                lock.unlock()
+                completion(.failure(ConversationError(.overloaded, code: "too_many_sessions",
+                                                      "the server holds its maximum number of sessions; retry later")))
+                return
+            }
+            let now = Date()
+            // Parameters were validated at start, so this cannot fail.
+            guard let decoder = try? OnlineDecoder(labelCount: classifier.labels.count, parameters: ded) else {
+                lock.unlock()
+                completion(.failure(ConversationError(.internal, code: "decoder_unavailable", "cannot create the decoder")))
+                return
+            }
+            slot = Slot(state: SessionState(id: sessionId, createdAt: now, lastActivity: now, turns: [],
+                                            decoder: decoder, decoded: []))
+            sessions[sessionId] = slot
+        }
+        guard slot.state.turns.count + slot.waiting.count + (slot.inFlight == nil ? 0 : 1) < configuration.maxTurnsPerSession else {
+            lock.unlock()
+            completion(.failure(ConversationError(.invalidInput, code: "session_full",
+                                                  "the session holds its maximum of \(configuration.maxTurnsPerSession) turns")))
+            return
+        }
+        let pending = Pending(input: input, turnId: turnId, completion: completion)
+        waitingCount += 1
+        slot.state.lastActivity = Date()
+        if slot.inFlight == nil {
+            slot.inFlight = pending
+            _ = queue.enqueue(Job(sessionId: sessionId, slot: slot, pending: pending), force: true)
+        } else {
+            slot.waiting.append(pending)
+        }
+        lock.unlock()
+    }
+
+    /// Async form of `submit`.
+    public func submit(sessionId: String, turn: TurnInput) async throws(ConversationError) -> TurnOutcome {
+        let result: Result<TurnOutcome, ConversationError> = await withCheckedContinuation { continuation in
+            submit(sessionId: sessionId, turn: turn) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    private static func conflict(_ turnId: String) -> ConversationError {
+        ConversationError(.conflict, code: "turn_id_conflict",
+                          "turn_id '\(turnId)' was already used for a different turn in this session")
+    }
+
+    private func validate(sessionId: String, _ input: TurnInput) -> ConversationError? {
+        func invalid(_ code: String, _ message: String) -> ConversationError {
+            ConversationError(.invalidInput, code: code, message)
+        }
+        if sessionId.isEmpty { return invalid("invalid_session_id", "the session id is empty") }
+        if input.speaker.isEmpty { return invalid("invalid_speaker", "speaker must be a non-empty string") }
+        if input.speaker.count > configuration.maxSpeakerCharacters {
+            return invalid("invalid_speaker", "speaker is longer than \(configuration.maxSpeakerCharacters) characters")
+        }
+        if input.transcript.count > configuration.maxTranscriptCharacters {
+            return invalid("transcript_too_long", "transcript is longer than \(configuration.maxTranscriptCharacters) characters")
+        }
+        if input.audio == nil && input.transcript.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            return invalid("empty_turn", "a turn needs audio, a transcript, or both")
+        }
+        if let id = input.turnId, id.isEmpty || id.count > 256 {
+            return invalid("invalid_turn_id", "turn_id must be 1 to 256 characters")
+        }
+        return nil
+    }
+
+    // MARK: - Processing
+
+    private func process(_ jobs: [Job]) {
+        var encoded: [(job: Job, streams: [[Float]], audio: [Float]?, text: [Float]?, timings: TurnTimings)] = []
+        for job in jobs {
+            var timings = TurnTimings()
+            timings.queue = Self.milliseconds(since: job.pending.enqueuedAt)
+            do {
+                let input = job.pending.input
+                var audio: [Float]?, text: [Float]?
+                if let bytes = input.audio {
+                    let t0 = DispatchTime.now()
+                    audio = try encoder.embed(audio: bytes)
+                    timings.audio = Self.milliseconds(since: t0)
+                }
+                if !input.transcript.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                    let t0 = DispatchTime.now()
+                    text = try encoder.embed(text: input.transcript)
+                    timings.text = Self.milliseconds(since: t0)
+                }
+                lock.lock()
+                var history = job.slot.state.turns.map {
+                    TurnEmbeddings(speaker: $0.speaker, audio: $0.audioEmbedding?.values, text: $0.textEmbedding?.values)
+                }
+                lock.unlock()
+                history.append(TurnEmbeddings(speaker: input.speaker, audio: audio, text: text))
+                let streams = StreamAssembler.streams(for: history.count - 1, in: history, dimension: encoder.dimension)
+                encoded.append((job, streams, audio, text, timings))
+            } catch let error as ConversationError {
+                finish(job, .failure(error))
+            } catch {
+                finish(job, .failure(ConversationError(.internal, code: "encoder_failed", "\(error)")))
+            }
+        }
+        guard !encoded.isEmpty else { return }
+        let t0 = DispatchTime.now()
+        let results: [Classification]
+        do {
+            results = try classifier.classify(encoded.map(\.streams))
+        } catch {
+            let failure = ConversationError(.internal, code: "classifier_failed", "\(error)")
+            for item in encoded { finish(item.job, .failure(failure)) }
+            return
+        }
+        let classifyMs = Self.milliseconds(since: t0)
+        for (item, classification) in zip(encoded, results) {
+            var timings = item.timings
+            timings.classify = classifyMs
+            let job = item.job, input = job.pending.input
+            lock.lock()
+            var state = job.slot.state
+            let label = classification.probabilities.indices.max { classification.probabilities[$0] < classification.probabilities[$1] } ?? 0
+            let turn = StoredTurn(index: state.turns.count, turnId: job.pending.turnId, speaker: input.speaker,
+                                  transcript: input.transcript, clientTimestamp: input.clientTimestamp,
+                                  receivedAt: Date(), audioEmbedding: item.audio.map(FloatVector.init),
+                                  textEmbedding: item.text.map(FloatVector.init), logits: classification.logits,
+                                  probabilities: classification.probabilities, gates: classification.gates,
+                                  label: label, fingerprint: job.pending.fingerprint)
+            let t1 = DispatchTime.now()
+            let previous = state.decoded
+            do {
+                state.decoded = try state.decoder.append(DialogueTurn(speaker: input.speaker,
+                                                                      logits: classification.logits.map(Double.init)))
+            } catch {
+                lock.unlock()
+                finish(job, .failure(ConversationError(.internal, code: "decoder_failed", "\(error)")))
+                continue
+            }
+            timings.ded = Self.milliseconds(since: t1)
+            state.turns.append(turn)
+            state.lastActivity = Date()
+            job.slot.state = state
+            job.slot.version += 1
+            lock.unlock()
+            let revised = zip(previous, state.decoded).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
+            timings.total = Self.milliseconds(since: job.pending.enqueuedAt)
+            finish(job, .success(TurnOutcome(sessionId: job.sessionId, turn: turn, decoded: state.decoded,
+                                             revised: revised, timings: timings, replayed: false)))
+        }
+    }
+
+    /// Completes a job's waiters and hands the session's next turn to the queue.
+    private func finish(_ job: Job, _ result: Result<TurnOutcome, ConversationError>) {
+        lock.lock()
+        waitingCount -= 1
+        let completions = job.pending.completions
+        job.slot.inFlight = nil
+        if !job.slot.waiting.isEmpty {
+            let next = job.slot.waiting.removeFirst()
+            job.slot.inFlight = next
+            _ = queue.enqueue(Job(sessionId: job.sessionId, slot: job.slot, pending: next), force: true)
+        }
+        lock.unlock()
+        for c in completions { c(result) }
+    }
+
+    static func milliseconds(since t: DispatchTime) -> Double {
+        Double(DispatchTime.now().uptimeNanoseconds - t.uptimeNanoseconds) / 1e6
+    }
+
+    // MARK: - Sessions
+
+    /// A copy of a session's state (nil if unknown).
+    public func session(_ id: String) -> SessionState? {
+        lock.lock(); defer { lock.unlock() }
+        return sessions[id]?.state
+    }
+
+    /// Removes a session; turns still waiting fail with `session_deleted`. False if unknown.
+    public func deleteSession(_ id: String) -> Bool {
+        lock.lock()
+        guard let slot = sessions.removeValue(forKey: id) else { lock.unlock(); return false }
+        slot.deleted = true
+        let dropped = slot.waiting
+        slot.waiting.removeAll()
+        waitingCount -= dropped.count
+        lock.unlock()
+        let error = ConversationError(.notFound, code: "session_deleted", "session '\(id)' was deleted")
+        for p in dropped { for c in p.completions { c(.failure(error)) } }
+        return true
+    }
+
+    /// Drops sessions idle for longer than the TTL (never one with turns in progress).
+    @discardableResult
+    public func expireIdleSessions(now: Date = Date()) -> Int {
+        lock.lock(); defer { lock.unlock() }
+        return expireIdleLocked(now: now)
+    }
+
+    @discardableResult
+    private func expireIdleLocked(now: Date) -> Int {
+        let cutoff = now.addingTimeInterval(-configuration.sessionTTL)
+        let expired = sessions.filter { $0.value.inFlight == nil && $0.value.waiting.isEmpty && $0.value.state.lastActivity < cutoff }
+        for key in expired.keys { sessions[key] = nil }
+        expiredSessions += expired.count
+        return expired.count
+    }
+
+    /// Number of sessions, turns waiting or running, for health and metrics.
+    public var statistics: (sessions: Int, waiting: Int, running: Int, rejected: Int, expired: Int) {
+        lock.lock(); defer { lock.unlock() }
+        return (sessions.count, waitingCount, queue.inFlight, rejectedTurns, expiredSessions)
+    }
+
+    // MARK: - Snapshots and shutdown
+
+    /// Copies of every session's state (for writing to disk).
+    public func snapshot() -> [SessionState] {
+        lock.lock(); defer { lock.unlock() }
+        return sessions.values.map(\.state)
+    }
+
+    /// Sessions whose version differs from `known` (id -> version last written), with their
+    /// versions, and the ids of all current sessions (so a writer can remove files of the rest).
+    public func changes(since known: [String: Int]) -> (changed: [(state: SessionState, version: Int)], current: Set<String>) {
+        lock.lock(); defer { lock.unlock() }
+        let changed = sessions.values.filter { known[$0.state.id] != $0.version }.map { ($0.state, $0.version) }
+        return (changed, Set(sessions.keys))
+    }
+
+    /// Adds sessions read back from disk (existing ids are kept as they are).
+    public func restore(_ states: [SessionState]) {
+        lock.lock(); defer { lock.unlock() }
+        for state in states where sessions[state.id] == nil {
+            let slot = Slot(state: state)
+            slot.version = 1
+            sessions[state.id] = slot
+        }
+    }
+
+    /// Stops accepting turns and waits until every accepted turn is answered (or the deadline).
+    /// Returns true when nothing is left in progress.
+    public func drain(deadline: Date) -> Bool {
+        lock.lock()
+        draining = true
+        lock.unlock()
+        while Date() < deadline {
+            lock.lock()
+            let left = waitingCount
+            lock.unlock()
+            if left == 0 { return true }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        lock.lock(); defer { lock.unlock() }
+        return waitingCount == 0
+    }
+
+    public var isDraining: Bool {
+        lock.lock(); defer { lock.unlock() }
+        return draining
+    }
+}

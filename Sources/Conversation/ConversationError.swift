@@ -1,0 +1,34 @@
+/// Errors of the conversation layer, with stable codes. The HTTP layer maps `category` to a
+/// status; `code` and `message` go to the client unchanged.
+public struct ConversationError: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Category: String, Sendable, Codable {
+        /// The turn itself is unusable (bad audio, empty turn, wrong sizes): 422.
+        case invalidInput
+        /// No such session: 404.
+        case notFound
+        /// The same turn id was sent with different content: 409.
+        case conflict
+        /// Over capacity (work queue full, too many sessions): 503 with Retry-After.
+        case overloaded
+        /// Shutting down: 503.
+        case unavailable
+        /// A bug or a failed model computation: 500.
+        case `internal`
+    }
+
+    public let category: Category
+    public let code: String
+    public let message: String
+
+    public init(_ category: Category, code: String, _ message: String) {
+        self.category = category
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code): \(message)" }
+
+    public static func sessionNotFound(_ id: String) -> ConversationError {
+        ConversationError(.notFound, code: "session_not_found", "no session '\(id)'")
+    }
+}

@@ -1,0 +1,49 @@
+import DialogicalEmotionDecoder
+import Foundation
+
+/// One processed turn of a session. Its 4-tuple of classifier streams follows from the turns
+/// before it, which never change, so only the turn's own embeddings are kept.
+public struct StoredTurn: Codable, Sendable, Equatable {
+    public var index: Int
+    public var turnId: String
+    public var speaker: String
+    public var transcript: String
+    public var clientTimestamp: String?
+    public var receivedAt: Date
+    public var audioEmbedding: FloatVector?
+    public var textEmbedding: FloatVector?
+    public var logits: [Float]
+    public var probabilities: [Float]
+    /// 12 gate weights in stream order (stream 0 is 1).
+    public var gates: [Float]
+    /// The classifier's own decision (argmax).
+    public var label: Int
+    /// Fingerprint of the posted content, for idempotent retries.
+    var fingerprint: UInt64
+
+    enum CodingKeys: String, CodingKey {
+        case index, turnId = "turn_id", speaker, transcript, clientTimestamp = "client_timestamp"
+        case receivedAt = "received_at", audioEmbedding = "audio_embedding", textEmbedding = "text_embedding"
+        case logits, probabilities, gates, label, fingerprint
+    }
+}
+
+/// Everything a session holds: its turns, the online DED beams and the current decoded path.
+/// Codable, so sessions survive a restart (`SessionSnapshotStore`).
+public struct SessionState: Codable, Sendable, Equatable {
+    public var id: String
+    public var createdAt: Date
+    public var lastActivity: Date
+    public var turns: [StoredTurn]
+    public var decoder: OnlineDecoder
+    /// Best DED path over all turns (label indices).
+    public var decoded: [Int]
+
+    enum CodingKeys: String, CodingKey {
+        case id, createdAt = "created_at", lastActivity = "last_activity", turns, decoder, decoded
+    }
+
+    public func turn(withId turnId: String) -> StoredTurn? {
+        turns.last(where: { $0.turnId == turnId })
+    }
+}

@@ -1,0 +1,48 @@
+import Foundation
+
+/// Turns a dialogue turn's raw inputs into the classifier's embeddings (the CLAP encoder, or a
+/// stand-in in tests). Implementations are thread-safe and throw `ConversationError`s with
+/// category `.invalidInput` for unusable inputs (undecodable audio, audio too long, ...).
+public protocol TurnEncoder: Sendable {
+    /// Length of every embedding.
+    var dimension: Int { get }
+    /// Embedding of an encoded audio clip (WAV, FLAC, ...).
+    func embed(audio: Data) throws -> [Float]
+    /// Embedding of a transcript (non-empty).
+    func embed(text: String) throws -> [Float]
+}
+
+/// One turn as a client posts it.
+public struct TurnInput: Sendable, Equatable {
+    /// Client-chosen id; a retry with the same id returns the stored answer.
+    public var turnId: String?
+    public var speaker: String
+    /// May be empty when audio is given.
+    public var transcript: String
+    /// Encoded audio bytes; nil when the turn has only a transcript.
+    public var audio: Data?
+    /// Opaque client timestamp, stored and returned.
+    public var clientTimestamp: String?
+
+    public init(turnId: String? = nil, speaker: String, transcript: String, audio: Data? = nil,
+                clientTimestamp: String? = nil) {
+        self.turnId = turnId
+        self.speaker = speaker
+        self.transcript = transcript
+        self.audio = audio
+        self.clientTimestamp = clientTimestamp
+    }
+
+    /// A stable digest of the content (FNV-1a, 64-bit), to tell an honest retry from a
+    /// different turn reusing an id, also across restarts.
+    var fingerprint: UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix<S: Sequence>(_ bytes: S) where S.Element == UInt8 {
+            for b in bytes { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        }
+        mix(speaker.utf8); mix([0xff])
+        mix(transcript.utf8); mix([0xff])
+        if let audio { mix(audio) } else { mix([0xfe]) }
+        return h
+    }
+}

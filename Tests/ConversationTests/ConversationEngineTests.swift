@@ -1,0 +1,241 @@
+import DialogicalEmotionDecoder
+import Foundation
+import GatedXLSTM
+import Testing
+@testable import Conversation
+
+@Suite struct ConversationEngineTests {
+    let classifier: GatedXLSTMClassifier
+    let ded: DEDParameters
+
+    init() throws {
+        classifier = try makeClassifier()
+        ded = try DEDParameters(p0: 0.2, alpha: 1, beamWidth: 5)
+    }
+
+    func engine(_ encoder: FakeEncoder = FakeEncoder(), configure: (inout ConversationConfiguration) -> Void = { _ in })
+        throws -> ConversationEngine {
+        var config = ConversationConfiguration()
+        configure(&config)
+        return try ConversationEngine(classifier: classifier, encoder: encoder, ded: ded, configuration: config)
+    }
+
+    let script: [TurnInput] = [
+        TurnInput(turnId: "a", speaker: "agent", transcript: "Thank you for calling, how can I help?", audio: Data([1, 2, 3])),
+        TurnInput(turnId: "b", speaker: "caller", transcript: "My order never arrived!", audio: Data([4, 5])),
+        TurnInput(turnId: "c", speaker: "caller", transcript: "", audio: Data([9, 9, 9])),
+        TurnInput(turnId: "d", speaker: "agent", transcript: "I am sorry to hear that."),
+        TurnInput(turnId: "e", speaker: "supervisor", transcript: "Let me take over.", audio: Data([7])),
+    ]
+
+    @Test func turnsAreClassifiedFromTheirStreamsAndDecodedOnline() async throws {
+        let encoder = FakeEncoder()
+        let engine = try engine(encoder)
+        var history: [TurnEmbeddings] = []
+        var reference = try OnlineDecoder(labelCount: 4, parameters: ded)
+        for (i, turn) in script.enumerated() {
+            let outcome = try await engine.submit(sessionId: "call-1", turn: turn)
+            #expect(outcome.turn.index == i && outcome.turn.turnId == turn.turnId && !outcome.replayed)
+            // Independent path: the same embeddings assembled and classified directly.
+            history.append(TurnEmbeddings(speaker: turn.speaker,
+                                          audio: try turn.audio.map { try encoder.embed(audio: $0) },
+                                          text: turn.transcript.isEmpty ? nil : try encoder.embed(text: turn.transcript)))
+            let direct = try classifier.classify([StreamAssembler.streams(for: i, in: history, dimension: 64)])[0]
+            #expect(outcome.turn.logits == direct.logits)
+            #expect(outcome.turn.gates == direct.gates)
+            let previous = reference.bestPath
+            let path = try reference.append(DialogueTurn(speaker: turn.speaker, logits: direct.logits.map(Double.init)))
+            #expect(outcome.decoded == path)
+            #expect(outcome.revised == zip(previous, path).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset))
+        }
+        let state = try #require(engine.session("call-1"))
+        #expect(state.turns.map(\.turnId) == script.map(\.turnId))
+        #expect(state.turns[3].audioEmbedding == nil && state.turns[2].textEmbedding == nil)
+    }
+
+    @Test func retriedTurnIdReturnsTheStoredAnswer() async throws {
+        let engine = try engine()
+        let first = try await engine.submit(sessionId: "s", turn: script[0])
+        _ = try await engine.submit(sessionId: "s", turn: script[1])
+        let again = try await engine.submit(sessionId: "s", turn: script[0])
+        #expect(again.replayed && again.turn == first.turn)
+        #expect(engine.session("s")?.turns.count == 2)
+        var changed = script[0]
+        changed.transcript = "something else"
+        await #expect(throws: ConversationError.self) { _ = try await engine.submit(sessionId: "s", turn: changed) }
+        do {
+            _ = try await engine.submit(sessionId: "s", turn: changed)
+        } catch {
+            #expect(error.code == "turn_id_conflict" && error.category == .conflict)
+        }
+    }
+
+    @Test func retryWhileTheFirstAttemptIsRunningGetsTheSameAnswer() throws {
+        let gate = DispatchSemaphore(value: 0)
+        let engine = try engine(FakeEncoder(gate: gate))
+        let collector = Collector()
+        engine.submit(sessionId: "s", turn: script[1], completion: collector.callback(0))
+        engine.submit(sessionId: "s", turn: script[1], completion: collector.callback(1))
+        for _ in 0..<2 { gate.signal() }  // audio and text of the one real attempt
+        #expect(collector.wait())
+        let a = try #require(collector[0]?.value), b = try #require(collector[1]?.value)
+        #expect(a.turn == b.turn)
+        #expect(engine.session("s")?.turns.count == 1)
+    }
+
+    @Test func turnsOfOneSessionRunInSubmissionOrder() throws {
+        let engine = try engine { $0.queueCapacity = 500 }
+        let collector = Collector()
+        for i in 0..<40 {
+            engine.submit(sessionId: "ordered", turn: TurnInput(speaker: i % 3 == 0 ? "A" : "B", transcript: "turn \(i)"),
+                          completion: collector.callback(i))
+        }
+        #expect(collector.wait())
+        for i in 0..<40 { #expect(collector[i]?.value?.turn.index == i) }
+        #expect(engine.session("ordered")?.turns.map(\.transcript) == (0..<40).map { "turn \($0)" })
+    }
+
+    @Test func sessionsRunConcurrentlyAndStayApart() throws {
+        let engine = try engine { $0.queueCapacity = 500 }
+        let collector = Collector()
+        DispatchQueue.concurrentPerform(iterations: 8) { s in
+            for t in 0..<6 {
+                engine.submit(sessionId: "session-\(s)", turn: TurnInput(speaker: t % 2 == 0 ? "A" : "B", transcript: "s\(s) t\(t)"),
+                              completion: collector.callback(s * 100 + t))
+            }
+        }
+        #expect(collector.wait())
+        for s in 0..<8 {
+            let state = try #require(engine.session("session-\(s)"))
+            #expect(state.turns.map(\.transcript) == (0..<6).map { "s\(s) t\($0)" })
+            #expect(state.decoded.count == 6)
+        }
+    }
+
+    @Test func fullQueueIsRefusedNotGrown() throws {
+        let gate = DispatchSemaphore(value: 0)
+        let engine = try engine(FakeEncoder(gate: gate)) { $0.queueCapacity = 3 }
+        let collector = Collector()
+        for i in 0..<5 {
+            engine.submit(sessionId: "s\(i)", turn: TurnInput(speaker: "A", transcript: "hello \(i)"),
+                          completion: collector.callback(i))
+        }
+        // Turns 3 and 4 are refused at once while 0...2 wait.
+        #expect(collector[3]?.error?.code == "queue_full")
+        #expect(collector[4]?.error?.category == .overloaded)
+        #expect(engine.statistics.rejected == 2)
+        for _ in 0..<3 { gate.signal() }
+        #expect(collector.wait())
+        for i in 0..<3 { #expect(collector[i]?.value != nil) }
+    }
+
+    @Test func invalidTurnsAreRefusedWithCodes() async throws {
+        let engine = try engine()
+        let cases: [(TurnInput, String)] = [
+            (TurnInput(speaker: "A", transcript: "  "), "empty_turn"),
+            (TurnInput(speaker: "", transcript: "hi"), "invalid_speaker"),
+            (TurnInput(speaker: "A", transcript: String(repeating: "x", count: 10_001)), "transcript_too_long"),
+            (TurnInput(turnId: "", speaker: "A", transcript: "hi"), "invalid_turn_id"),
+            (TurnInput(speaker: "A", transcript: "hi", audio: Data([0xFF, 0])), "unreadable_audio"),
+        ]
+        for (turn, code) in cases {
+            do {
+                _ = try await engine.submit(sessionId: "s", turn: turn)
+                Issue.record("accepted a turn that should fail with \(code)")
+            } catch {
+                #expect(error.code == code && error.category == .invalidInput)
+            }
+        }
+        // A failed turn leaves no trace, and the session goes on.
+        let ok = try await engine.submit(sessionId: "s", turn: script[0])
+        #expect(ok.turn.index == 0)
+    }
+
+    @Test func deleteDropsTheSessionAndItsWaitingTurns() throws {
+        let gate = DispatchSemaphore(value: 0)
+        let engine = try engine(FakeEncoder(gate: gate))
+        let collector = Collector()
+        engine.submit(sessionId: "gone", turn: TurnInput(speaker: "A", transcript: "one"), completion: collector.callback(0))
+        engine.submit(sessionId: "gone", turn: TurnInput(speaker: "A", transcript: "two"), completion: collector.callback(1))
+        #expect(engine.deleteSession("gone"))
+        #expect(collector[1]?.error?.code == "session_deleted")
+        gate.signal()
+        #expect(collector.wait())
+        #expect(engine.session("gone") == nil)
+        #expect(!engine.deleteSession("gone"))
+    }
+
+    @Test func idleSessionsExpireAndCapacityIsBounded() async throws {
+        let engine = try engine { $0.maxSessions = 2; $0.sessionTTL = 60 }
+        _ = try await engine.submit(sessionId: "one", turn: script[0])
+        _ = try await engine.submit(sessionId: "two", turn: script[0])
+        do {
+            _ = try await engine.submit(sessionId: "three", turn: script[0])
+            Issue.record("a third session was accepted")
+        } catch {
+            #expect(error.code == "too_many_sessions")
+        }
+        #expect(engine.expireIdleSessions(now: Date().addingTimeInterval(30)) == 0)
+        #expect(engine.expireIdleSessions(now: Date().addingTimeInterval(61)) == 2)
+        _ = try await engine.submit(sessionId: "three", turn: script[0])
+        #expect(engine.statistics.sessions == 1)
+    }
+
+    @Test func drainFinishesAcceptedTurnsAndRefusesNewOnes() throws {
+        let gate = DispatchSemaphore(value: 0)
+        let engine = try engine(FakeEncoder(gate: gate))
+        let collector = Collector()
+        engine.submit(sessionId: "s", turn: TurnInput(speaker: "A", transcript: "in flight"), completion: collector.callback(0))
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) { gate.signal() }
+        #expect(engine.drain(deadline: Date().addingTimeInterval(10)))
+        #expect(collector[0]?.value != nil)
+        engine.submit(sessionId: "s", turn: TurnInput(speaker: "A", transcript: "late"), completion: collector.callback(1))
+        #expect(collector[1]?.error?.code == "shutting_down")
+        #expect(collector.wait())
+    }
+
+    @Test func snapshotsRestoreSessionsThatContinueIdentically() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("snapshots-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let first = try engine(), uninterrupted = try engine()
+        let store = try SessionSnapshotStore(directory: directory)
+        let longId = String(repeating: "call/ü/", count: 40)
+        for id in ["call-1", longId] {
+            for turn in script.prefix(3) {
+                _ = try await first.submit(sessionId: id, turn: turn)
+                _ = try await uninterrupted.submit(sessionId: id, turn: turn)
+            }
+        }
+        #expect(try store.write(first) == 2)
+        #expect(try store.write(first) == 0)  // nothing changed
+
+        // A new process: read back, restore, continue.
+        let restarted = try engine()
+        let (sessions, problems) = try SessionSnapshotStore(directory: directory).read()
+        #expect(problems.isEmpty && sessions.count == 2)
+        restarted.restore(sessions)
+        #expect(restarted.session(longId) == first.session(longId))
+        for turn in script.dropFirst(3) {
+            let a = try await restarted.submit(sessionId: longId, turn: turn)
+            let b = try await uninterrupted.submit(sessionId: longId, turn: turn)
+            #expect(a.turn.logits == b.turn.logits && a.decoded == b.decoded)
+        }
+        // A retried id from before the restart is still recognised.
+        #expect(try await restarted.submit(sessionId: "call-1", turn: script[1]).replayed)
+
+        // Deleted sessions lose their file on the next write; corrupt files are reported, not fatal.
+        #expect(first.deleteSession("call-1"))
+        try store.write(first)
+        try Data("{not json".utf8).write(to: directory.appendingPathComponent("00.session.json"))
+        let after = SessionSnapshotStore(directoryUnchecked: directory).read()
+        #expect(after.sessions.map(\.id) == [longId])
+        #expect(after.problems.count == 1)
+    }
+}
+
+extension SessionSnapshotStore {
+    convenience init(directoryUnchecked directory: URL) {
+        // The directory exists in these tests.
+        try! self.init(directory: directory)
+    }
+}

@@ -1,1 +1,0 @@
-// AudioFrontEnd: placeholder until its first sources land.

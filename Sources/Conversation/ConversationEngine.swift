@@ -34,6 +34,14 @@ public struct TurnTimings: Sendable, Codable, Equatable {
     public var total = 0.0
 }
 
+/// The answer to a whole-dialogue analysis.
+public struct DialogueAnalysis: Sendable {
+    public let classifications: [Classification]
+    /// DED's decoded labels, one per turn.
+    public let decoded: [Int]
+    public let milliseconds: Double
+}
+
 /// The answer to one posted turn.
 public struct TurnOutcome: Sendable {
     public let sessionId: String
@@ -92,11 +100,24 @@ public final class ConversationEngine: @unchecked Sendable {
         let pending: Pending
     }
 
+    /// A whole dialogue analysed offline (stateless).
+    private struct DialogueJob {
+        let turns: [TurnInput]
+        let repeatTwice: Bool
+        let enqueuedAt: DispatchTime
+        let completion: @Sendable (Result<DialogueAnalysis, ConversationError>) -> Void
+    }
+
+    private enum Work {
+        case turn(Job)
+        case dialogue(DialogueJob)
+    }
+
     private let lock = NSLock()
     private var sessions: [String: Slot] = [:]
     private var waitingCount = 0
     private var draining = false
-    private var queue: WorkQueue<Job>!
+    private var queue: WorkQueue<Work>!
     private var sweeper: DispatchSourceTimer?
     /// Counters for metrics.
     public private(set) var rejectedTurns = 0
@@ -113,7 +134,17 @@ public final class ConversationEngine: @unchecked Sendable {
         self.ded = ded
         self.configuration = configuration
         queue = WorkQueue(workers: configuration.workers, capacity: .max, maxBatch: configuration.maxBatch,
-                          name: "inference") { [unowned self] jobs in self.process(jobs) }
+                          name: "inference") { [weak self] work in
+            guard let self else { return }  // the engine is gone: nobody is waiting for answers
+            var turns: [Job] = []
+            for item in work {
+                switch item {
+                case .turn(let job): turns.append(job)
+                case .dialogue(let job): self.analyze(job)
+                }
+            }
+            if !turns.isEmpty { self.process(turns) }
+        }
         let timer = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
         let period = max(1, min(configuration.sessionTTL / 4, 60))
         timer.schedule(deadline: .now() + period, repeating: period)
@@ -208,7 +239,7 @@ public final class ConversationEngine: @unchecked Sendable {
         slot.state.lastActivity = Date()
         if slot.inFlight == nil {
             slot.inFlight = pending
-            _ = queue.enqueue(Job(sessionId: sessionId, slot: slot, pending: pending), force: true)
+            _ = queue.enqueue(.turn(Job(sessionId: sessionId, slot: slot, pending: pending)), force: true)
         } else {
             slot.waiting.append(pending)
         }
@@ -339,7 +370,7 @@ public final class ConversationEngine: @unchecked Sendable {
         if !job.slot.waiting.isEmpty {
             let next = job.slot.waiting.removeFirst()
             job.slot.inFlight = next
-            _ = queue.enqueue(Job(sessionId: job.sessionId, slot: job.slot, pending: next), force: true)
+            _ = queue.enqueue(.turn(Job(sessionId: job.sessionId, slot: job.slot, pending: next)), force: true)
         }
         lock.unlock()
         for c in completions { c(result) }
@@ -347,6 +378,95 @@ public final class ConversationEngine: @unchecked Sendable {
 
     static func milliseconds(since t: DispatchTime) -> Double {
         Double(DispatchTime.now().uptimeNanoseconds - t.uptimeNanoseconds) / 1e6
+    }
+
+    // MARK: - Whole dialogues
+
+    /// Analyses a whole dialogue offline: every turn classified with its context, then DED over
+    /// the dialogue (repeated twice, keeping the last copy, when `repeatTwice`). Stateless; runs
+    /// on the same bounded work queue as session turns.
+    public func analyze(_ turns: [TurnInput], repeatTwice: Bool = true,
+                        completion: @escaping @Sendable (Result<DialogueAnalysis, ConversationError>) -> Void) {
+        if turns.isEmpty {
+            completion(.failure(ConversationError(.invalidInput, code: "empty_dialogue", "a dialogue needs at least one turn")))
+            return
+        }
+        if turns.count > configuration.maxTurnsPerSession {
+            completion(.failure(ConversationError(.invalidInput, code: "dialogue_too_long",
+                                                  "a dialogue may have at most \(configuration.maxTurnsPerSession) turns")))
+            return
+        }
+        for (i, turn) in turns.enumerated() {
+            if let problem = validate(sessionId: "dialogue", turn) {
+                completion(.failure(ConversationError(problem.category, code: problem.code, "turn \(i): \(problem.message)")))
+                return
+            }
+        }
+        lock.lock()
+        if draining {
+            lock.unlock()
+            completion(.failure(ConversationError(.unavailable, code: "shutting_down", "the server is shutting down")))
+            return
+        }
+        guard waitingCount < configuration.queueCapacity else {
+            rejectedTurns += 1
+            lock.unlock()
+            completion(.failure(ConversationError(.overloaded, code: "queue_full",
+                                                  "too many turns are waiting for inference; retry later")))
+            return
+        }
+        waitingCount += 1
+        _ = queue.enqueue(.dialogue(DialogueJob(turns: turns, repeatTwice: repeatTwice, enqueuedAt: .now(),
+                                                completion: completion)), force: true)
+        lock.unlock()
+    }
+
+    public func analyze(_ turns: [TurnInput], repeatTwice: Bool = true) async throws(ConversationError) -> DialogueAnalysis {
+        let result: Result<DialogueAnalysis, ConversationError> = await withCheckedContinuation { continuation in
+            analyze(turns, repeatTwice: repeatTwice) { continuation.resume(returning: $0) }
+        }
+        return try result.get()
+    }
+
+    private func analyze(_ job: DialogueJob) {
+        defer {
+            lock.lock()
+            waitingCount -= 1
+            lock.unlock()
+        }
+        do {
+            var history: [TurnEmbeddings] = []
+            for (i, turn) in job.turns.enumerated() {
+                do {
+                    let audio = try turn.audio.map { try encoder.embed(audio: $0) }
+                    let hasText = !turn.transcript.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+                    let text = hasText ? try encoder.embed(text: turn.transcript) : nil
+                    history.append(TurnEmbeddings(speaker: turn.speaker, audio: audio, text: text))
+                } catch let error as ConversationError {
+                    throw ConversationError(error.category, code: error.code, "turn \(i): \(error.message)")
+                }
+            }
+            var classifications: [Classification] = []
+            let batch = max(1, configuration.maxBatch)
+            var start = 0
+            while start < history.count {
+                let end = min(history.count, start + batch)
+                let streams = (start..<end).map { StreamAssembler.streams(for: $0, in: history, dimension: encoder.dimension) }
+                classifications += try classifier.classify(streams)
+                start = end
+            }
+            let dialogue = zip(job.turns, classifications).map {
+                DialogueTurn(speaker: $0.0.speaker, logits: $0.1.logits.map(Double.init))
+            }
+            let decoded = try OfflineDecoder.decode(dialogue, parameters: ded, labelCount: classifier.labels.count,
+                                                    repeatTwice: job.repeatTwice)
+            job.completion(.success(DialogueAnalysis(classifications: classifications, decoded: decoded,
+                                                     milliseconds: Self.milliseconds(since: job.enqueuedAt))))
+        } catch let error as ConversationError {
+            job.completion(.failure(error))
+        } catch {
+            job.completion(.failure(ConversationError(.internal, code: "analysis_failed", "\(error)")))
+        }
     }
 
     // MARK: - Sessions

@@ -20,7 +20,8 @@ final class WorkQueue<Job>: @unchecked Sendable {
         self.capacity = max(1, capacity)
         self.maxBatch = max(1, maxBatch)
         for i in 0..<max(1, workers) {
-            let thread = Thread { [unowned self] in self.loop(process) }
+            // Workers hold the queue until `stop()` lets them finish and exit.
+            let thread = Thread { self.loop(process) }
             thread.name = "\(name)-\(i)"
             thread.stackSize = 8 << 20
             threads.append(thread)

@@ -1,0 +1,271 @@
+import Conversation
+import DialogicalEmotionDecoder
+import Foundation
+import GatedXLSTM
+
+/// The service's routes, independent of the HTTP transport: parses and validates requests,
+/// calls the conversation engine, renders JSON answers and errors, checks API keys, and feeds
+/// metrics.
+public final class EmotionAPI: Sendable {
+    public let engine: ConversationEngine
+    public let metrics: Metrics
+    let modelDescription: Data
+    let apiKeys: APIKeys
+    let readiness: @Sendable () -> Bool
+    let labels: [String]
+
+    /// - Parameters:
+    ///   - modelDescription: any Encodable served as `GET /v1/model`.
+    ///   - readiness: false while loading or draining (`/readyz` answers 503).
+    public init<M: Encodable>(engine: ConversationEngine, modelDescription: M, apiKeys: APIKeys = APIKeys([]),
+                              metrics: Metrics = Metrics(), readiness: @escaping @Sendable () -> Bool) {
+        self.engine = engine
+        self.metrics = metrics
+        self.modelDescription = APIResponse.json(modelDescription).body
+        self.apiKeys = apiKeys
+        self.readiness = readiness
+        labels = engine.classifier.labels
+        metrics.gauge("emotion_sessions", help: "Sessions held in memory.") { Double(engine.statistics.sessions) }
+        metrics.gauge("emotion_queue_depth", help: "Turns accepted and not yet answered.") { Double(engine.statistics.waiting) }
+        metrics.gauge("emotion_inference_in_flight", help: "Turns being processed right now.") { Double(engine.statistics.running) }
+        metrics.gauge("emotion_rejected_turns_total", help: "Turns refused because the server was over capacity.") {
+            Double(engine.statistics.rejected)
+        }
+        metrics.gauge("emotion_expired_sessions_total", help: "Sessions dropped after their idle TTL.") {
+            Double(engine.statistics.expired)
+        }
+    }
+
+    /// A route template for logs and metrics (no ids).
+    public static func routeTemplate(method: String, path: String) -> String {
+        switch Route(path: path) {
+        case .turns: return "/v1/sessions/{session_id}/turns"
+        case .session: return "/v1/sessions/{session_id}"
+        case .analyze: return "/v1/dialogues/analyze"
+        case .model: return "/v1/model"
+        case .health: return "/healthz"
+        case .ready: return "/readyz"
+        case .metrics: return "/metrics"
+        case .unknown: return "unmatched"
+        }
+    }
+
+    enum Route: Equatable {
+        case turns(String), session(String), analyze, model, health, ready, metrics, unknown
+
+        init(path: String) {
+            let parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+            switch parts.count {
+            case 2 where parts[1] == "healthz": self = .health
+            case 2 where parts[1] == "readyz": self = .ready
+            case 2 where parts[1] == "metrics": self = .metrics
+            case 3 where parts[1] == "v1" && parts[2] == "model": self = .model
+            case 4 where parts[1] == "v1" && parts[2] == "dialogues" && parts[3] == "analyze": self = .analyze
+            case 4 where parts[1] == "v1" && parts[2] == "sessions": self = .session(parts[3])
+            case 5 where parts[1] == "v1" && parts[2] == "sessions" && parts[4] == "turns": self = .turns(parts[3])
+            default: self = .unknown
+            }
+        }
+    }
+
+    /// Session ids: 1-128 characters of `A-Z a-z 0-9 - _ . : @` after percent-decoding.
+    static func sessionId(_ raw: String) throws(APIError) -> String {
+        guard let id = raw.removingPercentEncoding, !id.isEmpty, id.count <= 128,
+              id.unicodeScalars.allSatisfy({ ($0.isASCII && (CharacterSet.alphanumerics.contains($0))) || "-_.:@".unicodeScalars.contains($0) })
+        else {
+            throw APIError(400, "invalid_session_id", "session ids are 1-128 characters of A-Z, a-z, 0-9, '-', '_', '.', ':', '@'")
+        }
+        return id
+    }
+
+    public func handle(_ request: APIRequest) async -> APIResponse {
+        let start = DispatchTime.now()
+        let route = Route(path: request.path)
+        var response: APIResponse
+        do {
+            response = try await dispatch(route, request)
+        } catch {
+            response = .error(error)
+        }
+        response.headers.append(("X-Request-Id", request.requestId))
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+        metrics.recordRequest(route: Self.routeTemplate(method: request.method, path: request.path),
+                              method: request.method, status: response.status, seconds: seconds)
+        return response
+    }
+
+    private func allow(_ request: APIRequest, _ methods: [String]) throws(APIError) {
+        guard methods.contains(request.method) || (request.method == "HEAD" && methods.contains("GET")) else {
+            throw .methodNotAllowed(request.method, allowed: methods)
+        }
+    }
+
+    private func dispatch(_ route: Route, _ request: APIRequest) async throws(APIError) -> APIResponse {
+        switch route {
+        case .health:
+            try allow(request, ["GET"])
+            return .json(APIModels.Status(status: "ok"))
+        case .ready:
+            try allow(request, ["GET"])
+            let ready = readiness() && !engine.isDraining
+            return .json(APIModels.Status(status: ready ? "ready" : "not_ready"), status: ready ? 200 : 503)
+        case .metrics:
+            try allow(request, ["GET"])
+            return .text(metrics.exposition(), contentType: "text/plain; version=0.0.4; charset=utf-8")
+        case .unknown:
+            throw .notFound(request.path)
+        default:
+            break
+        }
+        try apiKeys.check(request.header("Authorization"))
+        switch route {
+        case .model:
+            try allow(request, ["GET"])
+            return APIResponse(status: 200, headers: [("Content-Type", "application/json")], body: modelDescription)
+        case .turns(let raw):
+            try allow(request, ["POST"])
+            let id = try Self.sessionId(raw)
+            let turn = try Self.parseTurn(request.body)
+            let outcome: TurnOutcome
+            do {
+                outcome = try await engine.submit(sessionId: id, turn: turn)
+            } catch {
+                throw APIError(error)
+            }
+            recordStages(outcome.timings)
+            return .json(turnAnswer(outcome))
+        case .session(let raw):
+            try allow(request, ["GET", "DELETE"])
+            let id = try Self.sessionId(raw)
+            if request.method == "DELETE" {
+                guard engine.deleteSession(id) else { throw APIError(ConversationError.sessionNotFound(id)) }
+                return APIResponse(status: 204)
+            }
+            guard let state = engine.session(id) else { throw APIError(ConversationError.sessionNotFound(id)) }
+            return .json(session(state))
+        case .analyze:
+            try allow(request, ["POST"])
+            let (turns, repeatTwice) = try Self.parseDialogue(request.body)
+            let analysis: DialogueAnalysis
+            do {
+                analysis = try await engine.analyze(turns, repeatTwice: repeatTwice)
+            } catch {
+                throw APIError(error)
+            }
+            return .json(self.analysis(turns, analysis))
+        default:
+            throw .notFound(request.path)
+        }
+    }
+
+    private func recordStages(_ t: TurnTimings) {
+        for (stage, ms) in [("queue", t.queue), ("audio", t.audio), ("text", t.text), ("classify", t.classify),
+                            ("ded", t.ded), ("total", t.total)] {
+            metrics.recordStage(stage, seconds: ms / 1000)
+        }
+    }
+
+    // MARK: - Parsing
+
+    static let turnFields: Set<String> = ["speaker", "transcript", "audio", "turn_id", "timestamp"]
+
+    static func parseTurn(_ body: Data) throws(APIError) -> TurnInput {
+        try parseTurn(JSONBody(body, allowed: turnFields))
+    }
+
+    static func parseTurn(_ json: JSONBody) throws(APIError) -> TurnInput {
+        let speaker = try json.string("speaker", required: true) ?? ""
+        let transcript = try json.string("transcript") ?? ""
+        var audio: Data?
+        if let encoded = try json.string("audio") {
+            guard let bytes = Data(base64Encoded: encoded, options: [.ignoreUnknownCharacters]),
+                  encoded.unicodeScalars.allSatisfy({ $0.isASCII }) else {
+                throw APIError(422, "invalid_base64", "'audio' is not valid base64")
+            }
+            guard !bytes.isEmpty else { throw APIError(422, "empty_audio", "'audio' decodes to zero bytes") }
+            audio = bytes
+        }
+        if audio == nil && transcript.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            throw APIError(422, "empty_turn", "a turn needs 'audio', a non-empty 'transcript', or both")
+        }
+        return TurnInput(turnId: try json.string("turn_id"), speaker: speaker, transcript: transcript,
+                         audio: audio, clientTimestamp: try json.string("timestamp"))
+    }
+
+    static func parseDialogue(_ body: Data) throws(APIError) -> ([TurnInput], Bool) {
+        let json = try JSONBody(body, allowed: ["turns", "repeat_twice"])
+        let items = try json.array("turns", required: true) ?? []
+        var turns: [TurnInput] = []
+        for (i, item) in items.enumerated() {
+            guard let object = item as? [String: Any] else { throw .invalidField("turns[\(i)]", "must be an object") }
+            turns.append(try parseTurn(JSONBody(object: object, allowed: turnFields.subtracting(["turn_id"]), path: "turns[\(i)].")))
+        }
+        var repeatTwice = true
+        if let value = json.object["repeat_twice"] {
+            guard JSONBody.isBoolean(value), let flag = value as? Bool else {
+                throw .invalidField("repeat_twice", "must be true or false")
+            }
+            repeatTwice = flag
+        }
+        return (turns, repeatTwice)
+    }
+
+    // MARK: - Rendering
+
+    func named(_ values: [Float]) -> [String: Float] {
+        Dictionary(uniqueKeysWithValues: zip(labels, values))
+    }
+
+    static func gates(_ values: [Float]) -> [String: Float] {
+        Dictionary(uniqueKeysWithValues: zip(StreamLayout.names, values))
+    }
+
+    func turnAnswer(_ o: TurnOutcome) -> APIModels.TurnAnswer {
+        let revised = Set(o.revised)
+        let t = o.timings
+        return APIModels.TurnAnswer(
+            sessionId: o.sessionId,
+            turn: APIModels.Turn(index: o.turn.index, turnId: o.turn.turnId, speaker: o.turn.speaker,
+                                 emotion: labels[o.turn.label], probabilities: named(o.turn.probabilities),
+                                 gates: Self.gates(o.turn.gates), clientTimestamp: o.turn.clientTimestamp),
+            decoded: o.decoded.enumerated().map { APIModels.DecodedTurn(index: $0.offset, emotion: labels[$0.element],
+                                                                         revised: revised.contains($0.offset)) },
+            timingsMs: APIModels.Timings(queue: t.queue, audio: t.audio, text: t.text, classify: t.classify, ded: t.ded,
+                                         total: t.total),
+            replayed: o.replayed)
+    }
+
+    func session(_ s: SessionState) -> APIModels.Session {
+        let turns = s.turns.map { t in
+            APIModels.SessionTurn(index: t.index, turnId: t.turnId, speaker: t.speaker, transcript: t.transcript,
+                                  hasAudio: t.audioEmbedding != nil, emotion: labels[t.label],
+                                  probabilities: named(t.probabilities), gates: Self.gates(t.gates),
+                                  decodedEmotion: t.index < s.decoded.count ? labels[s.decoded[t.index]] : labels[t.label],
+                                  clientTimestamp: t.clientTimestamp, receivedAt: t.receivedAt)
+        }
+        var order: [String] = []
+        var bySpeaker: [String: [APIModels.SessionTurn]] = [:]
+        for t in turns {
+            if bySpeaker[t.speaker] == nil { order.append(t.speaker) }
+            bySpeaker[t.speaker, default: []].append(t)
+        }
+        let speakers = order.map { name in
+            let own = bySpeaker[name] ?? []
+            return APIModels.SpeakerSummary(speaker: name, turns: own.map(\.index), emotions: own.map(\.emotion),
+                                            decodedEmotions: own.map(\.decodedEmotion))
+        }
+        return APIModels.Session(sessionId: s.id, createdAt: s.createdAt, lastActivity: s.lastActivity, turns: turns,
+                                 speakers: speakers)
+    }
+
+    func analysis(_ turns: [TurnInput], _ a: DialogueAnalysis) -> APIModels.Analysis {
+        let items = zip(turns, a.classifications).enumerated().map { i, pair in
+            let (turn, c) = pair
+            let label = c.probabilities.indices.max { c.probabilities[$0] < c.probabilities[$1] } ?? 0
+            return APIModels.AnalyzedTurn(index: i, speaker: turn.speaker, emotion: labels[label],
+                                          probabilities: named(c.probabilities), gates: Self.gates(c.gates),
+                                          decodedEmotion: labels[a.decoded[i]])
+        }
+        return APIModels.Analysis(turns: items, decoded: a.decoded.map { labels[$0] }, timingsMs: ["total": a.milliseconds])
+    }
+}

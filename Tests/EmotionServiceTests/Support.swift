@@ -1,0 +1,96 @@
+import Foundation
+import Numerics
+import Conversation
+import GatedXLSTM
+
+/// Fabricates any requested tensor from a seed derived from its name (a random classifier
+/// without a fixture file).
+final class RandomParameters: ParameterSource, @unchecked Sendable {
+    func parameter(_ name: String, shape: [Int]) throws -> Parameter {
+        var state = UInt64(truncatingIfNeeded: name.utf8.reduce(1469598103934665603) { ($0 ^ UInt64($1)) &* 1099511628211 })
+        let count = shape.reduce(1, *)
+        let fanIn = Float(shape.last ?? 1)
+        let values = (0..<count).map { _ -> Float in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            let u = Float(state >> 40) / Float(1 << 24) * 2 - 1
+            return name.hasSuffix("norm.weight") ? 0.1 * u : u / fanIn.squareRoot()
+        }
+        return Parameter(name: name, shape: shape, values: values)
+    }
+}
+
+func makeClassifier() throws -> GatedXLSTMClassifier {
+    let config = ClassifierConfiguration(embeddingDim: 64, steps: 8, stepDim: 8,
+                                         stack: .init(width: 16, blocks: 1, heads: 2))
+    return try GatedXLSTMClassifier(configuration: config, labels: ["ang", "hap", "neu", "sad"],
+                                    parameters: RandomParameters())
+}
+
+/// A deterministic stand-in encoder: embeddings are pseudo-random functions of the content.
+/// Audio whose first byte is 0xFF is "undecodable"; `gate` (if set) blocks every call until
+/// signalled, to hold turns in the queue.
+final class FakeEncoder: TurnEncoder, @unchecked Sendable {
+    let dimension = 64
+    let gate: DispatchSemaphore?
+    private let lock = NSLock()
+    private(set) var calls = 0
+
+    init(gate: DispatchSemaphore? = nil) { self.gate = gate }
+
+    func vector(_ seed: UInt64) -> [Float] {
+        var s = seed | 1
+        let v = (0..<dimension).map { _ -> Float in
+            s ^= s << 13; s ^= s >> 7; s ^= s << 17
+            return Float(Int64(bitPattern: s) >> 40) / Float(1 << 23)
+        }
+        let norm = v.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        return v.map { $0 / norm }
+    }
+
+    func bump() {
+        lock.lock(); calls += 1; lock.unlock()
+        gate?.wait()
+    }
+
+    func embed(audio: Data) throws -> [Float] {
+        bump()
+        if audio.first == 0xFF {
+            throw ConversationError(.invalidInput, code: "unreadable_audio", "not audio")
+        }
+        return vector(audio.reduce(7) { ($0 ^ UInt64($1)) &* 1099511628211 })
+    }
+
+    func embed(text: String) throws -> [Float] {
+        bump()
+        return vector(text.utf8.reduce(11) { ($0 ^ UInt64($1)) &* 1099511628211 })
+    }
+}
+
+/// Collects results from completion callbacks.
+final class Collector: @unchecked Sendable {
+    private let lock = NSLock()
+    private var results: [Int: Result<TurnOutcome, ConversationError>] = [:]
+    private let group = DispatchGroup()
+
+    func callback(_ key: Int) -> ConversationEngine.Completion {
+        group.enter()
+        return { result in
+            self.lock.lock()
+            self.results[key] = result
+            self.lock.unlock()
+            self.group.leave()
+        }
+    }
+
+    func wait(seconds: Double = 30) -> Bool { group.wait(timeout: .now() + seconds) == .success }
+
+    subscript(_ key: Int) -> Result<TurnOutcome, ConversationError>? {
+        lock.lock(); defer { lock.unlock() }
+        return results[key]
+    }
+}
+
+extension Result {
+    var value: Success? { if case .success(let v) = self { return v }; return nil }
+    var error: Failure? { if case .failure(let e) = self { return e }; return nil }
+}

@@ -1,1 +1,0 @@
-// CLAP: placeholder until its first sources land.

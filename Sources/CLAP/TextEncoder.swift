@@ -1,0 +1,255 @@
+import Foundation
+import ModelPackage
+import Numerics
+
+/// Errors of the text tower, with stable codes.
+public struct TextEncoderError: Error, CustomStringConvertible, Sendable, Equatable {
+    public let code: String
+    public let message: String
+    public init(code: String, message: String) { self.code = code; self.message = message }
+    public var description: String { "\(code): \(message)" }
+}
+
+/// A transformer text tower: token ids in, one embedding out.
+///
+/// Serves CLAP's RoBERTa tower (transformers `ClapModel.get_text_features`: first token, pooler
+/// `tanh(dense)`, `text_projection`, L2 normalisation) and BERT sentence embedders
+/// (all-MiniLM-L6-v2: mean pooling, L2 normalisation, optionally a projection), both configured
+/// by a `TextEncoderConfiguration`.
+///
+/// Each transcript is computed at its own length: no padding is ever computed, and the result
+/// equals the reference's for a batch padded with an attention mask. A batch is processed as
+/// one stack of rows for the products (every weight is read once per batch, not once per
+/// transcript) and per transcript for attention. Products are split over `threads` column
+/// blocks, attention over (transcript, head) pairs.
+///
+/// Tensor names are transformers' `state_dict` names: `<prefix>embeddings.*`,
+/// `<prefix>encoder.layer.N.*`, `<prefix>pooler.dense.*` (only with `first_pooler` pooling) and
+/// `<projectionPrefix>linear1.*`, `linear2.*` (only with a projection). Defaults: `text_model.`
+/// and `text_projection.`, as in `ClapModel`.
+public final class TextEncoder: Sendable {
+    public let configuration: TextEncoderConfiguration
+    /// Worker threads per call (column blocks of each product, attention items).
+    public let threads: Int
+    let wordEmbeddings: Parameter
+    let positionEmbeddings: Parameter
+    let tokenTypeEmbeddings: Parameter
+    let embeddingNorm: (weight: Parameter, bias: Parameter)
+    let layers: [TransformerEncoderLayer]
+    let pooler: PackedLinear?
+    let projection: (linear1: PackedLinear, linear2: PackedLinear, activation: PackedLinear.Epilogue)?
+
+    /// Reads every tensor by name and shape; a missing or misshapen tensor throws the
+    /// parameter source's error naming it (`missing_tensor`, `tensor_shape_mismatch`). Large
+    /// matrices are packed and their originals released; the embedding tables stay where the
+    /// source keeps them (zero-copy for a float32 model package), and only the rows of tokens
+    /// that occur are ever read.
+    ///
+    /// Sets OpenBLAS to one thread per product: the encoder parallelises itself.
+    public init(configuration: TextEncoderConfiguration, parameters: ParameterSource,
+                prefix: String = "text_model.", projectionPrefix: String = "text_projection.",
+                threads: Int? = nil) throws {
+        if let problem = configuration.validationError() {
+            throw TextEncoderError(code: "invalid_configuration", message: "text: \(problem)")
+        }
+        let c = configuration, h = c.hiddenSize
+        self.configuration = c
+        let threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        self.threads = threads
+        func p(_ name: String, _ shape: [Int]) throws -> Parameter {
+            try parameters.parameter(prefix + name, shape: shape)
+        }
+        wordEmbeddings = try p("embeddings.word_embeddings.weight", [c.vocabSize, h])
+        positionEmbeddings = try p("embeddings.position_embeddings.weight", [c.maxPositionEmbeddings, h])
+        tokenTypeEmbeddings = try p("embeddings.token_type_embeddings.weight", [c.typeVocabSize, h])
+        embeddingNorm = (try p("embeddings.LayerNorm.weight", [h]), try p("embeddings.LayerNorm.bias", [h]))
+        layers = try (0..<c.numLayers).map {
+            try TransformerEncoderLayer(parameters: parameters, prefix: "\(prefix)encoder.layer.\($0).",
+                                        hidden: h, heads: c.numHeads, intermediate: c.intermediateSize,
+                                        eps: Float(c.layerNormEps), parts: threads)
+        }
+        if c.pooling == .firstPooler {
+            let w = try p("pooler.dense.weight", [h, h]), b = try p("pooler.dense.bias", [h])
+            pooler = PackedLinear(weights: [w], biases: [b], parts: 1)
+            parameters.release(w)
+        } else {
+            pooler = nil
+        }
+        if let proj = c.projection {
+            func q(_ name: String, _ shape: [Int]) throws -> Parameter {
+                try parameters.parameter(projectionPrefix + name, shape: shape)
+            }
+            let w1 = try q("linear1.weight", [proj.hiddenSize, h]), b1 = try q("linear1.bias", [proj.hiddenSize])
+            let w2 = try q("linear2.weight", [proj.outputSize, proj.hiddenSize])
+            let b2 = try q("linear2.bias", [proj.outputSize])
+            projection = (PackedLinear(weights: [w1], biases: [b1], parts: 1),
+                          PackedLinear(weights: [w2], biases: [b2], parts: 1),
+                          proj.activation == .relu ? .relu : .gelu)
+            parameters.release(w1)
+            parameters.release(w2)
+        } else {
+            projection = nil
+        }
+        BLAS.setThreads(1)
+    }
+
+    /// Builds the tower from a model package's `text` section (or `section`) and its weights.
+    /// Tensors the tower does not use are left for other stages; the caller refuses leftovers
+    /// with `WeightStore.requireAllClaimed()` once every stage is loaded.
+    public convenience init(package: ModelPackage, section: String = "text", threads: Int? = nil) throws {
+        let configuration = try package.section(section, as: TextEncoderConfiguration.self)
+        try self.init(configuration: configuration, parameters: package.weights, threads: threads)
+    }
+
+    /// Size of the output embedding.
+    public var outputSize: Int { configuration.outputSize }
+
+    /// The longest accepted token sequence.
+    public var maxTokens: Int { configuration.maxTokens }
+
+    /// The embedding of one token sequence (ids as the tokenizer gives them, special tokens
+    /// included, no padding).
+    public func embed(_ ids: [Int]) throws -> [Float] {
+        try embed(batch: [ids])[0]
+    }
+
+    /// Embeddings of several token sequences, each computed at its own length.
+    public func embed(batch: [[Int]]) throws -> [[Float]] {
+        guard !batch.isEmpty else { return [] }
+        let (sequences, hidden) = try encode(batch)
+        let c = configuration, h = c.hiddenSize, count = batch.count
+        defer { hidden.deallocate() }
+
+        // Pool: one row of H per sequence.
+        let pooled = UnsafeMutablePointer<Float>.allocate(capacity: count * h)
+        defer { pooled.deallocate() }
+        for (b, range) in sequences.enumerated() {
+            let out = pooled + b * h
+            switch c.pooling {
+            case .first, .firstPooler:
+                out.update(from: hidden + range.lowerBound * h, count: h)
+            case .mean:
+                // sentence-transformers: sum of masked rows / number of rows, in float32 order.
+                out.update(from: hidden + range.lowerBound * h, count: h)
+                for r in (range.lowerBound + 1)..<max(range.lowerBound + 1, range.upperBound) {
+                    let row = hidden + r * h
+                    for j in 0..<h { out[j] += row[j] }
+                }
+                let n = Float(range.count)
+                for j in 0..<h { out[j] /= n }
+            }
+        }
+        var width = h
+        var current = pooled
+        var buffers: [UnsafeMutablePointer<Float>] = []
+        defer { for b in buffers { b.deallocate() } }
+        func next(_ w: Int) -> UnsafeMutablePointer<Float> {
+            let b = UnsafeMutablePointer<Float>.allocate(capacity: count * w)
+            buffers.append(b)
+            return b
+        }
+        if let pooler {
+            let out = next(h)
+            pooler.apply(current, rows: count, into: out, epilogue: .tanh)
+            current = out
+        }
+        if c.normalizePooled { Self.normalizeRows(current, rows: count, width: width) }
+        if let projection, let proj = c.projection {
+            let mid = next(proj.hiddenSize)
+            projection.linear1.apply(current, rows: count, into: mid, epilogue: projection.activation)
+            let out = next(proj.outputSize)
+            projection.linear2.apply(mid, rows: count, into: out)
+            current = out
+            width = proj.outputSize
+        }
+        if c.normalize { Self.normalizeRows(current, rows: count, width: width) }
+        return (0..<count).map { Array(UnsafeBufferPointer(start: current + $0 * width, count: width)) }
+    }
+
+    /// The last hidden states of one sequence (`ids.count x hidden_size`, row-major): the
+    /// encoder output before pooling (transformers' `last_hidden_state`).
+    public func hiddenStates(_ ids: [Int]) throws -> [Float] {
+        let (_, hidden) = try encode([ids])
+        defer { hidden.deallocate() }
+        return Array(UnsafeBufferPointer(start: hidden, count: ids.count * configuration.hiddenSize))
+    }
+
+    // MARK: - Encoder
+
+    /// Validates the ids, embeds them and runs the layers over all sequences stacked.
+    /// Returns the row range of every sequence and the hidden states (caller deallocates).
+    private func encode(_ batch: [[Int]]) throws -> ([Range<Int>], UnsafeMutablePointer<Float>) {
+        let c = configuration, h = c.hiddenSize
+        var sequences: [Range<Int>] = []
+        var rows = 0
+        for (b, ids) in batch.enumerated() {
+            let item = batch.count > 1 ? "sequence \(b): " : ""
+            guard !ids.isEmpty else {
+                throw TextEncoderError(code: "empty_input", message: "\(item)no tokens")
+            }
+            guard ids.count <= c.maxTokens else {
+                throw TextEncoderError(code: "sequence_too_long",
+                                       message: "\(item)\(ids.count) tokens, at most \(c.maxTokens) fit the position table")
+            }
+            if let bad = ids.firstIndex(where: { $0 < 0 || $0 >= c.vocabSize }) {
+                throw TextEncoderError(code: "invalid_token_id",
+                                       message: "\(item)token \(bad) has id \(ids[bad]), outside 0..<\(c.vocabSize)")
+            }
+            sequences.append(rows..<(rows + ids.count))
+            rows += ids.count
+        }
+
+        let x = UnsafeMutablePointer<Float>.allocate(capacity: rows * h)
+        for (b, ids) in batch.enumerated() {
+            embed(ids, into: x + sequences[b].lowerBound * h)
+        }
+        Normalization.layerNorm(x, rows: rows, width: h, weight: embeddingNorm.weight.pointer,
+                                bias: embeddingNorm.bias.pointer, eps: Float(c.layerNormEps))
+        if !layers.isEmpty {
+            let longest = sequences.map(\.count).max() ?? 0
+            let workers = max(1, min(threads, sequences.count * c.numHeads))
+            let ws = TransformerWorkspace(rows: rows, hidden: h, intermediate: c.intermediateSize,
+                                          longest: longest, workers: workers)
+            for layer in layers {
+                layer.forward(x, sequences: sequences, workspace: ws, threads: threads)
+            }
+        }
+        return (sequences, x)
+    }
+
+    /// `word[id] + token_type[0] + position[pos]` for each token, before the LayerNorm.
+    private func embed(_ ids: [Int], into out: UnsafeMutablePointer<Float>) {
+        let c = configuration, h = c.hiddenSize
+        let word = wordEmbeddings.pointer, position = positionEmbeddings.pointer
+        let type0 = tokenTypeEmbeddings.pointer
+        var nonPad = 0
+        for (t, id) in ids.enumerated() {
+            let pos: Int
+            switch c.architecture {
+            case .bert:
+                pos = t
+            case .roberta:
+                // create_position_ids_from_input_ids: cumsum of non-pad tokens, pad tokens at pad.
+                if id == c.padTokenId {
+                    pos = c.padTokenId
+                } else {
+                    nonPad += 1
+                    pos = c.padTokenId + nonPad
+                }
+            }
+            let row = out + t * h, w = word + id * h, p = position + pos * h
+            for j in 0..<h { row[j] = (w[j] + type0[j]) + p[j] }
+        }
+    }
+
+    /// `x / max(||x||, 1e-12)` per row, as `torch.nn.functional.normalize`.
+    static func normalizeRows(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
+        for r in 0..<rows {
+            let row = x + r * width
+            var sq: Double = 0
+            for j in 0..<width { sq += Double(row[j]) * Double(row[j]) }
+            let inv = Float(1 / max(sq.squareRoot(), 1e-12))
+            for j in 0..<width { row[j] *= inv }
+        }
+    }
+}

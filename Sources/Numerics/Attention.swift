@@ -1,0 +1,78 @@
+import Foundation
+
+/// Scaled dot-product attention over one sequence (one head at a time), with optional additive
+/// terms on the scores: a bias (e.g. Swin's relative position bias) and a mask (e.g. Swin's
+/// shifted-window mask, or a padding mask).
+///
+/// `out[i] = sum_j softmax_j(scale * q_i . k_j + bias[i, j] + mask[i, j]) * v_j`
+///
+/// Heads are laid out side by side in the rows of q, k, v and out (head `h` at columns
+/// `h * headDim ..< (h + 1) * headDim`), as a fused `[q | k | v]` projection writes them, so no
+/// transpose is needed. Scores and the weighted sum go through single-threaded BLAS; callers
+/// run independent heads or sequences in parallel.
+public enum Attention {
+    /// Floats of scratch one call of `head` needs.
+    public static func scratchSize(queries: Int, keys: Int) -> Int { queries * keys }
+
+    /// One head.
+    ///
+    /// - Parameters:
+    ///   - query: `queries` rows of `headDim` values, row stride `ldq`.
+    ///   - key, value: `keys` rows of `headDim` values, row strides `ldk`, `ldv`.
+    ///   - bias, mask: optional `queries x keys` additive terms (dense, row stride `keys`).
+    ///   - out: `queries` rows of `headDim` values, row stride `ldo`.
+    ///   - scratch: at least `scratchSize(queries:keys:)` floats.
+    public static func head(
+        query: UnsafePointer<Float>, ldq: Int,
+        key: UnsafePointer<Float>, ldk: Int,
+        value: UnsafePointer<Float>, ldv: Int,
+        queries: Int, keys: Int, headDim: Int, scale: Float,
+        bias: UnsafePointer<Float>? = nil, mask: UnsafePointer<Float>? = nil,
+        into out: UnsafeMutablePointer<Float>, ldo: Int,
+        scratch: UnsafeMutablePointer<Float>
+    ) {
+        guard queries > 0, keys > 0 else { return }
+        let scores = scratch
+        // scores = scale * q k^T
+        BLAS.gemm(transposeB: true, m: queries, n: keys, k: headDim, alpha: scale,
+                  a: query, lda: ldq, b: key, ldb: ldk, c: scores, ldc: keys)
+        for i in 0..<queries {
+            let row = scores + i * keys
+            if let bias {
+                let b = bias + i * keys
+                for j in 0..<keys { row[j] += b[j] }
+            }
+            if let mask {
+                let m = mask + i * keys
+                for j in 0..<keys { row[j] += m[j] }
+            }
+            Activation.softmax(row, count: keys)
+        }
+        // out = P v
+        BLAS.gemm(m: queries, n: headDim, k: keys, a: scores, lda: keys, b: value, ldb: ldv,
+                  c: out, ldc: ldo)
+    }
+
+    /// Every head of one sequence, in order, sharing `scratch`. `bias` (if any) holds
+    /// `heads` consecutive `queries x keys` matrices when `biasPerHead`, else one shared matrix;
+    /// `mask` (if any) is shared by all heads.
+    public static func multiHead(
+        query: UnsafePointer<Float>, ldq: Int,
+        key: UnsafePointer<Float>, ldk: Int,
+        value: UnsafePointer<Float>, ldv: Int,
+        queries: Int, keys: Int, heads: Int, headDim: Int, scale: Float,
+        bias: UnsafePointer<Float>? = nil, biasPerHead: Bool = true,
+        mask: UnsafePointer<Float>? = nil,
+        into out: UnsafeMutablePointer<Float>, ldo: Int,
+        scratch: UnsafeMutablePointer<Float>
+    ) {
+        let block = queries * keys
+        for h in 0..<heads {
+            let o = h * headDim
+            head(query: query + o, ldq: ldq, key: key + o, ldk: ldk, value: value + o, ldv: ldv,
+                 queries: queries, keys: keys, headDim: headDim, scale: scale,
+                 bias: bias.map { biasPerHead ? $0 + h * block : $0 }, mask: mask,
+                 into: out + o, ldo: ldo, scratch: scratch)
+        }
+    }
+}

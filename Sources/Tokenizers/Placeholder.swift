@@ -1,1 +1,0 @@
-// Tokenizers: placeholder until its first sources land.

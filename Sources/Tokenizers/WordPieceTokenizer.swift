@@ -94,7 +94,7 @@ public final class WordPieceTokenizer: Tokenizer {
             case let .special(id):
                 out.append(id)
             case let .text(range):
-                let normalized = normalize(scalars[range])
+                let normalized = Self.normalize(scalars[range], lowercase: lowercase)
                 var start = 0
                 var i = 0
                 // Split on whitespace (dropped) and punctuation (a word of its own).
@@ -151,7 +151,7 @@ public final class WordPieceTokenizer: Tokenizer {
     }
 
     /// BERT's normaliser: clean text, CJK spacing, then (uncased) NFD, drop Mn, lower-case.
-    func normalize(_ text: ArraySlice<Unicode.Scalar>) -> [Unicode.Scalar] {
+    static func normalize(_ text: ArraySlice<Unicode.Scalar>, lowercase: Bool) -> [Unicode.Scalar] {
         var out: [Unicode.Scalar] = []
         out.reserveCapacity(text.count)
         var ascii = true
@@ -177,7 +177,7 @@ public final class WordPieceTokenizer: Tokenizer {
         }
         var result: [Unicode.Scalar] = []
         result.reserveCapacity(out.count)
-        for s in Self.canonicalDecomposition(out) where !UnicodeClasses.bertFlags(s).contains(.nonspacingMark) {
+        for s in canonicalDecomposition(out) where !UnicodeClasses.bertFlags(s).contains(.nonspacingMark) {
             if s.value < 0x80 {
                 result.append(s.value >= 0x41 && s.value <= 0x5A ? Unicode.Scalar(s.value + 0x20)! : s)
             } else {

@@ -1,0 +1,128 @@
+/// An error answered to the client: a status, a stable machine-readable code and a message.
+///
+/// The server produces these for protocol violations, limits and timeouts (codes below); a handler
+/// may throw one to answer it through the same error renderer. Messages never echo client bytes.
+public struct HTTPError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var status: HTTPStatus
+    public var code: String
+    public var message: String
+    /// Extra response fields (e.g. `Retry-After`), added to whatever the renderer returns.
+    public var headers: HTTPHeaders
+
+    public init(status: HTTPStatus, code: String, message: String, headers: HTTPHeaders = HTTPHeaders()) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers
+    }
+
+    public var description: String { "\(status.code) \(code): \(message)" }
+
+    // MARK: Stable codes used by the server
+
+    /// 400: malformed request line or header field (obs-fold, whitespace before the colon, missing
+    /// colon, bare CR or LF, NUL or other control bytes, invalid method token, bad HTTP-version
+    /// syntax, missing or repeated Host).
+    public static func badRequest(_ message: String) -> HTTPError {
+        HTTPError(status: .badRequest, code: "bad_request", message: message)
+    }
+    /// 400: request-target not in origin form (absolute-form, authority-form, `*` other than with
+    /// OPTIONS), fragment, bad percent-encoding, bytes outside visible ASCII.
+    public static func invalidTarget(_ message: String) -> HTTPError {
+        HTTPError(status: .badRequest, code: "invalid_target", message: message)
+    }
+    /// 400: Content-Length that is not a plain decimal number.
+    public static func invalidContentLength(_ message: String) -> HTTPError {
+        HTTPError(status: .badRequest, code: "invalid_content_length", message: message)
+    }
+    /// 400: malformed chunked body (chunk size, extension, CRLF, trailer).
+    public static func invalidChunkedEncoding(_ message: String) -> HTTPError {
+        HTTPError(status: .badRequest, code: "invalid_chunked_encoding", message: message)
+    }
+    /// 400: ambiguous message framing (Content-Length with Transfer-Encoding, repeated
+    /// Content-Length, Transfer-Encoding in HTTP/1.0, chunked not last or repeated).
+    public static func smugglingRejected(_ message: String) -> HTTPError {
+        HTTPError(status: .badRequest, code: "smuggling_rejected", message: message)
+    }
+    /// 408: head or body not received in time.
+    public static func requestTimeout(_ message: String) -> HTTPError {
+        HTTPError(status: .requestTimeout, code: "request_timeout", message: message)
+    }
+    /// 411: a method configured to require a body length came without one.
+    public static func lengthRequired(_ message: String) -> HTTPError {
+        HTTPError(status: .lengthRequired, code: "length_required", message: message)
+    }
+    /// 413: declared or received body larger than the limit.
+    public static func payloadTooLarge(_ message: String) -> HTTPError {
+        HTTPError(status: .payloadTooLarge, code: "payload_too_large", message: message)
+    }
+    /// 414: request line longer than the limit.
+    public static func uriTooLong(_ message: String) -> HTTPError {
+        HTTPError(status: .uriTooLong, code: "uri_too_long", message: message)
+    }
+    /// 417: an Expect value other than 100-continue.
+    public static func expectationFailed(_ message: String) -> HTTPError {
+        HTTPError(status: .expectationFailed, code: "expectation_failed", message: message)
+    }
+    /// 431: head larger than the limit.
+    public static func headerTooLarge(_ message: String) -> HTTPError {
+        HTTPError(status: .requestHeaderFieldsTooLarge, code: "header_too_large", message: message)
+    }
+    /// 431: more header (or trailer) fields than the limit.
+    public static func tooManyHeaders(_ message: String) -> HTTPError {
+        HTTPError(status: .requestHeaderFieldsTooLarge, code: "too_many_headers", message: message)
+    }
+    /// 500: the handler threw something other than an HTTPError, or dropped its responder.
+    public static func internalError(_ message: String) -> HTTPError {
+        HTTPError(status: .internalServerError, code: "internal_error", message: message)
+    }
+    /// 501: a transfer coding other than chunked.
+    public static func unsupportedTransferEncoding(_ message: String) -> HTTPError {
+        HTTPError(status: .notImplemented, code: "unsupported_transfer_encoding", message: message)
+    }
+    /// 503: connection limit reached (with Retry-After).
+    public static func serviceUnavailable(_ message: String, retryAfterSeconds: Int) -> HTTPError {
+        HTTPError(status: .serviceUnavailable, code: "service_unavailable", message: message,
+                  headers: ["Retry-After": String(retryAfterSeconds)])
+    }
+    /// 505: HTTP major version other than 1 (HTTP/2 preface, HTTP/0.9 request line, HTTP/3.0...).
+    public static func versionNotSupported(_ message: String) -> HTTPError {
+        HTTPError(status: .httpVersionNotSupported, code: "http_version_not_supported", message: message)
+    }
+}
+
+/// Turns an error into the response sent to the client. The server then adds the error's extra
+/// headers, `Content-Length`, `Date`, `Connection` and `X-Request-Id`.
+public typealias HTTPErrorRenderer = @Sendable (HTTPError) -> HTTPResponse
+
+extension HTTPError {
+    /// `{"error": {"code": "...", "message": "..."}}` as `application/json`.
+    public static let jsonRenderer: HTTPErrorRenderer = { error in
+        let body = "{\"error\":{\"code\":\(jsonString(error.code)),\"message\":\(jsonString(error.message))}}"
+        return HTTPResponse(status: error.status,
+                            headers: ["Content-Type": "application/json; charset=utf-8"],
+                            body: body)
+    }
+
+    /// A JSON string literal (quotes included) for `text`.
+    public static func jsonString(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            default:
+                if scalar.value < 0x20 || scalar.value == 0x7F {
+                    let hex = String(scalar.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                } else {
+                    out.unicodeScalars.append(scalar)
+                }
+            }
+        }
+        return out + "\""
+    }
+}

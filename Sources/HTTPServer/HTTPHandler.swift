@@ -1,0 +1,159 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// What the server calls for every complete request.
+///
+/// `handle` runs on the connection's serial queue: it must not block. Hand the work to another
+/// queue (or a Task) and call `responder.respond(_:)` from anywhere, once, when the answer is
+/// ready; requests of one connection are answered in order because the next one is not read
+/// before this one is answered. A responder that is dropped without answering answers
+/// 500 `internal_error`.
+public protocol HTTPHandler: Sendable {
+    func handle(_ request: HTTPRequest, responder: HTTPResponder)
+}
+
+/// Answers one request; callable from any thread, first call wins.
+public struct HTTPResponder: Sendable {
+    let box: ResponderBox
+
+    init(box: ResponderBox) { self.box = box }
+
+    /// Sends `response`.
+    public func respond(_ response: HTTPResponse) {
+        box.complete(.success(response))
+    }
+
+    /// Sends the error response for `error`: an `HTTPError` through the error renderer, anything
+    /// else as 500 `internal_error` (its description is not sent to the client).
+    public func fail(_ error: any Error) {
+        box.complete(.failure(error))
+    }
+
+    /// False once the server has dropped the connection (client gone, timeout, forced shutdown):
+    /// long work may be skipped.
+    public var isConnectionOpen: Bool { box.isConnectionOpen }
+}
+
+/// Adapts `(HTTPRequest) async throws -> HTTPResponse`: each request runs in its own Task.
+public struct AsyncHTTPHandler: HTTPHandler {
+    let body: @Sendable (HTTPRequest) async throws -> HTTPResponse
+
+    public init(_ body: @escaping @Sendable (HTTPRequest) async throws -> HTTPResponse) {
+        self.body = body
+    }
+
+    public func handle(_ request: HTTPRequest, responder: HTTPResponder) {
+        let body = self.body
+        Task {
+            do {
+                responder.respond(try await body(request))
+            } catch {
+                responder.fail(error)
+            }
+        }
+    }
+}
+
+/// Adapts a synchronous closure run on `queue` (never on the connection's queue).
+public struct QueueHTTPHandler: HTTPHandler {
+    let queue: DispatchQueue
+    let body: @Sendable (HTTPRequest) throws -> HTTPResponse
+
+    public init(queue: DispatchQueue, _ body: @escaping @Sendable (HTTPRequest) throws -> HTTPResponse) {
+        self.queue = queue
+        self.body = body
+    }
+
+    public func handle(_ request: HTTPRequest, responder: HTTPResponder) {
+        let body = self.body
+        queue.async {
+            do {
+                responder.respond(try body(request))
+            } catch {
+                responder.fail(error)
+            }
+        }
+    }
+}
+
+/// One request's pending answer; delivers the first completion to its connection.
+final class ResponderBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var done = false
+    private weak var connection: HTTPConnection?
+    private let generation: UInt64
+
+    init(connection: HTTPConnection, generation: UInt64) {
+        self.connection = connection
+        self.generation = generation
+    }
+
+    var isConnectionOpen: Bool { connection?.isOpen ?? false }
+
+    func complete(_ result: Result<HTTPResponse, any Error>) {
+        lock.lock()
+        let first = !done
+        done = true
+        lock.unlock()
+        guard first else { return }
+        connection?.handlerCompleted(generation: generation, result: result)
+    }
+
+    deinit {
+        if !done {
+            connection?.handlerCompleted(generation: generation,
+                                         result: .failure(HTTPError.internalError("the handler did not answer")))
+        }
+    }
+}
+
+/// A finished exchange, for logs and metrics. Delivered after the response was written (or the
+/// connection failed while writing it).
+public struct HTTPRequestLog: Sendable {
+    public var requestID: String
+    /// nil when the request head could not be parsed.
+    public var method: String?
+    /// Raw path without the query (client-controlled: map it to a route before using it as a
+    /// metric label); nil when the head could not be parsed.
+    public var path: String?
+    public var version: HTTPVersion?
+    public var status: Int
+    /// The server's error code when the server (or a thrown HTTPError) produced the answer.
+    public var errorCode: String?
+    /// Decoded request body bytes received.
+    public var requestBodyBytes: Int
+    /// Response body bytes sent (0 for HEAD).
+    public var responseBodyBytes: Int
+    /// From the first byte of the request (or the accept, for a first request) to the last byte
+    /// of the response handed to the kernel.
+    public var duration: Duration
+    public var remoteAddress: HTTPRemoteAddress
+    /// False when the connection failed before the whole response was written.
+    public var completed: Bool
+}
+
+/// Server-level events that are not requests (for logs and counters).
+public struct HTTPServerDiagnostic: Sendable, CustomStringConvertible {
+    public enum Kind: String, Sendable {
+        /// accept(2) failed (e.g. out of file descriptors); accepting pauses briefly.
+        case acceptFailed = "accept_failed"
+        /// Connection beyond `maxConnections + overflowConnections`, closed at once.
+        case connectionDropped = "connection_dropped"
+        /// Connection beyond `maxConnections`, answered 503.
+        case connectionRejected = "connection_rejected"
+        /// TLS handshake or record error.
+        case tlsError = "tls_error"
+        /// Connections still open at the end of the shutdown grace period, closed by force.
+        case shutdownForcedClose = "shutdown_forced_close"
+    }
+    public var kind: Kind
+    public var message: String
+    public var remoteAddress: HTTPRemoteAddress?
+    public var description: String {
+        "\(kind.rawValue): \(message)" + (remoteAddress.map { " (\($0))" } ?? "")
+    }
+}

@@ -147,18 +147,15 @@ public final class ByteLevelBPETokenizer: Tokenizer {
     }
 
     static func readMerges(_ url: URL) throws -> (pairs: [(String, String)], lines: [Int]) {
-        let text = try decodeUTF8(try readTokenizerFile(url, what: "BPE merges"), path: url.path)
         var pairs: [(String, String)] = []
         var lines: [Int] = []
-        for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            var line = rawLine
-            if line.last == "\r" { line = line.dropLast() }
+        for (index, line) in try readLines(url, what: "BPE merges").enumerated() {
             if line.isEmpty || line.hasPrefix("#version") { continue }
-            let parts = line.split(separator: " ", omittingEmptySubsequences: false)
+            let parts = line.unicodeScalars.split(separator: " ", omittingEmptySubsequences: false)
             guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
                 throw TokenizerError.malformed(url.path, "line \(index + 1): expected two tokens separated by one space, got '\(line.prefix(80))'")
             }
-            pairs.append((String(parts[0]), String(parts[1])))
+            pairs.append((String(String.UnicodeScalarView(parts[0])), String(String.UnicodeScalarView(parts[1]))))
             lines.append(index + 1)
         }
         return (pairs, lines)

@@ -75,3 +75,21 @@ func checkMaxLength(_ maxLength: Int?) throws {
         throw TokenizerError.invalid("maxLength \(m) leaves no room for the two special tokens (minimum 2)")
     }
 }
+
+/// The lines of a UTF-8 text file as the reference reads them: split at "\n" only, one trailing
+/// "\r" removed from each line, no empty last line after a final newline.
+func readLines(_ url: URL, what: String) throws -> [String] {
+    let data = try readTokenizerFile(url, what: what)
+    _ = try decodeUTF8(data, path: url.path)
+    var lines: [String] = []
+    let bytes = [UInt8](data)
+    var start = 0
+    for i in 0...bytes.count where i == bytes.count || bytes[i] == 0x0A {
+        if i == bytes.count && start == i { break }
+        var end = i
+        if end > start && bytes[end - 1] == 0x0D { end -= 1 }
+        lines.append(String(decoding: bytes[start..<end], as: UTF8.self))
+        start = i + 1
+    }
+    return lines
+}

@@ -34,9 +34,7 @@ public final class WordPieceTokenizer: Tokenizer {
     public convenience init(vocabularyURL: URL, maxLength: Int = WordPieceTokenizer.miniLMMaxLength,
                             lowercase: Bool = true) throws {
         try checkMaxLength(maxLength)
-        let text = try decodeUTF8(try readTokenizerFile(vocabularyURL, what: "WordPiece vocabulary"), path: vocabularyURL.path)
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
-        if lines.last?.isEmpty == true { lines.removeLast() }
+        let lines = try readLines(vocabularyURL, what: "WordPiece vocabulary")
         guard !lines.isEmpty else { throw TokenizerError.malformed(vocabularyURL.path, "the vocabulary is empty") }
         var vocabulary: [String: Int] = [:]
         vocabulary.reserveCapacity(lines.count)

@@ -78,6 +78,7 @@ public final class ByteLevelBPETokenizer: Tokenizer {
             added.append(AddedToken(content: Array(name.unicodeScalars), id: id, lstrip: name == "<mask>"))
         }
         specials = AddedTokenMatcher(added)
+        UnicodeClasses.prepare()
     }
 
     public func encode(_ text: String, maxLength: Int?) -> [Int] {

@@ -35,6 +35,13 @@ struct BertFlags: OptionSet {
 }
 
 enum UnicodeClasses {
+    /// Builds the lazily computed BMP tables now (a few milliseconds), so that the first `encode`
+    /// after loading a tokenizer does not pay for them.
+    static func prepare() {
+        _ = gpt2BMP.count
+        _ = bertBMP.count
+    }
+
     // MARK: GPT-2 regex
 
     static func gpt2Class(_ scalar: Unicode.Scalar) -> GPT2Class {

@@ -79,6 +79,7 @@ public final class WordPieceTokenizer: Tokenizer {
             if let id { added.append(AddedToken(content: Array(name.unicodeScalars), id: id)) }
         }
         specials = AddedTokenMatcher(added)
+        UnicodeClasses.prepare()
     }
 
     public func encode(_ text: String, maxLength: Int?) -> [Int] {
@@ -185,24 +186,38 @@ public final class WordPieceTokenizer: Tokenizer {
         return result
     }
 
-    /// NFD. Scalars the reference's normalisation tables do not decompose are passed through.
+    /// NFD. ASCII scalars and CJK unified ideographs are starters that never decompose, so only the
+    /// runs of other scalars between them go through Foundation's decomposition. Scalars the reference's normalisation
+    /// tables do not decompose are passed through.
     static func canonicalDecomposition(_ scalars: [Unicode.Scalar]) -> [Unicode.Scalar] {
         var result: [Unicode.Scalar] = []
         result.reserveCapacity(scalars.count + scalars.count / 4)
-        var runStart = 0
+        var runStart = -1
         func flush(_ end: Int) {
-            guard runStart < end else { return }
+            guard runStart >= 0, runStart < end else { runStart = -1; return }
             var view = String.UnicodeScalarView()
             view.append(contentsOf: scalars[runStart..<end])
             result.append(contentsOf: String(view).decomposedStringWithCanonicalMapping.unicodeScalars)
+            runStart = -1
         }
-        for (i, s) in scalars.enumerated() where notDecomposedByReference.contains(s.value) {
-            flush(i)
-            result.append(s)
-            runStart = i + 1
+        for (i, s) in scalars.enumerated() {
+            if s.value < 0x80 || isUnifiedIdeograph(s.value) || notDecomposedByReference.contains(s.value) {
+                flush(i)
+                result.append(s)
+            } else if runStart < 0 {
+                runStart = i
+            }
         }
         flush(scalars.count)
         return result
+    }
+
+    /// CJK unified ideographs (not the compatibility ideographs, which decompose): no canonical
+    /// decomposition, combining class 0.
+    @inline(__always)
+    static func isUnifiedIdeograph(_ v: UInt32) -> Bool {
+        (0x4E00...0x9FFF).contains(v) || (0x3400...0x4DBF).contains(v) || (0x20000...0x2A6DF).contains(v)
+            || (0x2A700...0x2EBEF).contains(v) || (0x30000...0x3134F).contains(v)
     }
 
     /// Decomposable scalars added after the reference's normalisation tables (Unicode 13+), all starters.

@@ -157,25 +157,29 @@ public struct LogMelExtractor: Sendable {
                 }
                 fft.forward(re: re, im: im, scratchRe: scratchRe, scratchIm: scratchIm)
                 if halfLength {
-                    // X[k] = E + W^k O, E = (Z[k] + conj Z[M-k]) / 2, O = (Z[k] - conj Z[M-k]) / 2i.
+                    // X[k] = E + W^k O with E = (Z[k] + conj Z[M-k]) / 2, O = (Z[k] - conj Z[M-k]) / 2i;
+                    // X[0] and X[M] come from Z[0] alone.
                     let m = complexCount
-                    for k in 0...m {
-                        let a = k % m, b = (m - k) % m
-                        let zr = re[a], zi = im[a], cr = re[b], ci = -im[b]
-                        let er = 0.5 * (zr + cr), ei = 0.5 * (zi + ci)
-                        let dr = zr - cr, di = zi - ci
-                        let or = 0.5 * di, oi = -0.5 * dr
-                        let wr = splitRe[k], wi = splitIm[k]
-                        let xr = er + wr * or - wi * oi
-                        let xi = ei + wr * oi + wi * or
-                        let p2 = xr * xr + xi * xi
-                        spectrum[k] = power == 2 ? p2 : p2.squareRoot()
+                    spectrum[0] = (re[0] + im[0]) * (re[0] + im[0])
+                    spectrum[m] = (re[0] - im[0]) * (re[0] - im[0])
+                    splitRe.withUnsafeBufferPointer { wRe in
+                        splitIm.withUnsafeBufferPointer { wIm in
+                            for k in 1..<max(1, m) {
+                                let zr = re[k], zi = im[k], cr = re[m - k], ci = -im[m - k]
+                                let er = 0.5 * (zr + cr), ei = 0.5 * (zi + ci)
+                                let or = 0.5 * (zi - ci), oi = -0.5 * (zr - cr)
+                                let wr = wRe[k], wi = wIm[k]
+                                let xr = er + wr * or - wi * oi
+                                let xi = ei + wr * oi + wi * or
+                                spectrum[k] = xr * xr + xi * xi
+                            }
+                        }
                     }
                 } else {
-                    for k in 0..<bins {
-                        let p2 = re[k] * re[k] + im[k] * im[k]
-                        spectrum[k] = power == 2 ? p2 : p2.squareRoot()
-                    }
+                    for k in 0..<bins { spectrum[k] = re[k] * re[k] + im[k] * im[k] }
+                }
+                if power == 1 {
+                    for k in 0..<bins { spectrum[k] = spectrum[k].squareRoot() }
                 }
                 for mel in 0..<mels {
                     let start = filterBank.starts[mel], length = filterBank.lengths[mel]
@@ -184,7 +188,9 @@ public struct LogMelExtractor: Sendable {
                     for i in 0..<length { acc += spectrum[start + i] * w[i] }
                     for l in 0..<active {
                         let energy = max(max(acc[l], melFloor), minValue)
-                        dst[(first + l) * mels + mel] = Float(dbScale * (log10(energy) - logReference))
+                        // log10f is exact to an ulp of the float32 result for energies that fit a float.
+                        let lg = energy < 1e30 ? Double(log10f(Float(energy))) : log10(energy)
+                        dst[(first + l) * mels + mel] = Float(dbScale * (lg - logReference))
                     }
                 }
                 first += active
@@ -206,7 +212,9 @@ public struct LogMelExtractor: Sendable {
         let n = x.count
         guard by > 0 else { return Array(x) }
         var out = [Float](repeating: 0, count: n + 2 * by)
-        for i in 0..<n { out[by + i] = x[i] }
+        if let source = x.baseAddress, n > 0 {
+            out.withUnsafeMutableBufferPointer { $0.baseAddress!.advanced(by: by).update(from: source, count: n) }
+        }
         guard n > 0, mode != .constant else { return out }
         func source(_ i: Int) -> Int {
             switch mode {

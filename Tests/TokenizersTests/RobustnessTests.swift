@@ -40,21 +40,20 @@ struct RobustnessTests {
         }
     }
 
-    /// Doubling the input roughly doubles the time (no quadratic behaviour), on the worst pieces:
-    /// one huge word, one huge whitespace run, one huge CJK run.
+    /// Sixteen times the input takes about sixteen times as long (quadratic would be 256 times),
+    /// on the worst pieces: one huge word, one huge whitespace run, one huge CJK or emoji run.
+    /// The bound is loose because other processes share the machine.
     @Test("Time grows linearly with the input", arguments: ["a", " ", "中", "ab ", "😀"])
     func linearTime(_ unit: String) throws {
         let bpe = try Fixtures.bpe()
         let wp = try Fixtures.wordPiece()
         let clock = ContinuousClock()
         for tokenizer in [bpe as any Tokenizer, wp] {
-            let small = String(repeating: unit, count: 20_000)
+            let small = String(repeating: unit, count: 5_000)
             let large = String(repeating: unit, count: 80_000)
-            _ = tokenizer.encode(small, maxLength: nil)  // warm up lazily built tables
-            let t1 = Self.seconds(clock.measure { _ = tokenizer.encode(small, maxLength: nil) })
-            let t4 = Self.seconds(clock.measure { _ = tokenizer.encode(large, maxLength: nil) })
-            // 4x the input; quadratic would be 16x. Allow noise from other processes.
-            #expect(t4 < max(10 * t1, 0.05), "\(String(reflecting: unit)): \(t1) s for 20k, \(t4) s for 80k")
+            let t1 = (0..<3).map { _ in Self.seconds(clock.measure { _ = tokenizer.encode(small, maxLength: nil) }) }.min()!
+            let t16 = Self.seconds(clock.measure { _ = tokenizer.encode(large, maxLength: nil) })
+            #expect(t16 < max(64 * t1, 0.25), "\(String(reflecting: unit)): \(t1) s for 5k, \(t16) s for 80k")
         }
     }
 

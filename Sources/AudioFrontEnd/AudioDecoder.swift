@@ -190,6 +190,9 @@ public struct AudioDecoder: Sendable {
             return (handle, 0, "")
         }
         guard let file = opened else {
+            if let tag = Self.unknownWAVFormatTag(bytes) {
+                throw AudioError(.unsupportedEncoding, "WAV format tag 0x\(String(tag, radix: 16)) is not a supported encoding (PCM, IEEE float, A-law, mu-law, ADPCM, GSM 6.10, MPEG)")
+            }
             if code == Int32(SF_ERR_UNSUPPORTED_ENCODING) || Self.soundsUnsupported(reason) {
                 throw AudioError(.unsupportedEncoding, "the audio encoding is not supported: \(reason)")
             }
@@ -218,9 +221,8 @@ public struct AudioDecoder: Sendable {
         if let frames, frames > Self.maxFrames(seconds: options.maxDurationSeconds, sampleRate: rate) {
             throw AudioError(.audioTooLong, "the audio lasts \(Self.format(Double(frames) / Double(rate))) s; the limit is \(Self.format(options.maxDurationSeconds)) s")
         }
-        if (container == .wav || container == .wavex), !options.acceptTruncatedData,
-           let (declared, available) = Self.truncatedWAVDataChunk(bytes) {
-            throw AudioError(.unreadableAudio, "the WAV data is truncated: its data chunk declares \(declared) bytes but only \(available) follow")
+        if !options.acceptTruncatedData, let (declared, available) = Self.truncatedDataChunk(bytes, container: container) {
+            throw AudioError(.unreadableAudio, "the \(container.rawValue) data is truncated: its header declares \(declared) bytes of audio data but only \(available) follow")
         }
         if frames == 0 {
             throw AudioError(.emptyAudio, "the audio holds no samples")
@@ -336,29 +338,79 @@ public struct AudioDecoder: Sendable {
         return names[sub] ?? "0x" + String(sub, radix: 16)
     }
 
-    /// For a RIFF/RIFX WAVE file: the data chunk's declared size and the bytes that follow its
-    /// header, when the declared size is larger (a truncated file). Sizes 0 and 0xFFFFFFFF
-    /// (written by streaming encoders that do not know the length) are not truncation.
-    static func truncatedWAVDataChunk(_ bytes: UnsafeRawBufferPointer) -> (Int, Int)? {
-        guard bytes.count >= 12 else { return nil }
+    /// WAV format tags libsndfile decodes: PCM, MS ADPCM, IEEE float, A-law, mu-law, IMA ADPCM,
+    /// GSM 6.10, G.721, MPEG layer I/II, MPEG layer III.
+    static let decodableWAVFormatTags: Set<Int> = [0x1, 0x2, 0x3, 0x6, 0x7, 0x11, 0x31, 0x40, 0x50, 0x55]
+
+    /// For a RIFF/RIFX WAVE file whose fmt chunk names a format tag libsndfile does not decode
+    /// (resolving WAVE_FORMAT_EXTENSIBLE's sub-format), that tag.
+    static func unknownWAVFormatTag(_ bytes: UnsafeRawBufferPointer) -> Int? {
+        guard case .some(.some(.wav)) = sniff(bytes) else { return nil }
         let bigEndian = bytes[3] == UInt8(ascii: "X")
-        func u32(_ at: Int) -> Int {
-            let b = (0..<4).map { Int(bytes[at + $0]) }
-            return bigEndian ? (b[0] << 24 | b[1] << 16 | b[2] << 8 | b[3]) : (b[3] << 24 | b[2] << 16 | b[1] << 8 | b[0])
+        func u(_ at: Int, _ n: Int) -> Int? {
+            guard at + n <= bytes.count else { return nil }
+            var v = 0
+            for i in 0..<n { v |= Int(bytes[at + (bigEndian ? n - 1 - i : i)]) << (8 * i) }
+            return v
         }
         var offset = 12
-        while offset + 8 <= bytes.count {
-            let isData = bytes[offset] == UInt8(ascii: "d") && bytes[offset + 1] == UInt8(ascii: "a")
-                && bytes[offset + 2] == UInt8(ascii: "t") && bytes[offset + 3] == UInt8(ascii: "a")
-            let size = u32(offset + 4)
-            if isData {
-                let available = bytes.count - (offset + 8)
-                if size != 0, size != 0xFFFF_FFFF, size > available { return (size, available) }
-                return nil
+        while offset + 8 <= bytes.count, let size = u(offset + 4, 4) {
+            if bytes[offset] == UInt8(ascii: "f"), bytes[offset + 1] == UInt8(ascii: "m"),
+               bytes[offset + 2] == UInt8(ascii: "t"), bytes[offset + 3] == UInt8(ascii: " ") {
+                guard var tag = u(offset + 8, 2) else { return nil }
+                if tag == 0xFFFE {
+                    // WAVEFORMATEXTENSIBLE: the sub-format GUID starts with the real tag.
+                    guard size >= 40, let sub = u(offset + 8 + 24, 2) else { return nil }
+                    tag = sub
+                }
+                return decodableWAVFormatTags.contains(tag) ? nil : tag
             }
             offset += 8 + size + (size & 1)
         }
         return nil
+    }
+
+    /// The audio data's declared size and the bytes present, when the header declares more
+    /// than the file holds (a truncated file): the data chunk of RIFF/RIFX WAVE, the SSND chunk
+    /// of AIFF/AIFC, the data size of AU. libsndfile itself silently shortens such files to the
+    /// bytes present. Sizes that mean "unknown" (0 and 0xFFFFFFFF in WAV, 0xFFFFFFFF in AU) are
+    /// not truncation; other containers are checked by the decoded frame count.
+    static func truncatedDataChunk(_ bytes: UnsafeRawBufferPointer, container: AudioContainer) -> (Int, Int)? {
+        guard bytes.count >= 12 else { return nil }
+        func u32(_ at: Int, bigEndian: Bool) -> Int {
+            guard at + 4 <= bytes.count else { return 0 }
+            let b = (0..<4).map { Int(bytes[at + $0]) }
+            return bigEndian ? (b[0] << 24 | b[1] << 16 | b[2] << 8 | b[3]) : (b[3] << 24 | b[2] << 16 | b[1] << 8 | b[0])
+        }
+        func id(_ at: Int, _ s: String) -> Bool {
+            let u = Array(s.utf8)
+            return at + 4 <= bytes.count && (0..<4).allSatisfy { bytes[at + $0] == u[$0] }
+        }
+        switch container {
+        case .wav, .wavex, .aiff:
+            let riff = container != .aiff
+            let bigEndian = !riff || bytes[3] == UInt8(ascii: "X")
+            let dataID = riff ? "data" : "SSND"
+            var offset = 12
+            while offset + 8 <= bytes.count {
+                let size = u32(offset + 4, bigEndian: bigEndian)
+                if id(offset, dataID) {
+                    let available = bytes.count - (offset + 8)
+                    if riff, size == 0 || size == 0xFFFF_FFFF { return nil }
+                    return size > available ? (size, available) : nil
+                }
+                offset += 8 + size + (size & 1)
+            }
+            return nil
+        case .au:
+            let bigEndian = bytes[0] == UInt8(ascii: ".")
+            let dataOffset = u32(4, bigEndian: bigEndian), size = u32(8, bigEndian: bigEndian)
+            guard size != 0xFFFF_FFFF, dataOffset <= bytes.count else { return nil }
+            let available = bytes.count - dataOffset
+            return size > available ? (size, available) : nil
+        default:
+            return nil
+        }
     }
 }
 

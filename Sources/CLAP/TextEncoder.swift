@@ -20,16 +20,28 @@ public struct TextEncoderError: Error, CustomStringConvertible, Sendable, Equata
 /// Each transcript is computed at its own length: no padding is ever computed, and the result
 /// equals the reference's for a batch padded with an attention mask. A batch is processed as
 /// one stack of rows for the products (every weight is read once per batch, not once per
-/// transcript) and per transcript for attention. Products are split over `threads` column
-/// blocks, attention over (transcript, head) pairs.
+/// transcript) and per transcript for attention. Each layer is cut into `threads` parts (a
+/// group of heads and a block of intermediate columns each) that run concurrently; see
+/// `TransformerEncoderLayer`. `embed` may be called from several threads at once.
 ///
 /// Tensor names are transformers' `state_dict` names: `<prefix>embeddings.*`,
 /// `<prefix>encoder.layer.N.*`, `<prefix>pooler.dense.*` (only with `first_pooler` pooling) and
 /// `<projectionPrefix>linear1.*`, `linear2.*` (only with a projection). Defaults: `text_model.`
 /// and `text_projection.`, as in `ClapModel`.
 public final class TextEncoder: Sendable {
+    /// How the weight products are computed (same results up to float rounding).
+    public enum ProductKernel: String, Sendable {
+        /// Weights repacked at load for the small-row AVX2/FMA kernel (`PackedMatrix`).
+        case packed
+        /// OpenBLAS `sgemm` on a plain copy of the weights. Faster than `packed` only where
+        /// OpenBLAS runs AVX-512 kernels (e.g. `OPENBLAS_CORETYPE=SkylakeX` on Zen 4, whose
+        /// Debian build otherwise picks its Haswell kernels); see Docs/CLAP_TEXT.md.
+        case blas
+    }
+
     public let configuration: TextEncoderConfiguration
-    /// Worker threads per call (column blocks of each product, attention items).
+    /// Parts each layer is cut into, run concurrently (default: the active processor count,
+    /// at most the number of heads).
     public let threads: Int
     let wordEmbeddings: Parameter
     let positionEmbeddings: Parameter
@@ -40,15 +52,16 @@ public final class TextEncoder: Sendable {
     let projection: (linear1: PackedLinear, linear2: PackedLinear, activation: PackedLinear.Epilogue)?
 
     /// Reads every tensor by name and shape; a missing or misshapen tensor throws the
-    /// parameter source's error naming it (`missing_tensor`, `tensor_shape_mismatch`). Large
-    /// matrices are packed and their originals released; the embedding tables stay where the
+    /// parameter source's error naming it (`missing_tensor`, `tensor_shape_mismatch`). Layer,
+    /// pooler and projection matrices are copied (packed for `kernel: .packed`) and their
+    /// originals released (`ParameterSource.release`); the embedding tables stay where the
     /// source keeps them (zero-copy for a float32 model package), and only the rows of tokens
     /// that occur are ever read.
     ///
     /// Sets OpenBLAS to one thread per product: the encoder parallelises itself.
     public init(configuration: TextEncoderConfiguration, parameters: ParameterSource,
                 prefix: String = "text_model.", projectionPrefix: String = "text_projection.",
-                threads: Int? = nil) throws {
+                threads: Int? = nil, kernel: ProductKernel = .packed) throws {
         if let problem = configuration.validationError() {
             throw TextEncoderError(code: "invalid_configuration", message: "text: \(problem)")
         }
@@ -56,6 +69,7 @@ public final class TextEncoder: Sendable {
         self.configuration = c
         let threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         self.threads = threads
+        let backend: PackedLinear.Backend = kernel == .packed ? .packed : .blas
         func p(_ name: String, _ shape: [Int]) throws -> Parameter {
             try parameters.parameter(prefix + name, shape: shape)
         }
@@ -66,12 +80,13 @@ public final class TextEncoder: Sendable {
         layers = try (0..<c.numLayers).map {
             try TransformerEncoderLayer(parameters: parameters, prefix: "\(prefix)encoder.layer.\($0).",
                                         hidden: h, heads: c.numHeads, intermediate: c.intermediateSize,
-                                        eps: Float(c.layerNormEps), parts: threads)
+                                        eps: Float(c.layerNormEps), parts: threads, backend: backend)
         }
         if c.pooling == .firstPooler {
             let w = try p("pooler.dense.weight", [h, h]), b = try p("pooler.dense.bias", [h])
-            pooler = PackedLinear(weights: [w], biases: [b], parts: 1)
+            pooler = PackedLinear(w, bias: b, backend: backend)
             parameters.release(w)
+            parameters.release(b)
         } else {
             pooler = nil
         }
@@ -82,11 +97,9 @@ public final class TextEncoder: Sendable {
             let w1 = try q("linear1.weight", [proj.hiddenSize, h]), b1 = try q("linear1.bias", [proj.hiddenSize])
             let w2 = try q("linear2.weight", [proj.outputSize, proj.hiddenSize])
             let b2 = try q("linear2.bias", [proj.outputSize])
-            projection = (PackedLinear(weights: [w1], biases: [b1], parts: 1),
-                          PackedLinear(weights: [w2], biases: [b2], parts: 1),
+            projection = (PackedLinear(w1, bias: b1, backend: backend), PackedLinear(w2, bias: b2, backend: backend),
                           proj.activation == .relu ? .relu : .gelu)
-            parameters.release(w1)
-            parameters.release(w2)
+            for used in [w1, b1, w2, b2] { parameters.release(used) }
         } else {
             projection = nil
         }
@@ -96,9 +109,10 @@ public final class TextEncoder: Sendable {
     /// Builds the tower from a model package's `text` section (or `section`) and its weights.
     /// Tensors the tower does not use are left for other stages; the caller refuses leftovers
     /// with `WeightStore.requireAllClaimed()` once every stage is loaded.
-    public convenience init(package: ModelPackage, section: String = "text", threads: Int? = nil) throws {
+    public convenience init(package: ModelPackage, section: String = "text", threads: Int? = nil,
+                            kernel: ProductKernel = .packed) throws {
         let configuration = try package.section(section, as: TextEncoderConfiguration.self)
-        try self.init(configuration: configuration, parameters: package.weights, threads: threads)
+        try self.init(configuration: configuration, parameters: package.weights, threads: threads, kernel: kernel)
     }
 
     /// Size of the output embedding.
@@ -205,13 +219,15 @@ public final class TextEncoder: Sendable {
         }
         Normalization.layerNorm(x, rows: rows, width: h, weight: embeddingNorm.weight.pointer,
                                 bias: embeddingNorm.bias.pointer, eps: Float(c.layerNormEps))
-        if !layers.isEmpty {
+        if let first = layers.first {
             let longest = sequences.map(\.count).max() ?? 0
-            let workers = max(1, min(threads, sequences.count * c.numHeads))
-            let ws = TransformerWorkspace(rows: rows, hidden: h, intermediate: c.intermediateSize,
-                                          longest: longest, workers: workers)
+            let stride = TransformerEncoderLayer.scratchPerPart(
+                rows: rows, hidden: h, heads: c.numHeads, intermediate: c.intermediateSize,
+                parts: first.parts.count, longest: longest)
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: stride * first.parts.count)
+            defer { scratch.deallocate() }
             for layer in layers {
-                layer.forward(x, sequences: sequences, workspace: ws, threads: threads)
+                layer.forward(x, sequences: sequences, scratch: scratch, scratchStride: stride)
             }
         }
         return (sequences, x)

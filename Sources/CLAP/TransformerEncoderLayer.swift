@@ -12,20 +12,39 @@ import Numerics
 ///
 /// Rows of several sequences are processed together (their products are row-independent), and
 /// attention is computed within each sequence only, at its own length: padding is never computed.
+///
+/// Parallel plan: the layer is cut into `parts` slices that run concurrently with no barrier
+/// inside a half-layer. Part p owns a group of heads and a block of intermediate columns:
+/// 1. its q/k/v columns (one packed product), attention for its heads over every sequence, and
+///    its share of the attention output product (`context[:, heads_p] * Wo[:, heads_p]^T`, a
+///    split of the inner dimension);
+/// 2. its intermediate columns with GELU, and its share of the output product
+///    (`inter[:, block_p] * Wout[:, block_p]^T`).
+/// The partial sums are added (with the bias and the residual) before each LayerNorm. So a
+/// layer costs two parallel regions, each core reads only its slices of the weights, and the
+/// q/k/v values it produces are consumed by the same core.
 struct TransformerEncoderLayer: Sendable {
+    struct Part: Sendable {
+        let heads: Range<Int>
+        let columns: Range<Int>        // intermediate columns
+        let qkv: PackedLinear          // [3 * |heads| * dh, H]: q, k, v rows of these heads
+        let attentionOutput: PackedLinear  // [H, |heads| * dh], no bias
+        let intermediate: PackedLinear     // [|columns|, H] with its bias slice
+        let output: PackedLinear           // [H, |columns|], no bias
+    }
+
     let hidden: Int
     let heads: Int
     let intermediateSize: Int
     let eps: Float
-    let qkv: PackedLinear            // [3H, H]: query, key, value stacked
-    let attentionOutput: PackedLinear
+    let parts: [Part]
+    let attentionOutputBias: FloatStorage
+    let outputBias: FloatStorage
     let attentionNorm: (weight: Parameter, bias: Parameter)
-    let intermediate: PackedLinear
-    let output: PackedLinear
     let outputNorm: (weight: Parameter, bias: Parameter)
 
     init(parameters: ParameterSource, prefix: String, hidden h: Int, heads: Int, intermediate i: Int,
-         eps: Float, parts: Int) throws {
+         eps: Float, parts requested: Int, backend: PackedLinear.Backend) throws {
         func p(_ name: String, _ shape: [Int]) throws -> Parameter {
             try parameters.parameter(prefix + name, shape: shape)
         }
@@ -42,82 +61,124 @@ struct TransformerEncoderLayer: Sendable {
         let down = try p("output.dense.weight", [h, i]), downb = try p("output.dense.bias", [h])
         outputNorm = (try p("output.LayerNorm.weight", [h]), try p("output.LayerNorm.bias", [h]))
 
-        qkv = PackedLinear(weights: [q, k, v], biases: [qb, kb, vb], parts: parts)
-        attentionOutput = PackedLinear(weights: [ao], biases: [aob], parts: parts)
-        intermediate = PackedLinear(weights: [up], biases: [upb], parts: parts)
-        output = PackedLinear(weights: [down], biases: [downb], parts: parts)
-        // Biases were copied too; every tensor of the layer now lives in the packed copies or
-        // stays small (LayerNorm), so the large originals can go.
+        let dh = h / heads
+        let count = max(1, min(requested, heads))
+        let blocks = (i + 15) / 16
+        parts = (0..<count).map { part in
+            let hr = (part * heads / count)..<((part + 1) * heads / count)
+            let cr = min(i, part * blocks / count * 16)..<min(i, (part + 1) * blocks / count * 16)
+            let width = hr.count * dh, first = hr.lowerBound * dh
+            // q, k, v rows of these heads stacked, with their biases.
+            let stacked = FloatStorage(count: 3 * width * h)
+            let stackedBias = FloatStorage(count: 3 * width)
+            for (j, (w, b)) in [(q, qb), (k, kb), (v, vb)].enumerated() {
+                (stacked.pointer + j * width * h).update(from: w.pointer + first * h, count: width * h)
+                (stackedBias.pointer + j * width).update(from: b.pointer + first, count: width)
+            }
+            return Part(
+                heads: hr, columns: cr,
+                qkv: PackedLinear(weight: stacked.pointer, outFeatures: 3 * width, inFeatures: h,
+                                  bias: stackedBias.pointer, backend: backend),
+                attentionOutput: PackedLinear(weight: ao.pointer + first, outFeatures: h, inFeatures: width, ldw: h,
+                                              bias: nil, backend: backend),
+                intermediate: PackedLinear(weight: up.pointer + cr.lowerBound * h, outFeatures: cr.count,
+                                           inFeatures: h, bias: upb.pointer + cr.lowerBound, backend: backend),
+                output: PackedLinear(weight: down.pointer + cr.lowerBound, outFeatures: h, inFeatures: cr.count,
+                                     ldw: i, bias: nil, backend: backend))
+        }
+        attentionOutputBias = FloatStorage(aob.values)
+        outputBias = FloatStorage(downb.values)
+        // Every large tensor now lives in the parts' copies: the originals can go.
         for used in [q, k, v, ao, up, down, qb, kb, vb, aob, upb, downb] { parameters.release(used) }
     }
 
+    /// Scratch floats each part needs for `rows` rows whose longest sequence has `longest` rows.
+    static func scratchPerPart(rows: Int, hidden h: Int, heads: Int, intermediate i: Int, parts: Int,
+                               longest: Int) -> Int {
+        let count = max(1, min(parts, heads))
+        let maxHeads = (heads + count - 1) / count
+        let width = maxHeads * (h / heads)
+        let maxColumns = ((i + 15) / 16 + count - 1) / count * 16
+        // qkv (3w) + context (w) + partial (h) per row, then the intermediate block, which the
+        // attention scores reuse.
+        return rows * (4 * width + h) + max(rows * maxColumns, Attention.scratchSize(queries: longest, keys: longest))
+    }
+
     /// `x <- layer(x)` in place for the rows of `sequences` (row ranges of `x`, `hidden` wide).
-    func forward(_ x: UnsafeMutablePointer<Float>, sequences: [Range<Int>], workspace ws: TransformerWorkspace,
-                 threads: Int) {
-        let h = hidden, rows = sequences.last?.upperBound ?? 0
+    /// `scratch` holds `parts.count` blocks of `scratchStride` floats.
+    func forward(_ x: UnsafeMutablePointer<Float>, sequences: [Range<Int>],
+                 scratch: UnsafeMutablePointer<Float>, scratchStride: Int) {
+        let h = hidden, dh = hidden / heads, rows = sequences.last?.upperBound ?? 0
         guard rows > 0 else { return }
+        let parts = self.parts
+        let single = parts.count == 1
+        let scale = 1 / Float(dh).squareRoot()
 
-        // Fused q | k | v projection: rows of 3H.
-        qkv.apply(x, rows: rows, into: ws.qkv)
-
-        // Attention within each sequence, heads side by side in ws.context.
-        attention(sequences: sequences, workspace: ws, threads: threads)
-
-        // a = LayerNorm(x + dense(context)): the product accumulates into the residual stream.
-        attentionOutput.apply(ws.context, rows: rows, into: x, accumulate: true)
+        // 1. q/k/v, attention and the attention output product, per part.
+        Parallel.forEach(parts.count) { index in
+            let part = parts[index]
+            let width = part.heads.count * dh
+            let base = scratch + index * scratchStride
+            let qkv = base, context = qkv + rows * 3 * width, partial = context + rows * width
+            let attention = partial + rows * h  // the intermediate area, unused until step 2
+            part.qkv.apply(x, rows: rows, into: qkv)
+            for range in sequences {
+                for head in 0..<part.heads.count {
+                    let q = qkv + range.lowerBound * 3 * width + head * dh
+                    Attention.head(query: q, ldq: 3 * width, key: q + width, ldk: 3 * width,
+                                   value: q + 2 * width, ldv: 3 * width,
+                                   queries: range.count, keys: range.count, headDim: dh, scale: scale,
+                                   into: context + range.lowerBound * width + head * dh, ldo: width,
+                                   scratch: attention)
+                }
+            }
+            // With one part x is no longer read: accumulate straight into the residual stream.
+            part.attentionOutput.apply(context, rows: rows, into: single ? x : partial, accumulate: single)
+        }
+        reduce(into: x, rows: rows, bias: attentionOutputBias.pointer, partials: single ? 0 : parts.count,
+               scratch: scratch, scratchStride: scratchStride,
+               partialOffset: { rows * 4 * (parts[$0].heads.count * dh) })
         Normalization.layerNorm(x, rows: rows, width: h, weight: attentionNorm.weight.pointer,
                                 bias: attentionNorm.bias.pointer, eps: eps)
 
-        // y = LayerNorm(a + output(gelu(intermediate(a)))).
-        intermediate.apply(x, rows: rows, into: ws.intermediate, epilogue: .gelu)
-        output.apply(ws.intermediate, rows: rows, into: x, accumulate: true)
+        // 2. Intermediate columns + GELU and the output product, per part.
+        Parallel.forEach(parts.count) { index in
+            let part = parts[index]
+            let width = part.heads.count * dh
+            let base = scratch + index * scratchStride
+            let partial = base + rows * 4 * width, inter = partial + rows * h
+            part.intermediate.apply(x, rows: rows, into: inter, epilogue: .gelu)
+            part.output.apply(inter, rows: rows, into: single ? x : partial, accumulate: single)
+        }
+        reduce(into: x, rows: rows, bias: outputBias.pointer, partials: single ? 0 : parts.count,
+               scratch: scratch, scratchStride: scratchStride,
+               partialOffset: { rows * 4 * (parts[$0].heads.count * dh) })
         Normalization.layerNorm(x, rows: rows, width: h, weight: outputNorm.weight.pointer,
                                 bias: outputNorm.bias.pointer, eps: eps)
     }
 
-    /// Scaled dot-product attention per (sequence, head), split over `threads` workers.
-    private func attention(sequences: [Range<Int>], workspace ws: TransformerWorkspace, threads: Int) {
-        let h = hidden, dh = h / heads, ld = 3 * h
-        let scale = 1 / Float(dh).squareRoot()
-        let items = sequences.count * heads
-        let workers = max(1, min(threads, items))
-        let qkv = ws.qkv, context = ws.context
-        let scratchStride = ws.attentionScratchStride
-        Parallel.forEach(workers) { w in
-            let scratch = ws.attentionScratch + w * scratchStride
-            var item = w
-            while item < items {
-                let range = sequences[item / heads], head = item % heads
-                let base = qkv + range.lowerBound * ld + head * dh
-                Attention.head(query: base, ldq: ld, key: base + h, ldk: ld, value: base + 2 * h, ldv: ld,
-                               queries: range.count, keys: range.count, headDim: dh, scale: scale,
-                               into: context + range.lowerBound * h + head * dh, ldo: h, scratch: scratch)
-                item += workers
+    /// `x += bias + sum of the parts' partial products` (the partials sit at `partialOffset(p)`
+    /// in part p's scratch, `rows x hidden`).
+    private func reduce(into x: UnsafeMutablePointer<Float>, rows: Int, bias: UnsafePointer<Float>, partials: Int,
+                        scratch: UnsafeMutablePointer<Float>, scratchStride: Int,
+                        partialOffset: (Int) -> Int) {
+        let h = hidden
+        let sources = (0..<partials).map { UnsafePointer(scratch + $0 * scratchStride + partialOffset($0)) }
+        for r in 0..<rows {
+            let row = x + r * h
+            switch sources.count {
+            case 0:
+                for j in 0..<h { row[j] += bias[j] }
+            case 2:
+                let a = sources[0] + r * h, b = sources[1] + r * h
+                for j in 0..<h { row[j] += (a[j] + b[j]) + bias[j] }
+            default:
+                for j in 0..<h {
+                    var s: Float = 0
+                    for src in sources { s += src[r * h + j] }
+                    row[j] += s + bias[j]
+                }
             }
         }
     }
-}
-
-/// Scratch memory for one forward pass of the text tower (one per concurrent call).
-final class TransformerWorkspace: @unchecked Sendable {
-    let storage: UnsafeMutablePointer<Float>
-    let qkv: UnsafeMutablePointer<Float>           // rows x 3H
-    let context: UnsafeMutablePointer<Float>       // rows x H
-    let intermediate: UnsafeMutablePointer<Float>  // rows x I
-    let attentionScratch: UnsafeMutablePointer<Float>
-    let attentionScratchStride: Int
-
-    init(rows: Int, hidden: Int, intermediate i: Int, longest: Int, workers: Int) {
-        attentionScratchStride = Attention.scratchSize(queries: longest, keys: longest)
-        let sizes = [rows * 3 * hidden, rows * hidden, rows * i, max(1, workers) * attentionScratchStride]
-        let total = sizes.reduce(0, +)
-        storage = .allocate(capacity: max(total, 1))
-        storage.initialize(repeating: 0, count: max(total, 1))
-        qkv = storage
-        context = qkv + sizes[0]
-        intermediate = context + sizes[1]
-        attentionScratch = intermediate + sizes[2]
-    }
-
-    deinit { storage.deallocate() }
 }

@@ -1,81 +1,67 @@
 import Numerics
 
-/// A linear layer (`y = x W^T + b`) whose weight is packed at load for small-row products and
-/// cut into column blocks that run concurrently.
+/// A linear layer (`y = x W^T + b`) holding its own copy of the weight, laid out for products
+/// with few rows.
 ///
-/// A transcript of 20 tokens multiplies 20 rows by each weight: too few rows to split, so the
-/// work is split over the output columns instead. The weight (`[out, in]`, PyTorch layout) is cut
-/// into `parts` blocks of whole 16-column panels, each packed as its own `PackedMatrix`; a call
-/// runs the blocks with `Parallel.forEach`, each writing its own columns of `y`, and applies the
-/// optional activation to its columns while they are still in cache.
+/// A transcript of 20 tokens multiplies 20 rows by each weight. Two ways to compute that are
+/// kept, chosen at load (`Backend`):
+/// - `packed` (default): `PackedMatrix`, the weight repacked at load into 16-column panels and
+///   streamed once per call by the AVX2/FMA small-row kernel (no per-call repacking);
+/// - `blas`: OpenBLAS `sgemm` on a plain copy (it repacks per call, but with
+///   `OPENBLAS_CORETYPE=SkylakeX` on an AVX-512 CPU its kernels can be faster; see
+///   Docs/CLAP_TEXT.md).
 ///
-/// Several weights that read the same input (query, key, value) can be stacked into one layer.
+/// The weight is copied at construction (slices of a larger tensor included), so the caller can
+/// release the original right away.
 struct PackedLinear: Sendable {
+    enum Backend: String, Sendable { case packed, blas }
     enum Epilogue: Sendable { case none, gelu, relu, tanh }
-
-    struct Block: Sendable {
-        let matrix: PackedMatrix
-        let offset: Int
-        let count: Int
-    }
 
     let inFeatures: Int
     let outFeatures: Int
-    let blocks: [Block]
+    let backend: Backend
+    private let packed: PackedMatrix?
+    private let plain: FloatStorage?
     let bias: FloatStorage?
 
-    /// Stacks `weights` (each `[out_i, in]`) on top of each other, with their `biases` (all or
-    /// none), and packs them in at most `parts` column blocks. The caller releases the originals.
-    init(weights: [Parameter], biases: [Parameter]?, parts: Int) {
-        precondition(!weights.isEmpty, "PackedLinear needs a weight")
-        let k = weights[0].shape[1]
-        precondition(weights.allSatisfy { $0.shape.count == 2 && $0.shape[1] == k }, "stacked weights need equal inputs")
-        let n = weights.reduce(0) { $0 + $1.shape[0] }
+    /// `weight` is `outFeatures x inFeatures`, row-major with row stride `ldw` (default
+    /// `inFeatures`): a row or column slice of a larger matrix can be passed as is.
+    init(weight: UnsafePointer<Float>, outFeatures n: Int, inFeatures k: Int, ldw: Int? = nil,
+         bias: UnsafePointer<Float>?, backend: Backend) {
         inFeatures = k
         outFeatures = n
-
-        // One contiguous [n, k] source (a view of the original when there is a single weight).
-        let source: UnsafePointer<Float>
-        let owner: AnyObject
-        if weights.count == 1 {
-            source = weights[0].pointer
-            owner = FloatStorage(count: 0)
-        } else {
-            let joined = FloatStorage(count: n * k)
-            var offset = 0
-            for w in weights {
-                (joined.pointer + offset).update(from: w.pointer, count: w.count)
-                offset += w.count
-            }
-            source = UnsafePointer(joined.pointer)
-            owner = joined
+        self.backend = backend
+        let ldw = ldw ?? k
+        func dense() -> FloatStorage {
+            let copy = FloatStorage(count: n * k)
+            for r in 0..<n { (copy.pointer + r * k).update(from: weight + r * ldw, count: k) }
+            return copy
         }
-
-        let panels = (n + 15) / 16
-        let partCount = max(1, min(parts, panels))
-        var blocks: [Block] = []
-        for p in 0..<partCount {
-            let first = p * panels / partCount * 16
-            let last = min(n, (p + 1) * panels / partCount * 16)
-            guard last > first else { continue }
-            let view = Parameter(name: weights[0].name, shape: [last - first, k],
-                                 pointer: source + first * k, owner: owner)
-            blocks.append(Block(matrix: PackedMatrix(view), offset: first, count: last - first))
+        switch backend {
+        case .packed:
+            // PackedMatrix copies; a strided slice is made dense first.
+            let source: (UnsafePointer<Float>, AnyObject) = ldw == k ? (weight, FloatStorage(count: 0))
+                : { let c = dense(); return (UnsafePointer(c.pointer), c) }()
+            packed = PackedMatrix(Parameter(name: "", shape: [n, k], pointer: source.0, owner: source.1))
+            plain = nil
+        case .blas:
+            packed = nil
+            plain = dense()
         }
-        self.blocks = blocks
-
-        if let biases {
-            precondition(biases.count == weights.count, "one bias per stacked weight")
+        if let bias {
             let b = FloatStorage(count: n)
-            var offset = 0
-            for bias in biases {
-                (b.pointer + offset).update(from: bias.pointer, count: bias.count)
-                offset += bias.count
-            }
-            bias = b
+            b.pointer.update(from: bias, count: n)
+            self.bias = b
         } else {
-            bias = nil
+            self.bias = nil
         }
+    }
+
+    /// A whole `[out, in]` parameter (and its bias).
+    init(_ weight: Parameter, bias: Parameter?, backend: Backend) {
+        precondition(weight.shape.count == 2, "PackedLinear needs a 2-D weight")
+        self.init(weight: weight.pointer, outFeatures: weight.shape[0], inFeatures: weight.shape[1],
+                  bias: bias?.pointer, backend: backend)
     }
 
     /// `y[r] = epilogue(x[r] W^T + b (+ y[r] if accumulate))` for `rows` rows.
@@ -84,21 +70,21 @@ struct PackedLinear: Sendable {
                accumulate: Bool = false, epilogue: Epilogue = .none) {
         guard rows > 0 else { return }
         let ldx = ldx ?? inFeatures, ldy = ldy ?? outFeatures
-        let bias = self.bias?.pointer
-        let blocks = self.blocks
-        Parallel.forEach(blocks.count) { i in
-            let block = blocks[i]
-            block.matrix.apply(x, rows: rows, ldx: ldx, bias: bias.map { UnsafePointer($0 + block.offset) },
-                               into: y + block.offset, ldy: ldy, accumulate: accumulate)
-            switch epilogue {
-            case .none: break
-            case .gelu: for r in 0..<rows { TransformerActivation.gelu(y + r * ldy + block.offset, count: block.count) }
-            case .relu: for r in 0..<rows { TransformerActivation.relu(y + r * ldy + block.offset, count: block.count) }
-            case .tanh: for r in 0..<rows { TransformerActivation.tanh(y + r * ldy + block.offset, count: block.count) }
-            }
+        let b = bias.map { UnsafePointer($0.pointer) }
+        if let packed {
+            packed.apply(x, rows: rows, ldx: ldx, bias: b, into: y, ldy: ldy, accumulate: accumulate)
+        } else if let plain {
+            BLAS.linear(x, rows: rows, inFeatures: inFeatures, ldx: ldx, weight: plain.pointer, bias: b,
+                        outFeatures: outFeatures, into: y, ldy: ldy, accumulate: accumulate)
+        }
+        switch epilogue {
+        case .none: break
+        case .gelu: for r in 0..<rows { TransformerActivation.gelu(y + r * ldy, count: outFeatures) }
+        case .relu: for r in 0..<rows { TransformerActivation.relu(y + r * ldy, count: outFeatures) }
+        case .tanh: for r in 0..<rows { TransformerActivation.tanh(y + r * ldy, count: outFeatures) }
         }
     }
 
-    /// Bytes held by the packed copies.
-    var byteCount: Int { blocks.reduce(0) { $0 + $1.matrix.byteCount } }
+    /// Bytes held by the weight copy.
+    var byteCount: Int { (packed?.byteCount ?? 0) + (plain.map { $0.count * 4 } ?? 0) }
 }

@@ -11,7 +11,8 @@ import Testing
 ///     CLAP_TEXT_BENCH=20 swift test -c release --skip-build --filter TextEncoderBenchmarkTests
 ///
 /// Optional: CLAP_TEXT_BENCH_THREADS (default 2), CLAP_TEXT_BENCH_ITERATIONS (default 30),
-/// CLAP_TEXT_BENCH_BATCH (default 8, a second measurement with that many transcripts).
+/// CLAP_TEXT_BENCH_BATCH (default 8, a second measurement with that many transcripts),
+/// CLAP_TEXT_BENCH_KERNEL (packed or blas, default packed).
 @Suite struct TextEncoderBenchmarkTests {
     static let environment = ProcessInfo.processInfo.environment
 
@@ -26,7 +27,8 @@ import Testing
 
         let start = Date()
         let parameters = RandomTextParameters(config: config, seed: 1234)
-        let encoder = try TextEncoder(configuration: config, parameters: parameters, threads: threads)
+        let kernel = TextEncoder.ProductKernel(rawValue: env["CLAP_TEXT_BENCH_KERNEL"] ?? "") ?? .packed
+        let encoder = try TextEncoder(configuration: config, parameters: parameters, threads: threads, kernel: kernel)
         let loadSeconds = Date().timeIntervalSince(start)
 
         var rng = TextSplitMix(seed: 99)
@@ -53,7 +55,7 @@ import Testing
             String(format: "min %.2f ms, median %.2f ms, p90 %.2f ms", t[0], t[t.count / 2], t[t.count * 9 / 10])
         }
         print("""
-        CLAP text tower (RoBERTa-base, \(config.parameterCount) parameters), \(threads) threads, \
+        CLAP text tower (RoBERTa-base, \(config.parameterCount) parameters), \(threads) threads, kernel \(kernel.rawValue), \
         vectorised kernel: \(PackedMatrix.isVectorized), set-up \(String(format: "%.1f", loadSeconds)) s
           1 x \(tokens) tokens: \(summary(single))
           batch of \(batchSize) (\(batch.map(\.count).reduce(0, +)) tokens): \(summary(batched)), \

@@ -75,10 +75,23 @@ enum TextCompare {
         #expect(batch.count == expected.sequences.count)
         for (i, ids) in expected.sequences.enumerated() {
             let single = try one.embed(ids)
-            #expect(TextCompare.maxAbs(batch[i], single) <= 1e-6, "sequence \(i)")
-            #expect(TextCompare.maxAbs(try many.embed(ids), single) <= 1e-6, "sequence \(i)")
+            // Other part counts split the inner sums differently: equal up to rounding.
+            #expect(TextCompare.maxAbs(try two.embed(ids), single) <= 1e-5, "sequence \(i)")
+            #expect(TextCompare.maxAbs(try many.embed(ids), single) <= 1e-5, "sequence \(i)")
+            #expect(TextCompare.maxAbs(batch[i], try two.embed(ids)) <= 1e-6, "sequence \(i)")
         }
         #expect(try two.embed(batch: []).isEmpty)
+    }
+
+    @Test func blasKernelMatchesReference() throws {
+        for threads in [1, 2] {
+            let encoder = try TextEncoder(package: package, threads: threads, kernel: .blas)
+            try package.weights.requireAllClaimed()
+            for (i, ids) in expected.sequences.enumerated() {
+                let err = TextCompare.maxAbs(try encoder.embed(ids), expected.embeddings[i])
+                #expect(err <= 1e-4, "threads \(threads) sequence \(i): max abs \(err)")
+            }
+        }
     }
 
     @Test func concurrentCallsAgree() throws {

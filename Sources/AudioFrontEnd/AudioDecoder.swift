@@ -28,7 +28,8 @@ public struct AudioDecodingOptions: Sendable, Equatable {
     /// NaN / infinity handling. Default `.reject`.
     public var nonFiniteSamples: NonFiniteSamplePolicy
     /// When false (the default) a file whose data ends before its header says it does is refused
-    /// with `unreadable_audio`; when true the frames present are decoded.
+    /// with `unreadable_audio`; when true the frames present are decoded, and a decoder error
+    /// after some frames keeps those frames.
     public var acceptTruncatedData: Bool
     /// Accepted containers; the others give `unsupported_encoding`. Default: all of them.
     public var containers: Set<AudioContainer>
@@ -131,7 +132,7 @@ public struct AudioDecoder: Sendable {
                 }
             }
             let status = sf_error(file)
-            if status != 0 {
+            if status != 0, !(options.acceptTruncatedData && total > 0) {
                 let reason = String(cString: sf_strerror(file))
                 throw AudioError(.unreadableAudio, "the audio data could not be decoded after \(total) frames: \(reason)")
             }
@@ -193,7 +194,12 @@ public struct AudioDecoder: Sendable {
             if let tag = Self.unknownWAVFormatTag(bytes) {
                 throw AudioError(.unsupportedEncoding, "WAV format tag 0x\(String(tag, radix: 16)) is not a supported encoding (PCM, IEEE float, A-law, mu-law, ADPCM, GSM 6.10, MPEG)")
             }
-            if code == Int32(SF_ERR_UNSUPPORTED_ENCODING) || Self.soundsUnsupported(reason) {
+            if Self.unknownOggCodec(bytes) {
+                throw AudioError(.unsupportedEncoding, "the Ogg stream's codec is not supported (Vorbis, Opus and FLAC are)")
+            }
+            // libsndfile's "unimplemented format" also covers headers cut short, so only its
+            // explicit "unsupported encoding" is trusted here.
+            if code == Int32(SF_ERR_UNSUPPORTED_ENCODING) {
                 throw AudioError(.unsupportedEncoding, "the audio encoding is not supported: \(reason)")
             }
             throw AudioError(.unreadableAudio, "the audio file could not be read: \(reason)")
@@ -222,7 +228,9 @@ public struct AudioDecoder: Sendable {
             throw AudioError(.audioTooLong, "the audio lasts \(Self.format(Double(frames) / Double(rate))) s; the limit is \(Self.format(options.maxDurationSeconds)) s")
         }
         if !options.acceptTruncatedData, let (declared, available) = Self.truncatedDataChunk(bytes, container: container) {
-            throw AudioError(.unreadableAudio, "the \(container.rawValue) data is truncated: its header declares \(declared) bytes of audio data but only \(available) follow")
+            throw AudioError(.unreadableAudio, declared < 0
+                ? "the \(container.rawValue) file is truncated before its audio data"
+                : "the \(container.rawValue) data is truncated: its header declares \(declared) bytes of audio data but only \(available) follow")
         }
         if frames == 0 {
             throw AudioError(.emptyAudio, "the audio holds no samples")
@@ -240,12 +248,6 @@ public struct AudioDecoder: Sendable {
 
     static func format(_ seconds: Double) -> String {
         String(format: "%.3g", seconds)
-    }
-
-    private static func soundsUnsupported(_ reason: String) -> Bool {
-        let r = reason.lowercased()
-        return r.contains("unsupported") || r.contains("not supported") || r.contains("unimplemented")
-            || r.contains("not yet implemented")
     }
 
     // MARK: - Downmix and sanitising
@@ -370,11 +372,24 @@ public struct AudioDecoder: Sendable {
         return nil
     }
 
+    /// True for an Ogg file whose first packet is complete and is not a Vorbis, Opus or FLAC
+    /// identification header (Speex, Theora, Ogg PCM, a skeleton, ...).
+    static func unknownOggCodec(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        guard case .some(.some(.ogg)) = sniff(bytes), bytes.count >= 27 else { return false }
+        let segments = Int(bytes[26])
+        let start = 27 + segments
+        guard bytes.count >= start + 8 else { return false }
+        let head = Array(bytes[start..<(start + 8)])
+        let known: [[UInt8]] = [[0x01] + Array("vorbis".utf8), Array("OpusHead".utf8), [0x7F] + Array("FLAC".utf8)]
+        return !known.contains { head.starts(with: $0) }
+    }
+
     /// The audio data's declared size and the bytes present, when the header declares more
     /// than the file holds (a truncated file): the data chunk of RIFF/RIFX WAVE, the SSND chunk
     /// of AIFF/AIFC, the data size of AU. libsndfile itself silently shortens such files to the
     /// bytes present. Sizes that mean "unknown" (0 and 0xFFFFFFFF in WAV, 0xFFFFFFFF in AU) are
-    /// not truncation; other containers are checked by the decoded frame count.
+    /// not truncation; bytes ending inside a chunk before the data chunk give (-1, 0). Other
+    /// containers are checked by the decoded frame count.
     static func truncatedDataChunk(_ bytes: UnsafeRawBufferPointer, container: AudioContainer) -> (Int, Int)? {
         guard bytes.count >= 12 else { return nil }
         func u32(_ at: Int, bigEndian: Bool) -> Int {
@@ -401,7 +416,8 @@ public struct AudioDecoder: Sendable {
                 }
                 offset += 8 + size + (size & 1)
             }
-            return nil
+            // The bytes end inside a chunk before the data chunk: its declared size is unknown.
+            return offset == bytes.count ? nil : (-1, 0)
         case .au:
             let bigEndian = bytes[0] == UInt8(ascii: ".")
             let dataOffset = u32(4, bigEndian: bigEndian), size = u32(8, bigEndian: bigEndian)

@@ -157,6 +157,10 @@ func decodeError(_ data: Data, options: AudioDecodingOptions = AudioDecodingOpti
             let data = WAVBuilder(bitsPerSample: bits, payload: WAVBuilder.pcm16(Self.sine)).with(formatTag: tag).build()
             #expect(decodeError(data) == .unreadableAudio, "tag \(tag) bits \(bits)")
         }
+        // An Ogg stream whose codec libsndfile does not decode (Speex).
+        var ogg = Array("OggS".utf8) + [0, 2] + [UInt8](repeating: 0, count: 20) + [1, 80]
+        ogg += Array("Speex   ".utf8) + [UInt8](repeating: 0, count: 72)
+        #expect(decodeError(Data(ogg)) == .unsupportedEncoding)
         // A container the options do not accept.
         let flac = try! AudioFixtures.data(AudioFixtures.case("tiny_8k_flac").file)
         #expect(decodeError(flac, options: .init(containers: [.wav])) == .unsupportedEncoding)

@@ -130,8 +130,8 @@ public final class TextEncoder: Sendable {
     /// Embeddings of several token sequences, each computed at its own length.
     public func embed(batch: [[Int]]) throws -> [[Float]] {
         guard !batch.isEmpty else { return [] }
-        let (sequences, hidden) = try encode(batch)
         let c = configuration, h = c.hiddenSize, count = batch.count
+        let (sequences, hidden) = try encode(batch, firstRowsOnly: c.pooling != .mean)
         defer { hidden.deallocate() }
 
         // Pool: one row of H per sequence.
@@ -192,7 +192,10 @@ public final class TextEncoder: Sendable {
 
     /// Validates the ids, embeds them and runs the layers over all sequences stacked.
     /// Returns the row range of every sequence and the hidden states (caller deallocates).
-    private func encode(_ batch: [[Int]]) throws -> ([Range<Int>], UnsafeMutablePointer<Float>) {
+    /// With `firstRowsOnly`, only each sequence's first row of the result is computed (the last
+    /// layer skips the other rows' outputs); the other rows hold the previous layer's output.
+    private func encode(_ batch: [[Int]], firstRowsOnly: Bool = false)
+        throws -> ([Range<Int>], UnsafeMutablePointer<Float>) {
         let c = configuration, h = c.hiddenSize
         var sequences: [Range<Int>] = []
         var rows = 0
@@ -222,12 +225,16 @@ public final class TextEncoder: Sendable {
         if let first = layers.first {
             let longest = sequences.map(\.count).max() ?? 0
             let stride = TransformerEncoderLayer.scratchPerPart(
-                rows: rows, hidden: h, heads: c.numHeads, intermediate: c.intermediateSize,
-                parts: first.parts.count, longest: longest)
+                rows: rows, sequences: sequences.count, hidden: h, heads: c.numHeads,
+                intermediate: c.intermediateSize, parts: first.parts.count, longest: longest)
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: stride * first.parts.count)
             defer { scratch.deallocate() }
-            for layer in layers {
-                layer.forward(x, sequences: sequences, scratch: scratch, scratchStride: stride)
+            for (l, layer) in layers.enumerated() {
+                if firstRowsOnly && l == layers.count - 1 {
+                    layer.forwardFirstRows(x, sequences: sequences, scratch: scratch, scratchStride: stride)
+                } else {
+                    layer.forward(x, sequences: sequences, scratch: scratch, scratchStride: stride)
+                }
             }
         }
         return (sequences, x)

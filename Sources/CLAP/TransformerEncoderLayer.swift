@@ -27,7 +27,8 @@ struct TransformerEncoderLayer: Sendable {
     struct Part: Sendable {
         let heads: Range<Int>
         let columns: Range<Int>        // intermediate columns
-        let qkv: PackedLinear          // [3 * |heads| * dh, H]: q, k, v rows of these heads
+        let query: PackedLinear        // [|heads| * dh, H]: q rows of these heads
+        let keyValue: PackedLinear     // [2 * |heads| * dh, H]: k then v rows of these heads
         let attentionOutput: PackedLinear  // [H, |heads| * dh], no bias
         let intermediate: PackedLinear     // [|columns|, H] with its bias slice
         let output: PackedLinear           // [H, |columns|], no bias
@@ -68,17 +69,19 @@ struct TransformerEncoderLayer: Sendable {
             let hr = (part * heads / count)..<((part + 1) * heads / count)
             let cr = min(i, part * blocks / count * 16)..<min(i, (part + 1) * blocks / count * 16)
             let width = hr.count * dh, first = hr.lowerBound * dh
-            // q, k, v rows of these heads stacked, with their biases.
-            let stacked = FloatStorage(count: 3 * width * h)
-            let stackedBias = FloatStorage(count: 3 * width)
-            for (j, (w, b)) in [(q, qb), (k, kb), (v, vb)].enumerated() {
+            // k and v rows of these heads stacked (one product), with their biases.
+            let stacked = FloatStorage(count: 2 * width * h)
+            let stackedBias = FloatStorage(count: 2 * width)
+            for (j, (w, b)) in [(k, kb), (v, vb)].enumerated() {
                 (stacked.pointer + j * width * h).update(from: w.pointer + first * h, count: width * h)
                 (stackedBias.pointer + j * width).update(from: b.pointer + first, count: width)
             }
             return Part(
                 heads: hr, columns: cr,
-                qkv: PackedLinear(weight: stacked.pointer, outFeatures: 3 * width, inFeatures: h,
-                                  bias: stackedBias.pointer, backend: backend),
+                query: PackedLinear(weight: q.pointer + first * h, outFeatures: width, inFeatures: h,
+                                    bias: qb.pointer + first, backend: backend),
+                keyValue: PackedLinear(weight: stacked.pointer, outFeatures: 2 * width, inFeatures: h,
+                                       bias: stackedBias.pointer, backend: backend),
                 attentionOutput: PackedLinear(weight: ao.pointer + first, outFeatures: h, inFeatures: width, ldw: h,
                                               bias: nil, backend: backend),
                 intermediate: PackedLinear(weight: up.pointer + cr.lowerBound * h, outFeatures: cr.count,
@@ -93,15 +96,17 @@ struct TransformerEncoderLayer: Sendable {
     }
 
     /// Scratch floats each part needs for `rows` rows whose longest sequence has `longest` rows.
-    static func scratchPerPart(rows: Int, hidden h: Int, heads: Int, intermediate i: Int, parts: Int,
-                               longest: Int) -> Int {
+    static func scratchPerPart(rows: Int, sequences: Int, hidden h: Int, heads: Int, intermediate i: Int,
+                               parts: Int, longest: Int) -> Int {
         let count = max(1, min(parts, heads))
         let maxHeads = (heads + count - 1) / count
         let width = maxHeads * (h / heads)
         let maxColumns = ((i + 15) / 16 + count - 1) / count * 16
         // qkv (3w) + context (w) + partial (h) per row, then the intermediate block, which the
         // attention scores reuse.
+        // The first-rows-only pass adds its queries (one row of w per sequence) at the end.
         return rows * (4 * width + h) + max(rows * maxColumns, Attention.scratchSize(queries: longest, keys: longest))
+            + sequences * width
     }
 
     /// `x <- layer(x)` in place for the rows of `sequences` (row ranges of `x`, `hidden` wide).
@@ -121,7 +126,8 @@ struct TransformerEncoderLayer: Sendable {
             let base = scratch + index * scratchStride
             let qkv = base, context = qkv + rows * 3 * width, partial = context + rows * width
             let attention = partial + rows * h  // the intermediate area, unused until step 2
-            part.qkv.apply(x, rows: rows, into: qkv)
+            part.query.apply(x, rows: rows, into: qkv, ldy: 3 * width)
+            part.keyValue.apply(x, rows: rows, into: qkv + width, ldy: 3 * width)
             for range in sequences {
                 for head in 0..<part.heads.count {
                     let q = qkv + range.lowerBound * 3 * width + head * dh
@@ -155,6 +161,70 @@ struct TransformerEncoderLayer: Sendable {
                partialOffset: { rows * 4 * (parts[$0].heads.count * dh) })
         Normalization.layerNorm(x, rows: rows, width: h, weight: outputNorm.weight.pointer,
                                 bias: outputNorm.bias.pointer, eps: eps)
+    }
+
+    /// The layer for the first row of each sequence only: what first-token pooling reads from
+    /// the last layer. Keys and values still come from every row, but queries, the attention
+    /// output, the feed-forward block and the norms run on one row per sequence, so the result
+    /// for those rows equals `forward`'s (about 80% of the last layer's work is skipped).
+    /// On return the first row of each sequence in `x` holds the layer output; other rows are
+    /// left as they were.
+    func forwardFirstRows(_ x: UnsafeMutablePointer<Float>, sequences: [Range<Int>],
+                          scratch: UnsafeMutablePointer<Float>, scratchStride: Int) {
+        let h = hidden, dh = hidden / heads, rows = sequences.last?.upperBound ?? 0
+        let count = sequences.count
+        guard rows > 0 else { return }
+        let parts = self.parts
+        let scale = 1 / Float(dh).squareRoot()
+        // The first rows, gathered.
+        let first = UnsafeMutablePointer<Float>.allocate(capacity: count * h)
+        defer { first.deallocate() }
+        for (b, range) in sequences.enumerated() { (first + b * h).update(from: x + range.lowerBound * h, count: h) }
+        let maxColumns = parts.map(\.columns.count).max() ?? 0
+        let longest = sequences.map(\.count).max() ?? 0
+        let queriesOffset = rows * (4 * parts.map { $0.heads.count * dh }.max()! + h)
+            + max(rows * maxColumns, Attention.scratchSize(queries: longest, keys: longest))
+
+        Parallel.forEach(parts.count) { index in
+            let part = parts[index]
+            let width = part.heads.count * dh
+            let base = scratch + index * scratchStride
+            let kv = base, context = kv + rows * 3 * width, partial = context + rows * width
+            let attention = partial + rows * h
+            let queries = base + queriesOffset
+            part.keyValue.apply(x, rows: rows, into: kv, ldy: 2 * width)
+            part.query.apply(first, rows: count, into: queries)
+            for (b, range) in sequences.enumerated() {
+                for head in 0..<part.heads.count {
+                    let k = kv + range.lowerBound * 2 * width + head * dh
+                    Attention.head(query: queries + b * width + head * dh, ldq: width, key: k, ldk: 2 * width,
+                                   value: k + width, ldv: 2 * width,
+                                   queries: 1, keys: range.count, headDim: dh, scale: scale,
+                                   into: context + b * width + head * dh, ldo: width, scratch: attention)
+                }
+            }
+            part.attentionOutput.apply(context, rows: count, into: partial)
+        }
+        reduce(into: first, rows: count, bias: attentionOutputBias.pointer, partials: parts.count,
+               scratch: scratch, scratchStride: scratchStride,
+               partialOffset: { rows * 4 * (parts[$0].heads.count * dh) })
+        Normalization.layerNorm(first, rows: count, width: h, weight: attentionNorm.weight.pointer,
+                                bias: attentionNorm.bias.pointer, eps: eps)
+
+        Parallel.forEach(parts.count) { index in
+            let part = parts[index]
+            let width = part.heads.count * dh
+            let base = scratch + index * scratchStride
+            let partial = base + rows * 4 * width, inter = partial + rows * h
+            part.intermediate.apply(first, rows: count, into: inter, epilogue: .gelu)
+            part.output.apply(inter, rows: count, into: partial)
+        }
+        reduce(into: first, rows: count, bias: outputBias.pointer, partials: parts.count,
+               scratch: scratch, scratchStride: scratchStride,
+               partialOffset: { rows * 4 * (parts[$0].heads.count * dh) })
+        Normalization.layerNorm(first, rows: count, width: h, weight: outputNorm.weight.pointer,
+                                bias: outputNorm.bias.pointer, eps: eps)
+        for (b, range) in sequences.enumerated() { (x + range.lowerBound * h).update(from: first + b * h, count: h) }
     }
 
     /// `x += bias + sum of the parts' partial products` (the partials sit at `partialOffset(p)`

@@ -31,6 +31,9 @@ final class HTSATTower: @unchecked Sendable {
     /// Rows a chunk of windows aims at (products of about this many rows run near BLAS peak
     /// while the chunk's activations stay in L2).
     var chunkRows = 256
+    /// Chunked blocks need at least this many chunks per core (load balance); blocks with fewer
+    /// windows run step by step with every step spread over the cores.
+    var chunksPerCore = 2
 
     /// Reads `prefix + "batch_norm.weight"`, `"patch_embed.proj.weight"`, `"layers.0.blocks.0. ..."`,
     /// `"norm.weight"`, ... (transformers' `ClapAudioEncoder` names; `prefix` is
@@ -172,8 +175,8 @@ final class HTSATTower: @unchecked Sendable {
                      spread: SwinExecution) {
         let n = layout.tokens
         let windows = items * layout.windowsPerItem
-        if cores > 1 && windows >= 2 * cores {
-            let perChunk = max(1, min(chunkRows / n, windows / (2 * cores)))
+        if cores > 1 && windows >= chunksPerCore * cores {
+            let perChunk = max(1, min(chunkRows / n, windows / (chunksPerCore * cores)))
             let chunks = SwinExecution.ranges(windows, pieces: (windows + perChunk - 1) / perChunk)
             let size = block.scratchSize(windows: chunks.map(\.count).max() ?? 1, tokens: n, execution: .serial)
             Parallel.forEach(chunks.count) { k in

@@ -134,7 +134,6 @@ def time_engine(args) -> None:
     index = [i % rows for i in range(args.batch)]
     features = io["features"][index][:, None].contiguous()  # (B, 1, 1001, 64)
     expected = io["embedding"][index]
-    torch.set_num_threads(args.threads)
 
     if args.engine == "torch":
         cfg, model, _ = build_model(json.loads((model_dir / "prepared.json").read_text())["seed"])
@@ -155,6 +154,7 @@ def time_engine(args) -> None:
             out = torch.from_numpy(session.run(None, feed)[0])
             return torch.nn.functional.normalize(out, dim=-1)
 
+    torch.set_num_threads(args.threads)  # after building: nothing may reset it
     for _ in range(args.warmup):
         run()
     times = []
@@ -168,7 +168,7 @@ def time_engine(args) -> None:
         "engine": args.engine, "batch": args.batch, "threads": args.threads, "iterations": args.iterations,
         "median_ms": statistics.median(times), "min_ms": times[0],
         "p90_ms": times[min(len(times) - 1, math.ceil(0.9 * len(times)) - 1)],
-        "peak_rss_mb": round(peak_rss_mb(), 1), "max_abs_err": err,
+        "peak_rss_mb": round(peak_rss_mb(), 1), "max_abs_err": err, "torch_threads": torch.get_num_threads(),
     }))
 
 

@@ -83,7 +83,7 @@ public struct HTSATConfiguration: Codable, Sendable, Equatable {
     }
 
     /// HTSAT-tiny as in LAION `clap-htsat-unfused` (transformers' `ClapAudioConfig()` defaults).
-    public static let paper = HTSATConfiguration()
+    public static let paper = HTSATConfiguration(hiddenSize: 768)
 
     enum CodingKeys: String, CodingKey {
         case numMelBins = "num_mel_bins"

@@ -33,7 +33,7 @@ final class HTSATTower: @unchecked Sendable {
     var chunkRows = 256
     /// Chunked blocks need at least this many chunks per core (load balance); blocks with fewer
     /// windows run step by step with every step spread over the cores.
-    var chunksPerCore = 2
+    var chunksPerCore = 1
 
     /// Reads `prefix + "batch_norm.weight"`, `"patch_embed.proj.weight"`, `"layers.0.blocks.0. ..."`,
     /// `"norm.weight"`, ... (transformers' `ClapAudioEncoder` names; `prefix` is

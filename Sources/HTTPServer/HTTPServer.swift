@@ -9,10 +9,10 @@ import Foundation
 /// An HTTP/1.1 server on POSIX sockets and Dispatch.
 ///
 /// Threads and queues: one serial accept queue owns the listening socket (a read source accepts
-/// in batches); every connection gets a serial queue targeting one shared concurrent I/O queue, so
-/// connections run in parallel on Dispatch's worker threads and never block (non-blocking
-/// sockets, read/write sources, one timer each). Handlers run wherever they choose; answers are
-/// posted back to the connection's queue.
+/// in batches); every connection gets a serial queue targeting one of `ioQueueCount` serial I/O
+/// queues (event loops), so at most that many threads do I/O and they never block (non-blocking
+/// sockets, read/write sources, one timer per connection). Handlers run wherever they choose;
+/// answers are posted back to the connection's queue.
 ///
 /// ```swift
 /// let server = HTTPServer(configuration: config) { request in
@@ -29,7 +29,9 @@ public final class HTTPServer: Sendable {
     private let onRequestComplete: (@Sendable (HTTPRequestLog) -> Void)?
     private let onDiagnostic: (@Sendable (HTTPServerDiagnostic) -> Void)?
     private let acceptQueue = DispatchQueue(label: "http.server.accept")
-    private let ioQueue = DispatchQueue(label: "http.server.io", attributes: .concurrent)
+    /// Serial queues (each served by its own thread when busy, never starved by work that blocks
+    /// the global concurrent queues); connections are spread over them round-robin.
+    private let ioQueues: [DispatchQueue]
     private let state = Locked(ServerState())
 
     private struct ServerState {
@@ -63,6 +65,7 @@ public final class HTTPServer: Sendable {
         self.errorRenderer = errorRenderer
         self.onRequestComplete = onRequestComplete
         self.onDiagnostic = onDiagnostic
+        ioQueues = (0..<max(1, configuration.ioQueueCount)).map { DispatchQueue(label: "http.server.io.\($0)") }
     }
 
     /// A server whose handler is an async closure (one Task per request).
@@ -241,7 +244,7 @@ public final class HTTPServer: Sendable {
                 let context = HTTPConnectionStateMachine.Context(limits: limits, remoteAddress: remote, isSecure: tls != nil,
                                                                  errorRenderer: errorRenderer, rejection: rejection)
                 let connection = HTTPConnection(
-                    id: id, fd: fd, remoteAddress: remote, targetQueue: ioQueue, context: context, handler: handler,
+                    id: id, fd: fd, remoteAddress: remote, targetQueue: ioQueues[Int(id % UInt64(ioQueues.count))], context: context, handler: handler,
                     tls: engine, onLog: onRequestComplete, onDiagnostic: onDiagnostic,
                     onClose: { [weak self] id in self?.connectionDidClose(id, rejected: rejected) })
                 state.withLock { $0.connections[id] = connection }

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Everything the server can be told: where to listen, TLS, and every limit and timeout.
 public struct HTTPServerConfiguration: Sendable {
     /// Numeric IPv4/IPv6 address or host name to bind. `0.0.0.0` = every IPv4 interface, `::` =
@@ -12,9 +14,13 @@ public struct HTTPServerConfiguration: Sendable {
     /// TLS on this listener; nil for plain HTTP.
     public var tls: TLSConfiguration?
     public var limits: HTTPServerLimits
+    /// Serial I/O queues (event loops) the connections are spread over; at most this many threads
+    /// parse and write at once. Handlers must not block them.
+    public var ioQueueCount: Int
 
     public init(host: String = "127.0.0.1", port: Int = 8080, backlog: Int = 511, reusePort: Bool = false,
-                tls: TLSConfiguration? = nil, limits: HTTPServerLimits = HTTPServerLimits())
+                tls: TLSConfiguration? = nil, limits: HTTPServerLimits = HTTPServerLimits(),
+                ioQueueCount: Int = HTTPServerConfiguration.defaultIOQueueCount)
     {
         self.host = host
         self.port = port
@@ -22,7 +28,11 @@ public struct HTTPServerConfiguration: Sendable {
         self.reusePort = reusePort
         self.tls = tls
         self.limits = limits
+        self.ioQueueCount = ioQueueCount
     }
+
+    /// The number of active processors (at least 1).
+    public static var defaultIOQueueCount: Int { max(1, ProcessInfo.processInfo.activeProcessorCount) }
 }
 
 /// Sizes, counts and timeouts. Defaults suit an API service behind a load balancer; every value

@@ -102,9 +102,9 @@ final class HTTPConnection: @unchecked Sendable {
         let read = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
         let write = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
         let timer = DispatchSource.makeTimerSource(queue: queue)
-        read.setEventHandler { [unowned self] in self.readable() }
-        write.setEventHandler { [unowned self] in self.writable() }
-        timer.setEventHandler { [unowned self] in self.timerFired() }
+        read.setEventHandler { [weak self] in self?.readable() }
+        write.setEventHandler { [weak self] in self?.writable() }
+        timer.setEventHandler { [weak self] in self?.timerFired() }
         // The descriptor is closed once both I/O sources are cancelled (never while one may use it).
         pendingCancels = 2
         let cancelled: () -> Void = { [self] in
@@ -147,9 +147,9 @@ final class HTTPConnection: @unchecked Sendable {
                         case .closed: actions += machine.peerClosedInput()
                         case .failed(let message):
                             onDiagnostic?(HTTPServerDiagnostic(kind: .tlsError, message: message, remoteAddress: remoteAddress))
+                            _ = flush()  // best effort: the TLS alert
                             actions += machine.abort()
                         }
-                        actions += pumpOutput()
                     } else {
                         actions += machine.received(bytes)
                     }
@@ -168,6 +168,8 @@ final class HTTPConnection: @unchecked Sendable {
             }
         }
         run(actions)
+        // Handshake records produced by TLS input (performed actions have pumped their own bytes).
+        if !closed, outputIndex < output.count { run(pumpOutput()) }
     }
 
     private func writable() {

@@ -247,11 +247,25 @@ public final class HTTPServer: Sendable {
                     id: id, fd: fd, remoteAddress: remote, targetQueue: ioQueues[Int(id % UInt64(ioQueues.count))], context: context, handler: handler,
                     tls: engine, onLog: onRequestComplete, onDiagnostic: onDiagnostic,
                     onClose: { [weak self] id in self?.connectionDidClose(id, rejected: rejected) })
-                state.withLock { $0.connections[id] = connection }
-                connection.start()
+                // Registered under the same check as shutdown's snapshot, so none escapes it.
+                let registered = state.withLock { s -> Bool in
+                    guard s.phase == .running else {
+                        if rejected { s.rejecting -= 1 }
+                        return false
+                    }
+                    s.connections[id] = connection
+                    return true
+                }
+                if registered {
+                    connection.start()
+                } else {
+                    Socket.closeDescriptor(fd)
+                }
             }
         }
-        // More may be waiting: the source fires again.
+        // Possibly more waiting: continue after other work on this queue (whether or not the
+        // source would fire again for them).
+        acceptQueue.async { [weak self] in self?.acceptReady() }
     }
 
     /// Out of descriptors (or similar): stop accepting for 100 ms instead of spinning.

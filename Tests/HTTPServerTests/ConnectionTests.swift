@@ -243,4 +243,27 @@ struct ConnectionTests {
         #expect(responses[2].headers["x-path"] == "/a/../b")
         #expect(responses.allSatisfy { $0.status == 200 })
     }
+
+    @Test func largeBodiesAndManyPipelinedRequestsPastTheReadBuffer() async throws {
+        var limits = testLimits()
+        limits.maxBodyBytes = 4 * 1024 * 1024
+        let server = try TestServer(limits: limits)
+        let (echoed, statuses) = try await blocking {
+            let client = try server.client()
+            let body = [UInt8]((0..<(3 * 1024 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+            client.send(Array("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body)
+            let echoed = try client.readResponse()
+            guard echoed.body == body else { throw TestFailure("body differs") }
+            // A slow request, then 3000 more in one write (about 100 KiB, more than the server
+            // buffers while it is busy: reading pauses and resumes).
+            let many = (0..<3000).map { get("/echo?n=\($0)") }.joined()
+            client.send(get("/slow?ms=100") + many)
+            var statuses: [Int] = []
+            for _ in 0...3000 { statuses.append(try client.readResponse().status) }
+            return (echoed.body.count, statuses)
+        }
+        #expect(echoed == 3 * 1024 * 1024)
+        #expect(statuses.count == 3001 && statuses.allSatisfy { $0 == 200 })
+        await server.stop()
+    }
 }

@@ -143,7 +143,7 @@ public final class TextEncoder: Sendable {
             case .first, .firstPooler:
                 out.update(from: hidden + range.lowerBound * h, count: h)
             case .mean:
-                // sentence-transformers: sum of masked rows / number of rows, in float32 order.
+                // sentence-transformers' Pooling(mean): sum of the real rows / their count.
                 out.update(from: hidden + range.lowerBound * h, count: h)
                 for r in (range.lowerBound + 1)..<max(range.lowerBound + 1, range.upperBound) {
                     let row = hidden + r * h
@@ -218,7 +218,7 @@ public final class TextEncoder: Sendable {
 
         let x = UnsafeMutablePointer<Float>.allocate(capacity: rows * h)
         for (b, ids) in batch.enumerated() {
-            embed(ids, into: x + sequences[b].lowerBound * h)
+            writeEmbeddings(ids, into: x + sequences[b].lowerBound * h)
         }
         Normalization.layerNorm(x, rows: rows, width: h, weight: embeddingNorm.weight.pointer,
                                 bias: embeddingNorm.bias.pointer, eps: Float(c.layerNormEps))
@@ -241,7 +241,7 @@ public final class TextEncoder: Sendable {
     }
 
     /// `word[id] + token_type[0] + position[pos]` for each token, before the LayerNorm.
-    private func embed(_ ids: [Int], into out: UnsafeMutablePointer<Float>) {
+    private func writeEmbeddings(_ ids: [Int], into out: UnsafeMutablePointer<Float>) {
         let c = configuration, h = c.hiddenSize
         let word = wordEmbeddings.pointer, position = positionEmbeddings.pointer
         let type0 = tokenTypeEmbeddings.pointer

@@ -13,9 +13,14 @@ public struct APIKeys: Sendable {
 
     /// Keys from a file, one per line (blank lines and `#` comments ignored).
     public static func load(file: String) throws -> APIKeys {
+        APIKeys(try keys(inFile: file))
+    }
+
+    /// The keys listed in a file, one per line (blank lines and `#` comments ignored).
+    public static func keys(inFile file: String) throws -> [String] {
         let text = try String(contentsOfFile: file, encoding: .utf8)
-        return APIKeys(text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
-            .filter { !$0.isEmpty && !$0.hasPrefix("#") })
+        return text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && !$0.hasPrefix("#") }
     }
 
     /// Compares without an early exit, so the time taken does not reveal how much matched.

@@ -118,6 +118,10 @@ public final class EmotionAPI: Sendable {
             break
         }
         try apiKeys.check(request.header("Authorization"))
+        if request.method == "POST", let type = request.header("Content-Type"),
+           type.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() != "application/json" {
+            throw APIError(415, "unsupported_media_type", "the body must be application/json, not '\(type)'")
+        }
         switch route {
         case .model:
             try allow(request, ["GET"])

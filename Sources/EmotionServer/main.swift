@@ -1,0 +1,118 @@
+import ArgumentParser
+import EmotionService
+import Foundation
+import HTTPServer
+
+/// `emotion-server`: the HTTP service on a model package. Every option also reads an
+/// environment variable (`EMOTION_<OPTION>`, e.g. EMOTION_PORT); flags win over the environment.
+@main
+struct EmotionServer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "emotion-server",
+        abstract: "Conversational emotion recognition over HTTP (GatedxLSTM + DED).",
+        discussion: "Every option can also be set with an environment variable EMOTION_<NAME> (upper case, '-' as '_'), e.g. EMOTION_PORT=9000.")
+
+    @Option(help: "Address to listen on (EMOTION_HOST).") var host: String?
+    @Option(help: "Port to listen on; 0 picks a free one (EMOTION_PORT).") var port: Int?
+    @Option(help: "Model package directory (EMOTION_MODEL).") var model: String?
+    @Option(help: "Directory where sessions are written on SIGTERM and periodically, and read at start (EMOTION_STATE_DIR).") var stateDir: String?
+    @Option(help: "Seconds between session snapshots; 0 writes only at shutdown (EMOTION_SNAPSHOT_INTERVAL).") var snapshotInterval: Double?
+    @Option(help: "File with API keys, one per line (EMOTION_API_KEYS_FILE). EMOTION_API_KEYS may hold comma-separated keys.") var apiKeysFile: String?
+    @Option(help: "TLS certificate chain (PEM) (EMOTION_TLS_CERT).") var tlsCert: String?
+    @Option(help: "TLS private key (PEM) (EMOTION_TLS_KEY).") var tlsKey: String?
+    @Option(help: "Maximum sessions held (EMOTION_MAX_SESSIONS).") var maxSessions: Int?
+    @Option(help: "Seconds a session may stay idle (EMOTION_SESSION_TTL).") var sessionTtl: Double?
+    @Option(help: "Turns waiting for inference before 503 (EMOTION_QUEUE_CAPACITY).") var queueCapacity: Int?
+    @Option(help: "Turns of different sessions classified in one batch (EMOTION_MAX_BATCH).") var maxBatch: Int?
+    @Option(help: "Largest request body in bytes (EMOTION_MAX_BODY_BYTES).") var maxBodyBytes: Int?
+    @Option(help: "Longest audio clip in seconds (EMOTION_MAX_AUDIO_SECONDS).") var maxAudioSeconds: Double?
+    @Option(help: "Maximum open connections (EMOTION_MAX_CONNECTIONS).") var maxConnections: Int?
+    @Option(help: "Seconds to receive a request's headers (EMOTION_HEAD_TIMEOUT).") var headTimeout: Double?
+    @Option(help: "Seconds to receive a request's body (EMOTION_BODY_TIMEOUT).") var bodyTimeout: Double?
+    @Option(help: "Seconds an idle keep-alive connection stays open (EMOTION_IDLE_TIMEOUT).") var idleTimeout: Double?
+    @Option(help: "Seconds the SIGTERM drain may take (EMOTION_DRAIN_TIMEOUT).") var drainTimeout: Double?
+    @Option(help: "Name of this replica, echoed as X-Replica-Id (EMOTION_REPLICA_ID).") var replicaId: String?
+
+    func env(_ name: String) -> String? {
+        let v = ProcessInfo.processInfo.environment["EMOTION_" + name]
+        return (v?.isEmpty ?? true) ? nil : v
+    }
+
+    func value<T: LosslessStringConvertible>(_ flag: T?, _ name: String, _ fallback: T) throws -> T {
+        if let flag { return flag }
+        guard let raw = env(name) else { return fallback }
+        guard let parsed = T(raw) else { throw ValidationError("EMOTION_\(name)=\(raw) is not a valid value") }
+        return parsed
+    }
+
+    func run() async throws {
+        let logger = JSONLogger()
+        var options = ServiceHost.Options()
+        options.http.host = try value(host, "HOST", "127.0.0.1")
+        options.http.port = try value(port, "PORT", 8080)
+        options.http.limits.maxBodyBytes = try value(maxBodyBytes, "MAX_BODY_BYTES", 16 << 20)
+        options.http.limits.maxConnections = try value(maxConnections, "MAX_CONNECTIONS", options.http.limits.maxConnections)
+        options.http.limits.headTimeout = .milliseconds(Int(1000 * (try value(headTimeout, "HEAD_TIMEOUT", 10.0))))
+        options.http.limits.bodyTimeout = .milliseconds(Int(1000 * (try value(bodyTimeout, "BODY_TIMEOUT", 60.0))))
+        options.http.limits.idleTimeout = .milliseconds(Int(1000 * (try value(idleTimeout, "IDLE_TIMEOUT", 65.0))))
+        options.http.limits.lengthRequiredMethods = ["POST", "PUT", "PATCH"]
+        let cert = tlsCert ?? env("TLS_CERT"), key = tlsKey ?? env("TLS_KEY")
+        switch (cert, key) {
+        case let (cert?, key?): options.http.tls = TLSConfiguration(certificateChainPath: cert, privateKeyPath: key)
+        case (nil, nil): break
+        default: throw ValidationError("TLS needs both --tls-cert and --tls-key")
+        }
+        options.conversation.maxSessions = try value(maxSessions, "MAX_SESSIONS", options.conversation.maxSessions)
+        options.conversation.sessionTTL = try value(sessionTtl, "SESSION_TTL", options.conversation.sessionTTL)
+        options.conversation.queueCapacity = try value(queueCapacity, "QUEUE_CAPACITY", options.conversation.queueCapacity)
+        options.conversation.maxBatch = try value(maxBatch, "MAX_BATCH", options.conversation.maxBatch)
+        options.stateDirectory = (stateDir ?? env("STATE_DIR")).map { URL(fileURLWithPath: $0) }
+        options.snapshotInterval = try value(snapshotInterval, "SNAPSHOT_INTERVAL", 30.0)
+        options.drainTimeout = try value(drainTimeout, "DRAIN_TIMEOUT", 30.0)
+        options.replicaId = replicaId ?? env("REPLICA_ID")
+        var keys: [String] = (env("API_KEYS") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        if let file = apiKeysFile ?? env("API_KEYS_FILE") {
+            keys += try APIKeys.keys(inFile: file)
+        }
+        options.apiKeys = APIKeys(keys)
+        let modelPath = model ?? env("MODEL") ?? "Models/default"
+        let maxAudio = try value(maxAudioSeconds, "MAX_AUDIO_SECONDS", 120.0)
+
+        logger.info("configuration", [
+            "host": options.http.host, "port": options.http.port, "model": modelPath,
+            "state_dir": options.stateDirectory?.path ?? NSNull(), "snapshot_interval_s": options.snapshotInterval,
+            "tls": options.http.tls != nil, "api_keys": options.apiKeys.isEnabled ? "\(keys.count) configured" : "off",
+            "max_sessions": options.conversation.maxSessions, "session_ttl_s": options.conversation.sessionTTL,
+            "queue_capacity": options.conversation.queueCapacity, "max_batch": options.conversation.maxBatch,
+            "max_body_bytes": options.http.limits.maxBodyBytes, "max_audio_s": maxAudio,
+            "max_connections": options.http.limits.maxConnections, "drain_timeout_s": options.drainTimeout,
+            "replica_id": options.replicaId ?? NSNull(),
+        ])
+
+        let host: ServiceHost
+        do {
+            host = try ServiceHost.load(model: URL(fileURLWithPath: modelPath), options: options, maxAudioSeconds: maxAudio,
+                                        logger: logger)
+        } catch {
+            logger.error("cannot load the model", ["model": modelPath, "error": "\(error)"])
+            throw ExitCode(3)
+        }
+        do {
+            try host.start()
+        } catch {
+            logger.error("cannot listen", ["error": "\(error)"])
+            throw ExitCode(4)
+        }
+        let stop = AsyncStream<Int32> { continuation in
+            let observer = SignalObserver { continuation.yield($0) }
+            continuation.onTermination = { _ in observer.cancel() }
+        }
+        for await signal in stop {
+            logger.info("signal", ["signal": signal == SIGTERM ? "SIGTERM" : "SIGINT"])
+            break
+        }
+        let clean = await host.shutdown()
+        logger.info("stopped", ["clean": clean])
+        if !clean { throw ExitCode(1) }
+    }
+}

@@ -1,0 +1,41 @@
+import Conversation
+import DialogicalEmotionDecoder
+import Foundation
+import GatedXLSTM
+import ModelPackage
+
+/// `GET /v1/model`: what is loaded, so a client or operator can tell models apart.
+public struct ModelDescription: Encodable, Sendable {
+    struct Streams: Encodable { let names: [String] }
+    let name: String
+    let labels: [String]
+    let embeddingDim: Int
+    let classifier: ClassifierConfiguration
+    let classifierParameters: Int
+    let streams: [String]
+    let ded: DEDParameters
+    let weightsSHA256: String
+    let weightsBytes: Int
+    let manifestSHA256: String
+    let provenance: JSONValue
+
+    enum CodingKeys: String, CodingKey {
+        case name, labels, embeddingDim = "embedding_dim", classifier, classifierParameters = "classifier_parameters"
+        case streams, ded, weightsSHA256 = "weights_sha256", weightsBytes = "weights_bytes"
+        case manifestSHA256 = "manifest_sha256", provenance
+    }
+
+    public init(package: ModelPackage, classifier: GatedXLSTMClassifier, ded: DEDParameters) {
+        name = package.manifest.name
+        labels = classifier.labels
+        embeddingDim = classifier.configuration.embeddingDim
+        self.classifier = classifier.configuration
+        classifierParameters = classifier.configuration.parameterCount(labels: classifier.labels.count)
+        streams = StreamLayout.names
+        self.ded = ded
+        weightsSHA256 = package.weights.sha256
+        weightsBytes = package.weights.fileSize
+        manifestSHA256 = package.manifestSHA256
+        provenance = package.manifest.provenance
+    }
+}

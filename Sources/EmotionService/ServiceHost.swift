@@ -1,0 +1,148 @@
+import CLAP
+import Conversation
+import DialogicalEmotionDecoder
+import Foundation
+import GatedXLSTM
+import HTTPServer
+import ModelPackage
+
+/// Everything the server process runs, wired together: model package -> encoder + classifier ->
+/// conversation engine -> API -> HTTP server, plus state snapshots, request logs and the drain
+/// on shutdown. `emotion-server` is a thin command line around this; tests run it in-process.
+public final class ServiceHost: @unchecked Sendable {
+    public struct Options: Sendable {
+        public var http = HTTPServerConfiguration()
+        public var conversation = ConversationConfiguration()
+        public var stateDirectory: URL?
+        public var snapshotInterval: TimeInterval = 30
+        public var drainTimeout: TimeInterval = 30
+        public var apiKeys = APIKeys([])
+        public var replicaId: String?
+        public init() {}
+    }
+
+    public let options: Options
+    public let engine: ConversationEngine
+    public let api: EmotionAPI
+    public let logger: JSONLogger
+    let snapshots: SessionSnapshotStore?
+    private var server: HTTPServer?
+    private var timer: DispatchSourceTimer?
+    private let readiness = Flag()
+
+    /// A thread-safe boolean shared with the API's /readyz.
+    final class Flag: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = false
+        var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+        func set(_ v: Bool) { lock.lock(); value = v; lock.unlock() }
+    }
+
+    /// Loads a model package with the CLAP encoder and builds the service (not yet listening).
+    public static func load(model directory: URL, options: Options, maxAudioSeconds: Double = 120,
+                            logger: JSONLogger = JSONLogger()) throws -> ServiceHost {
+        let package = try ModelPackage.load(directory: directory)
+        let classifier = try GatedXLSTMClassifier(package: package)
+        let encoder = try CLAPEncoder(package: package, maxAudioSeconds: maxAudioSeconds)
+        try package.weights.requireAllClaimed()
+        let ded = try package.section("ded", as: DEDParameters.self)
+        let engine = try ConversationEngine(classifier: classifier, encoder: CLAPTurnEncoder(encoder), ded: ded,
+                                            configuration: options.conversation)
+        return try ServiceHost(engine: engine, description: ModelDescription(package: package, classifier: classifier, ded: ded),
+                               options: options, logger: logger)
+    }
+
+    /// A service over any engine (tests use a stand-in encoder).
+    public init<M: Encodable>(engine: ConversationEngine, description: M, options: Options,
+                              logger: JSONLogger = JSONLogger()) throws {
+        self.options = options
+        self.engine = engine
+        self.logger = logger
+        snapshots = try options.stateDirectory.map { try SessionSnapshotStore(directory: $0) }
+        let flag = readiness
+        api = EmotionAPI(engine: engine, modelDescription: description, apiKeys: options.apiKeys,
+                         readiness: { flag.isSet })
+    }
+
+    public var isReady: Bool { readiness.isSet }
+
+    private func setReady(_ value: Bool) { readiness.set(value) }
+
+    /// Restores saved sessions, starts listening and the snapshot timer; returns the bound address.
+    @discardableResult
+    public func start() throws -> HTTPRemoteAddress {
+        if let snapshots {
+            let (sessions, problems) = snapshots.read()
+            engine.restore(sessions)
+            for p in problems { logger.warning("unreadable session file skipped", ["problem": p]) }
+            logger.info("sessions restored", ["count": sessions.count, "state_dir": snapshots.directory.path])
+        }
+        let api = self.api, logger = self.logger, replica = options.replicaId
+        let server = HTTPServer(
+            configuration: options.http,
+            onRequestComplete: { log in
+                var fields: [String: Any] = [
+                    "request_id": log.requestID, "status": log.status, "duration_ms": Double(log.duration.components.attoseconds) / 1e15 + Double(log.duration.components.seconds) * 1000,
+                    "bytes_in": log.requestBodyBytes, "bytes_out": log.responseBodyBytes, "remote": log.remoteAddress.description,
+                ]
+                if let method = log.method { fields["method"] = method }
+                if let path = log.path { fields["route"] = EmotionAPI.routeTemplate(method: log.method ?? "", path: path) }
+                if let code = log.errorCode { fields["error_code"] = code }
+                if let replica { fields["replica"] = replica }
+                logger.info("request", fields)
+            },
+            onDiagnostic: { diagnostic in logger.warning("http", ["kind": diagnostic.kind.rawValue, "detail": diagnostic.message]) },
+            handler: { request in
+                let apiRequest = APIRequest(method: request.method.rawValue, path: request.target.path,
+                                            headers: request.headers.map { ($0.name, $0.value) },
+                                            body: Data(request.body), requestId: request.requestID)
+                let answer = await api.handle(apiRequest)
+                var headers = HTTPHeaders(answer.headers.map { ($0.name, $0.value) })
+                if let replica { headers.add(name: "X-Replica-Id", value: replica) }
+                return HTTPResponse(status: HTTPStatus(code: answer.status), headers: headers, body: [UInt8](answer.body))
+            })
+        let address = try server.start()
+        self.server = server
+        if let snapshots, options.snapshotInterval > 0 {
+            let t = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
+            t.schedule(deadline: .now() + options.snapshotInterval, repeating: options.snapshotInterval)
+            t.setEventHandler { [engine, logger] in
+                do { try snapshots.write(engine) } catch { logger.error("snapshot failed", ["error": "\(error)"]) }
+            }
+            t.resume()
+            timer = t
+        }
+        setReady(true)
+        logger.info("listening", ["address": address.description])
+        return address
+    }
+
+    /// The drain: /readyz turns 503 and the listener closes; requests in flight (and the turns
+    /// they wait for) finish within the drain timeout; sessions are written. True when nothing
+    /// was cut short and the state was saved.
+    public func shutdown() async -> Bool {
+        setReady(false)
+        logger.info("draining", ["timeout_s": options.drainTimeout])
+        let deadline = Date().addingTimeInterval(options.drainTimeout)
+        if let server {
+            await server.shutdown(gracePeriod: .milliseconds(max(100, Int(deadline.timeIntervalSinceNow * 1000))))
+        }
+        let engine = self.engine
+        let drained = await withCheckedContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(returning: engine.drain(deadline: deadline)) }
+        }
+        timer?.cancel()
+        var saved = true
+        if let snapshots {
+            do {
+                let n = try snapshots.write(engine)
+                logger.info("sessions written", ["changed": n, "sessions": engine.statistics.sessions,
+                                                 "state_dir": snapshots.directory.path])
+            } catch {
+                saved = false
+                logger.error("writing sessions failed", ["error": "\(error)"])
+            }
+        }
+        return drained && saved
+    }
+}

@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "GatedXLSTM", dependencies: ["Numerics", "ModelPackage", "XLSTM"]),
         .target(name: "DialogicalEmotionDecoder"),
         .executableTarget(name: "EmotionCLI",
-                          dependencies: ["GatedXLSTM", "DialogicalEmotionDecoder", "ModelPackage",
+                          dependencies: ["GatedXLSTM", "DialogicalEmotionDecoder", "ModelPackage", "CLAP",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // Benchmarks (not tests): the Swift side of Benchmarks/*.sh, which run the references too.

@@ -31,9 +31,9 @@ final class HTSATTower: @unchecked Sendable {
     /// Rows a chunk of windows aims at (products of about this many rows run near BLAS peak
     /// while the chunk's activations stay in L2).
     var chunkRows = 256
-    /// Chunked blocks need at least this many chunks per core (load balance); blocks with fewer
-    /// windows run step by step with every step spread over the cores.
-    var chunksPerCore = 1
+    /// Blocks with fewer windows than this per core divide heads and hidden units among the cores
+    /// instead of windows.
+    var splitBelow = 2
 
     /// Reads `prefix + "batch_norm.weight"`, `"patch_embed.proj.weight"`, `"layers.0.blocks.0. ..."`,
     /// `"norm.weight"`, ... (transformers' `ClapAudioEncoder` names; `prefix` is
@@ -135,7 +135,7 @@ final class HTSATTower: @unchecked Sendable {
 
         for (i, stage) in stages.enumerated() {
             for (block, layout) in zip(stage.blocks, stage.layouts) {
-                run(block, layout: layout, on: x, items: items, spread: spread)
+                run(block, layout: layout, on: x, items: items)
             }
             if let merging = stage.merging {
                 merging.forward(x, items: items, height: stage.resolution.height, width: stage.resolution.width,
@@ -169,37 +169,29 @@ final class HTSATTower: @unchecked Sendable {
         return pooled
     }
 
-    /// Runs one block over all windows: chunks of whole windows in parallel (serial products) when
-    /// there are enough windows, otherwise one window set with each step spread over the cores.
-    private func run(_ block: SwinBlock, layout: SwinWindowLayout, on x: UnsafeMutablePointer<Float>, items: Int,
-                     spread: SwinExecution) {
+    /// Runs one block over all windows: with one core, chunk after chunk; with several, chunks of
+    /// whole windows in parallel when there are enough windows (at least `splitBelow` per core),
+    /// otherwise all windows at once with the heads and hidden units divided among the cores.
+    private func run(_ block: SwinBlock, layout: SwinWindowLayout, on x: UnsafeMutablePointer<Float>, items: Int) {
         let n = layout.tokens
         let windows = items * layout.windowsPerItem
-        if cores > 1 && windows >= chunksPerCore * cores {
-            let perChunk = max(1, min(chunkRows / n, windows / (chunksPerCore * cores)))
-            let chunks = SwinExecution.ranges(windows, pieces: (windows + perChunk - 1) / perChunk)
-            let size = block.scratchSize(windows: chunks.map(\.count).max() ?? 1, tokens: n, execution: .serial)
+        if cores > 1 && windows < splitBelow * cores {
+            let split = block.split(parts: cores)
+            pool.with(block.scratchSize(split: split, windows: windows, tokens: n)) { scratch in
+                block.forwardSplit(x, layout: layout, windows: windows, split: split, scratch: scratch)
+            }
+            return
+        }
+        let perChunk = cores > 1 ? max(1, min(chunkRows / n, windows / cores)) : max(1, chunkRows / n)
+        let chunks = SwinExecution.ranges(windows, pieces: (windows + perChunk - 1) / perChunk)
+        let size = block.scratchSize(windows: chunks.map(\.count).max() ?? 1, tokens: n)
+        if cores > 1 {
             Parallel.forEach(chunks.count) { k in
-                pool.with(size) { scratch in
-                    block.forward(x, layout: layout, windows: chunks[k], scratch: scratch, execution: .serial)
-                }
+                pool.with(size) { scratch in block.forward(x, layout: layout, windows: chunks[k], scratch: scratch) }
             }
         } else {
-            let execution = cores > 1 ? spread : SwinExecution.serial
-            if !execution.parallel {
-                // One core: still chunk the windows to keep the working set small.
-                let perChunk = max(1, chunkRows / n)
-                let chunks = SwinExecution.ranges(windows, pieces: (windows + perChunk - 1) / perChunk)
-                let size = block.scratchSize(windows: chunks.map(\.count).max() ?? 1, tokens: n, execution: .serial)
-                pool.with(size) { scratch in
-                    for chunk in chunks {
-                        block.forward(x, layout: layout, windows: chunk, scratch: scratch, execution: .serial)
-                    }
-                }
-                return
-            }
-            pool.with(block.scratchSize(windows: windows, tokens: n, execution: execution)) { scratch in
-                block.forward(x, layout: layout, windows: 0..<windows, scratch: scratch, execution: execution)
+            pool.with(size) { scratch in
+                for chunk in chunks { block.forward(x, layout: layout, windows: chunk, scratch: scratch) }
             }
         }
     }

@@ -5,14 +5,19 @@ import Numerics
 ///     h = x + proj(WindowAttention(LN1(x)))        -- in (shifted) windows, relative position bias
 ///     y = h + fc2(GELU(fc1(LN2(h))))
 ///
-/// Everything but the attention is per token, so a block runs window by window: a task gathers
-/// the tokens of some windows, runs the whole block on them and scatters them back; windows are
-/// disjoint, so tasks never touch the same tokens.
+/// Everything but the attention is per token, so a block runs window by window. Two schedules:
+/// - `forward(... windows:)`: one task gathers the tokens of some windows, runs the whole block on
+///   them and scatters them back (windows are disjoint, so concurrent tasks never touch the same
+///   tokens). Used when there are enough windows for every core.
+/// - `forwardSplit`: all windows at once, the heads and the MLP's hidden units divided among the
+///   cores (each core's share of the output projections is a partial sum, added up afterwards).
+///   Used for the last stages, which have one to four windows per item.
 struct SwinBlock: Sendable {
     let width: Int, heads: Int, headDim: Int, mlpWidth: Int
     let eps: Float
     let norm1Weight: Parameter, norm1Bias: Parameter
-    /// `[query; key; value]` weights `[3C, C]`, the query rows scaled by `1/sqrt(head_dim)`.
+    /// q/k/v weights fused head by head: rows `[q_h; k_h; v_h]` (`3 * head_dim` each) for
+    /// h = 0, 1, ..., the query rows scaled by `1/sqrt(head_dim)`; `[3C, C]`.
     let qkvWeight: FloatStorage
     let qkvBias: FloatStorage
     /// Relative position bias expanded to `heads x N x N` (N tokens per window).
@@ -51,16 +56,20 @@ struct SwinBlock: Sendable {
         fc2Weight = try p("output.dense.weight", [c, mlpWidth])
         fc2Bias = try p("output.dense.bias", [c])
 
-        // Fused q/k/v projection; the attention scale folded into the query rows.
-        let scale = 1 / Float(headDim).squareRoot()
+        // Fused q/k/v projection, head-major; the attention scale folded into the query rows.
+        let d = headDim
+        let scale = 1 / Float(d).squareRoot()
         qkvWeight = FloatStorage(count: 3 * c * c)
         qkvBias = FloatStorage(count: 3 * c)
-        for (i, w) in [q, k, v].enumerated() {
-            let dst = qkvWeight.pointer + i * c * c
-            let s: Float = i == 0 ? scale : 1
-            for j in 0..<(c * c) { dst[j] = w.pointer[j] * s }
-            if let biases {
-                for j in 0..<c { qkvBias.pointer[i * c + j] = biases[i].pointer[j] * s }
+        for h in 0..<heads {
+            for (i, w) in [q, k, v].enumerated() {
+                let s: Float = i == 0 ? scale : 1
+                let row0 = (3 * h + i) * d  // destination row of the head's first q/k/v row
+                for r in 0..<d {
+                    let src = w.pointer + (h * d + r) * c, dst = qkvWeight.pointer + (row0 + r) * c
+                    for j in 0..<c { dst[j] = src[j] * s }
+                    if let biases { qkvBias.pointer[row0 + r] = biases[i].pointer[h * d + r] * s }
+                }
             }
         }
         for w in [q, k, v] { parameters.release(w) }
@@ -78,98 +87,194 @@ struct SwinBlock: Sendable {
         }
     }
 
-    /// Attention tasks per window when a parallel step computes `windows` windows.
-    func headGroups(windows: Int, execution: SwinExecution) -> Int {
-        guard execution.parallel else { return 1 }
-        return min(heads, max(1, (2 * execution.parts + windows - 1) / windows))
+    // MARK: - Gather / scatter
+
+    /// Copies the tokens of `windows` into `xw` (window-major rows; padding rows zero) and writes
+    /// LN1 of them into `normed` (padding stays zero, as transformers pads after the norm).
+    private func gather(_ x: UnsafePointer<Float>, layout: SwinWindowLayout, window w: Int, row0: Int,
+                        xw: UnsafeMutablePointer<Float>, normed: UnsafeMutablePointer<Float>) {
+        let c = width, n = layout.tokens
+        let perItem = layout.windowsPerItem, itemTokens = layout.height * layout.width
+        let base = (w / perItem) * itemTokens, local = w % perItem
+        for t in 0..<n {
+            let row = row0 + t
+            let index = Int(layout.tokenIndex[local * n + t])
+            if index >= 0 {
+                (xw + row * c).update(from: x + (base + index) * c, count: c)
+            } else {
+                (xw + row * c).update(repeating: 0, count: c)
+            }
+        }
+        SwinVectorMath.layerNorm(xw + row0 * c, ldx: c, rows: n, width: c, weight: norm1Weight.pointer,
+                                 bias: norm1Bias.pointer, eps: eps, into: normed + row0 * c, ldy: c)
+        if layout.hasPadding {
+            for t in 0..<n where layout.tokenIndex[local * n + t] < 0 {
+                (normed + (row0 + t) * c).update(repeating: 0, count: c)
+            }
+        }
     }
 
+    /// Writes rows of window `w` back to the grid (padding rows dropped), adding `extra` partial
+    /// sums (row-aligned with `xw`) on the way.
+    private func scatter(_ x: UnsafeMutablePointer<Float>, layout: SwinWindowLayout, window w: Int, row0: Int,
+                         xw: UnsafePointer<Float>, extra: [UnsafeMutablePointer<Float>]) {
+        let c = width, n = layout.tokens
+        let perItem = layout.windowsPerItem, itemTokens = layout.height * layout.width
+        let base = (w / perItem) * itemTokens, local = w % perItem
+        for t in 0..<n {
+            let index = Int(layout.tokenIndex[local * n + t])
+            guard index >= 0 else { continue }
+            let dst = x + (base + index) * c, src = xw + (row0 + t) * c
+            dst.update(from: src, count: c)
+            for e in extra {
+                let add = e + (row0 + t) * c
+                for j in 0..<c { dst[j] += add[j] }
+            }
+        }
+    }
+
+    // MARK: - Windows as independent tasks
+
     /// Scratch floats `forward` needs for `windows` windows of `tokens` tokens.
-    func scratchSize(windows: Int, tokens: Int, execution: SwinExecution) -> Int {
+    func scratchSize(windows: Int, tokens: Int) -> Int {
         let rows = windows * tokens
-        let tasks = execution.parallel ? windows * headGroups(windows: windows, execution: execution) : 1
-        return rows * (2 * width + max(4 * width, mlpWidth)) + tasks * tokens * tokens
+        return rows * (2 * width + max(4 * width, mlpWidth)) + tokens * tokens
     }
 
     /// Runs the block on `windows` (global indices: item `w / windowsPerItem`) of the token grid
-    /// `x` (`items x height*width x C`), in place.
+    /// `x` (`items x height*width x C`), in place, on the calling thread.
     func forward(_ x: UnsafeMutablePointer<Float>, layout: SwinWindowLayout, windows: Range<Int>,
-                 scratch: UnsafeMutablePointer<Float>, execution: SwinExecution) {
-        let c = width, n = layout.tokens, rows = windows.count * n
-        let perItem = layout.windowsPerItem, itemTokens = layout.height * layout.width
+                 scratch: UnsafeMutablePointer<Float>) {
+        let c = width, n = layout.tokens, rows = windows.count * n, d = headDim
         let xw = scratch                      // gathered tokens, then the residual stream
         let normed = xw + rows * c            // LN1 / LN2 outputs
-        let qkv = normed + rows * c           // [q | k | v] per row ...
+        let qkv = normed + rows * c           // head-major [q_h | k_h | v_h] per row ...
         let context = qkv + rows * 3 * c      // ... and the attention output
         let hidden = qkv                      // the MLP's hidden layer reuses both
         let scores = qkv + rows * max(4 * c, mlpWidth)
-        let eps = self.eps
 
-        // Gather the windows' tokens; LN1 (padding stays zero, as transformers pads after the norm).
-        execution.forEach(windows.count) { k in
-            let w = windows.lowerBound + k
-            let base = (w / perItem) * itemTokens, local = w % perItem
-            for t in 0..<n {
-                let row = k * n + t
-                let index = Int(layout.tokenIndex[local * n + t])
-                if index >= 0 {
-                    (xw + row * c).update(from: x + (base + index) * c, count: c)
-                } else {
-                    (xw + row * c).update(repeating: 0, count: c)
-                }
-            }
-            SwinVectorMath.layerNorm(xw + k * n * c, ldx: c, rows: n, width: c, weight: norm1Weight.pointer,
-                                     bias: norm1Bias.pointer, eps: eps, into: normed + k * n * c, ldy: c)
-            if layout.hasPadding {
-                for t in 0..<n where layout.tokenIndex[local * n + t] < 0 {
-                    (normed + (k * n + t) * c).update(repeating: 0, count: c)
-                }
-            }
+        for (k, w) in windows.enumerated() {
+            gather(x, layout: layout, window: w, row0: k * n, xw: xw, normed: normed)
         }
-
-        execution.linear(normed, rows: rows, inFeatures: c, weight: qkvWeight.pointer, bias: qkvBias.pointer,
-                         outFeatures: 3 * c, into: qkv)
-
-        // Window attention: one task per (window, group of heads).
-        let groups = headGroups(windows: windows.count, execution: execution)
-        let headRanges = SwinExecution.ranges(heads, pieces: groups)
-        execution.forEach(windows.count * headRanges.count) { task in
-            let k = task / headRanges.count, g = task % headRanges.count
-            let local = (windows.lowerBound + k) % perItem
-            WindowAttention.attend(qkv: qkv + k * n * 3 * c, ldqkv: 3 * c, tokens: n, heads: heads, headDim: headDim,
-                                   bias: positionBias.pointer, mask: layout.mask(window: local),
-                                   headRange: headRanges[g], scores: scores + (execution.parallel ? task * n * n : 0),
+        BLAS.linear(normed, rows: rows, inFeatures: c, weight: qkvWeight.pointer, bias: qkvBias.pointer,
+                    outFeatures: 3 * c, into: qkv)
+        for (k, w) in windows.enumerated() {
+            WindowAttention.attend(qkv: qkv + k * n * 3 * c, ld: 3 * c, tokens: n, headDim: d, heads: 0..<heads,
+                                   headStride: 3 * d, keyOffset: d, valueOffset: 2 * d, bias: positionBias.pointer,
+                                   mask: layout.mask(window: w % layout.windowsPerItem), scores: scores,
                                    output: context + k * n * c, ldo: c)
         }
-
         // h = x + proj(attention)
-        execution.linear(context, rows: rows, inFeatures: c, weight: projWeight.pointer, bias: projBias.pointer,
-                         outFeatures: c, into: xw, accumulate: true)
-        execution.rows(rows) { r in
+        BLAS.linear(context, rows: rows, inFeatures: c, weight: projWeight.pointer, bias: projBias.pointer,
+                    outFeatures: c, into: xw, accumulate: true)
+        SwinVectorMath.layerNorm(xw, ldx: c, rows: rows, width: c, weight: norm2Weight.pointer,
+                                 bias: norm2Bias.pointer, eps: eps, into: normed, ldy: c)
+        BLAS.linear(normed, rows: rows, inFeatures: c, weight: fc1Weight.pointer, bias: fc1Bias.pointer,
+                    outFeatures: mlpWidth, into: hidden)
+        SwinVectorMath.gelu(hidden, count: rows * mlpWidth)
+        BLAS.linear(hidden, rows: rows, inFeatures: mlpWidth, weight: fc2Weight.pointer, bias: fc2Bias.pointer,
+                    outFeatures: c, into: xw, accumulate: true)
+        for (k, w) in windows.enumerated() {
+            scatter(x, layout: layout, window: w, row0: k * n, xw: xw, extra: [])
+        }
+    }
+
+    // MARK: - Heads and hidden units split over cores
+
+    /// How `forwardSplit` divides the work among `parts` cores.
+    struct Split {
+        let heads: [Range<Int>]
+        let hidden: [Range<Int>]
+        var parts: Int { heads.count }
+    }
+
+    func split(parts: Int) -> Split {
+        // Equal numbers of head ranges and hidden ranges (whole 16-column panels of the hidden layer).
+        let p = max(1, min(parts, heads, (mlpWidth + 15) / 16))
+        return Split(heads: SwinExecution.ranges(heads, pieces: p),
+                     hidden: SwinExecution.ranges(mlpWidth, pieces: p, granule: 16))
+    }
+
+    /// Per-part scratch floats for `rows` rows.
+    private func partSize(_ split: Split, _ i: Int, rows: Int, tokens: Int) -> Int {
+        rows * max(3 * headDim * split.heads[i].count, split.hidden[i].count) + rows * width + tokens * tokens
+    }
+
+    func scratchSize(split: Split, windows: Int, tokens: Int) -> Int {
+        let rows = windows * tokens
+        return 3 * rows * width + (0..<split.parts).reduce(0) { $0 + partSize(split, $1, rows: rows, tokens: tokens) }
+    }
+
+    /// Runs the block on all `windows` with the heads and MLP hidden units divided among the
+    /// parts of `split`, one task each (five parallel steps). `x` as in `forward`.
+    func forwardSplit(_ x: UnsafeMutablePointer<Float>, layout: SwinWindowLayout, windows: Int, split: Split,
+                      scratch: UnsafeMutablePointer<Float>) {
+        let c = width, n = layout.tokens, rows = windows * n, d = headDim, m = mlpWidth
+        let xw = scratch, normed = xw + rows * c, context = normed + rows * c
+        var parts: [(work: UnsafeMutablePointer<Float>, partial: UnsafeMutablePointer<Float>,
+                     scores: UnsafeMutablePointer<Float>)] = []
+        var offset = 3 * rows * c
+        for i in 0..<split.parts {
+            let work = scratch + offset
+            let partial = work + rows * max(3 * d * split.heads[i].count, split.hidden[i].count)
+            parts.append((work, partial, partial + rows * c))
+            offset += partSize(split, i, rows: rows, tokens: n)
+        }
+        let partials = parts.dropFirst().map(\.partial)
+
+        // 1. Gather and LN1, by window.
+        Parallel.forEach(windows) { w in gather(x, layout: layout, window: w, row0: w * n, xw: xw, normed: normed) }
+
+        // 2. Per part: q/k/v of its heads, their attention, their share of the output projection.
+        //    Part 0 adds its share (and the bias) to the residual stream, the others keep partial sums.
+        Parallel.forEach(split.parts) { i in
+            let hs = split.heads[i], part = parts[i]
+            let width3 = 3 * d * hs.count
+            BLAS.linear(normed, rows: rows, inFeatures: c, weight: qkvWeight.pointer + 3 * d * hs.lowerBound * c,
+                        bias: qkvBias.pointer + 3 * d * hs.lowerBound, outFeatures: width3, into: part.work)
+            for w in 0..<windows {
+                WindowAttention.attend(qkv: part.work + w * n * width3, ld: width3, tokens: n, headDim: d, heads: hs,
+                                       headStride: 3 * d, keyOffset: d, valueOffset: 2 * d,
+                                       bias: positionBias.pointer, mask: layout.mask(window: w % layout.windowsPerItem),
+                                       scores: part.scores, output: context + w * n * c, ldo: c)
+            }
+            let k0 = hs.lowerBound * d, kc = hs.count * d
+            if i == 0 {
+                for r in 0..<rows { let row = xw + r * c; for j in 0..<c { row[j] += projBias.pointer[j] } }
+            }
+            BLAS.gemm(transposeB: true, m: rows, n: c, k: kc, a: context + k0, lda: c, b: projWeight.pointer + k0,
+                      ldb: c, beta: i == 0 ? 1 : 0, c: i == 0 ? xw : part.partial, ldc: c)
+        }
+
+        // 3. Sum the partial projections into the residual stream; LN2. By rows.
+        let pieces = SwinExecution.ranges(rows, pieces: split.parts)
+        Parallel.forEach(pieces.count) { q in
+            let r = pieces[q]
+            for e in partials {
+                for i in r.lowerBound * c..<r.upperBound * c { xw[i] += e[i] }
+            }
             SwinVectorMath.layerNorm(xw + r.lowerBound * c, ldx: c, rows: r.count, width: c,
                                      weight: norm2Weight.pointer, bias: norm2Bias.pointer, eps: eps,
                                      into: normed + r.lowerBound * c, ldy: c)
         }
-        let m = mlpWidth
-        execution.linear(normed, rows: rows, inFeatures: c, weight: fc1Weight.pointer, bias: fc1Bias.pointer,
-                         outFeatures: m, into: hidden) { cols in
-            if cols.count == m {
-                SwinVectorMath.gelu(hidden, count: rows * m)
-            } else {
-                for r in 0..<rows { SwinVectorMath.gelu(hidden + r * m + cols.lowerBound, count: cols.count) }
-            }
-        }
-        execution.linear(hidden, rows: rows, inFeatures: m, weight: fc2Weight.pointer, bias: fc2Bias.pointer,
-                         outFeatures: c, into: xw, accumulate: true)
 
-        // Scatter back (padding rows dropped).
-        execution.forEach(windows.count) { k in
-            let w = windows.lowerBound + k
-            let base = (w / perItem) * itemTokens, local = w % perItem
-            for t in 0..<n {
-                let index = Int(layout.tokenIndex[local * n + t])
-                if index >= 0 { (x + (base + index) * c).update(from: xw + (k * n + t) * c, count: c) }
+        // 4. Per part: its hidden units (fc1 + GELU) and their share of fc2.
+        Parallel.forEach(split.parts) { i in
+            let hid = split.hidden[i], part = parts[i]
+            BLAS.linear(normed, rows: rows, inFeatures: c, weight: fc1Weight.pointer + hid.lowerBound * c,
+                        bias: fc1Bias.pointer + hid.lowerBound, outFeatures: hid.count, into: part.work)
+            SwinVectorMath.gelu(part.work, count: rows * hid.count)
+            if i == 0 {
+                for r in 0..<rows { let row = xw + r * c; for j in 0..<c { row[j] += fc2Bias.pointer[j] } }
             }
+            BLAS.gemm(transposeB: true, m: rows, n: c, k: hid.count, a: part.work, lda: hid.count,
+                      b: fc2Weight.pointer + hid.lowerBound, ldb: m, beta: i == 0 ? 1 : 0,
+                      c: i == 0 ? xw : part.partial, ldc: c)
+        }
+
+        // 5. Sum the partial fc2 outputs while scattering back, by window.
+        Parallel.forEach(windows) { w in
+            scatter(x, layout: layout, window: w, row0: w * n, xw: xw, extra: partials)
         }
     }
 }

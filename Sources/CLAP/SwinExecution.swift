@@ -1,13 +1,12 @@
 import Foundation
 import Numerics
 
-/// How one piece of the tower runs: serially on the calling thread (a chunk of windows that is
-/// itself one of several parallel tasks), or spread over the cores (one big step at a time: the
-/// row loops split by rows, the products split by output columns, attention by window and head).
-/// BLAS stays single-threaded either way, so concurrent requests never contend inside OpenBLAS.
+/// How the row-parallel pieces of the tower (image, patch embedding, patch merging, final norm)
+/// run: serially on the calling thread, or spread over the cores. BLAS stays single-threaded
+/// either way, so concurrent requests never contend inside OpenBLAS.
 struct SwinExecution {
     let parallel: Bool
-    /// Pieces a parallel product is cut into (the core count).
+    /// Pieces a parallel loop is cut into (the core count).
     let parts: Int
 
     static let serial = SwinExecution(parallel: false, parts: 1)
@@ -38,23 +37,6 @@ struct SwinExecution {
             start = end
         }
         return result
-    }
-
-    /// `y = x W^T + bias (+ y)` over `rows` rows; when parallel, the output columns are cut into
-    /// blocks of whole 16-column panels, one task each. `epilogue(columns)` runs on each block after
-    /// its product (e.g. the activation), on the same thread.
-    func linear(_ x: UnsafePointer<Float>, rows: Int, inFeatures: Int,
-                weight: UnsafePointer<Float>, bias: UnsafePointer<Float>?, outFeatures: Int,
-                into y: UnsafeMutablePointer<Float>, accumulate: Bool = false,
-                epilogue: ((Range<Int>) -> Void)? = nil) {
-        let blocks = parallel ? SwinExecution.ranges(outFeatures, pieces: parts, granule: 16) : [0..<outFeatures]
-        forEach(blocks.count) { b in
-            let cols = blocks[b]
-            BLAS.linear(x, rows: rows, inFeatures: inFeatures, weight: weight + cols.lowerBound * inFeatures,
-                        bias: bias.map { $0 + cols.lowerBound }, outFeatures: cols.count,
-                        into: y + cols.lowerBound, ldy: outFeatures, accumulate: accumulate)
-            epilogue?(cols)
-        }
     }
 
     /// Runs `body(range)` over row ranges covering `0..<rows` (one range when serial).

@@ -5,30 +5,32 @@
 /// query projection at load). Products go through BLAS, one `tokens x tokens` score matrix at a
 /// time, so the scratch stays in L1/L2.
 public enum WindowAttention {
+    /// Attention of the heads `heads` of one window.
+    ///
     /// - Parameters:
-    ///   - qkv: `tokens` rows of `[q | k | v]`, each `heads * headDim` wide, row stride `ldqkv`.
-    ///   - bias: `heads x tokens x tokens`, added to the scores of each head.
+    ///   - qkv: `tokens` rows (stride `ld`) holding the queries, keys and values of the heads in
+    ///     `heads`: head `heads.lowerBound + i` has its query at column `i * headStride`, its key
+    ///     at `i * headStride + keyOffset`, its value at `i * headStride + valueOffset`
+    ///     (`[q|k|v]` per head: stride `3 * headDim`, offsets `headDim`, `2 * headDim`).
+    ///   - bias: `allHeads x tokens x tokens`, indexed by the absolute head.
     ///   - mask: `tokens x tokens` added to every head's scores, or nil.
-    ///   - headRange: the heads to compute (all by default); lets callers split heads over threads.
     ///   - scores: scratch of at least `tokens * tokens` floats.
-    ///   - output: `tokens` rows of `heads * headDim` (head h at column `h * headDim`), stride `ldo`.
+    ///   - output: `tokens` rows (stride `ldo`); head `h` writes columns `h * headDim ..< (h + 1) * headDim`.
     public static func attend(
-        qkv: UnsafePointer<Float>, ldqkv: Int, tokens: Int, heads: Int, headDim: Int,
-        bias: UnsafePointer<Float>, mask: UnsafePointer<Float>?, headRange: Range<Int>? = nil,
+        qkv: UnsafePointer<Float>, ld: Int, tokens: Int, headDim: Int, heads: Range<Int>,
+        headStride: Int, keyOffset: Int, valueOffset: Int,
+        bias: UnsafePointer<Float>, mask: UnsafePointer<Float>?,
         scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>, ldo: Int
     ) {
-        let width = heads * headDim
         let n = tokens
-        for h in headRange ?? 0..<heads {
-            let q = qkv + h * headDim
-            let k = qkv + width + h * headDim
-            let v = qkv + 2 * width + h * headDim
+        for (i, h) in heads.enumerated() {
+            let q = qkv + i * headStride
             // scores = q k^T
-            BLAS.gemm(transposeB: true, m: n, n: n, k: headDim, a: q, lda: ldqkv, b: k, ldb: ldqkv,
+            BLAS.gemm(transposeB: true, m: n, n: n, k: headDim, a: q, lda: ld, b: q + keyOffset, ldb: ld,
                       c: scores, ldc: n)
             SwinVectorMath.softmaxRows(scores, rows: n, columns: n, adding: bias + h * n * n, mask: mask)
             // out_h = p v
-            BLAS.gemm(m: n, n: headDim, k: n, a: scores, lda: n, b: v, ldb: ldqkv,
+            BLAS.gemm(m: n, n: headDim, k: n, a: scores, lda: n, b: q + valueOffset, ldb: ld,
                       c: output + h * headDim, ldc: ldo)
         }
     }

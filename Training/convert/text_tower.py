@@ -340,6 +340,7 @@ def write_package(out, section, tensors, *, name, labels=None, dtype="f32", toke
     dt = DTYPES[dtype]
     weights = {k: v.detach().to(dt).contiguous().clone() for k, v in sorted(tensors.items())}
     save_file(weights, str(out / "weights.safetensors"))
+    (out / "weights.safetensors").chmod(0o644)  # safetensors writes 0600; packages are read by services
     for fname, src in (tokenizer_files or {}).items():
         (out / "tokenizer").mkdir(exist_ok=True)
         shutil.copyfile(src, out / "tokenizer" / fname)

@@ -262,3 +262,84 @@ struct DEDModelOptionTests {
         #expect(result.stdout.isEmpty)
     }
 }
+
+/// `emotion embed` end to end on the tiny complete model (Tests/SharedFixtures/tiny-model),
+/// against the reference pipeline (soundfile, librosa soxr_hq, ClapFeatureExtractor,
+/// transformers HTSAT; BertTokenizerFast + BertModel + projection).
+@Suite("emotion embed")
+struct EmbedCommandTests {
+    static let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../SharedFixtures/tiny-model").standardized
+    let cli: CLIRunner
+    let directory: TemporaryDirectory
+    let expected: [String: Any]
+
+    init() throws {
+        cli = try CLIRunner.locate()
+        directory = try TemporaryDirectory()
+        expected = try #require(JSONSerialization.jsonObject(with: Data(contentsOf: Self.model.appendingPathComponent("expected.json"))) as? [String: Any])
+    }
+
+    static func check(_ got: [Double], _ want: [Double]) -> (cosine: Double, maxAbs: Double) {
+        let dot = zip(got, want).reduce(0) { $0 + $1.0 * $1.1 }
+        let na = got.reduce(0) { $0 + $1 * $1 }.squareRoot(), nb = want.reduce(0) { $0 + $1 * $1 }.squareRoot()
+        return (dot / (na * nb), zip(got, want).map { abs($0 - $1) }.max() ?? .infinity)
+    }
+
+    @Test func embeddingsEqualTheReferencePipeline() throws {
+        let audio = try #require(expected["audio"] as? [String: [Double]])
+        let text = try #require(expected["text"] as? [String: [Double]])
+        var lines: [String] = []
+        for name in audio.keys.sorted() {
+            lines.append(#"{"id": "\#(name)", "audio": "clips/\#(name)"}"#)
+        }
+        for (i, t) in text.keys.sorted().enumerated() {
+            let quoted = String(decoding: try JSONSerialization.data(withJSONObject: [t]), as: UTF8.self).dropFirst().dropLast()
+            lines.append(#"{"id": "text-\#(i)", "text": \#(quoted)}"#)
+        }
+        let input = Self.model.appendingPathComponent("embed-input-\(UUID()).jsonl")
+        try Data(lines.joined(separator: "\n").utf8).write(to: input)
+        defer { try? FileManager.default.removeItem(at: input) }
+        let result = try cli.run(["embed", "--model", Self.model.path, "--input", input.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        let rows = try result.stdoutLines.map { try #require(JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]) }
+        #expect(rows.count == audio.count + text.count)
+        for row in rows {
+            let id = try #require(row["id"] as? String)
+            if let want = audio[id] {
+                let (cosine, maxAbs) = Self.check(try #require(row["audio"] as? [Double]), want)
+                #expect(cosine >= 0.9999 && maxAbs <= 1e-4, "\(id): cosine \(cosine), max abs \(maxAbs)")
+            } else {
+                let index = try #require(Int(id.dropFirst(5)))
+                let want = try #require(text[text.keys.sorted()[index]])
+                let (cosine, maxAbs) = Self.check(try #require(row["text"] as? [Double]), want)
+                #expect(cosine >= 0.9999 && maxAbs <= 1e-4, "\(id): cosine \(cosine), max abs \(maxAbs)")
+                #expect(row["audio"] is NSNull)
+            }
+        }
+    }
+
+    @Test func npyOutputHasOneRowPerItem() throws {
+        let prefix = directory.url.appendingPathComponent("out").path
+        let result = try cli.run(["embed", "--model", Self.model.path, "--text", "hello", "--text", "help",
+                                  "--audio", Self.model.appendingPathComponent("clips/agent.wav").path, "--npy", prefix])
+        #expect(result.status == 0, "\(result.stderr)")
+        let npy = try Data(contentsOf: URL(fileURLWithPath: prefix + ".text.npy"))
+        #expect(npy.prefix(6) == Data([0x93] + Array("NUMPY".utf8)))
+        let headerLength = Int(npy[8]) | Int(npy[9]) << 8
+        let header = String(decoding: npy[10..<(10 + headerLength)], as: UTF8.self)
+        #expect(header.contains("'shape': (3, 64)") && header.contains("'<f4'"))
+        #expect((10 + headerLength) % 64 == 0)
+        #expect(npy.count == 10 + headerLength + 3 * 64 * 4)
+        let ids = try String(contentsOfFile: prefix + ".ids.txt", encoding: .utf8)
+        #expect(ids.split(separator: "\n").count == 3)
+    }
+
+    @Test func unreadableAudioIsReportedPerItem() throws {
+        let bad = try directory.write("bad.wav", "RIFF....not audio")
+        let result = try cli.run(["embed", "--model", Self.model.path, "--audio", bad, "--text", "hello"])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("unreadable_audio"))
+        #expect(result.stdoutLines.count == 1)  // the transcript still embedded
+    }
+}

@@ -57,6 +57,9 @@ public struct HTSATConfiguration: Codable, Sendable, Equatable {
     public var hiddenAct: String
     public var projectionHiddenAct: String
     public var enableFusion: Bool
+    /// The front-end's `n_mels` when the section gives it (AudioFrontEnd reads it); when
+    /// `num_mel_bins` is absent it is taken from here, and the two must agree.
+    public var frontEndMelBins: Int?
 
     public init(numMelBins: Int = 64, specSize: Int = 256, patchSize: Pair = Pair(4), patchStride: Pair = Pair(4),
                 embedDim: Int = 96, depths: [Int] = [2, 2, 6, 2], numHeads: [Int] = [4, 8, 16, 32],
@@ -103,13 +106,15 @@ public struct HTSATConfiguration: Codable, Sendable, Equatable {
         case hiddenAct = "hidden_act"
         case projectionHiddenAct = "projection_hidden_act"
         case enableFusion = "enable_fusion"
+        case frontEndMelBins = "n_mels"
     }
 
     /// Missing keys take the paper-size defaults, so a section may name only what differs.
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = HTSATConfiguration.paper
-        numMelBins = try c.decodeIfPresent(Int.self, forKey: .numMelBins) ?? d.numMelBins
+        frontEndMelBins = try c.decodeIfPresent(Int.self, forKey: .frontEndMelBins)
+        numMelBins = try c.decodeIfPresent(Int.self, forKey: .numMelBins) ?? frontEndMelBins ?? d.numMelBins
         specSize = try c.decodeIfPresent(Int.self, forKey: .specSize) ?? d.specSize
         patchSize = try c.decodeIfPresent(Pair.self, forKey: .patchSize) ?? d.patchSize
         patchStride = try c.decodeIfPresent(Pair.self, forKey: .patchStride) ?? d.patchStride
@@ -158,6 +163,9 @@ public struct HTSATConfiguration: Codable, Sendable, Equatable {
     public func validationError() -> String? {
         if enableFusion { return "enable_fusion: the fused model is not supported" }
         if numMelBins < 1 || specSize < 1 { return "num_mel_bins and spec_size must be positive" }
+        if let frontEndMelBins, frontEndMelBins != numMelBins {
+            return "num_mel_bins (\(numMelBins)) differs from the front-end's n_mels (\(frontEndMelBins))"
+        }
         if specSize % numMelBins != 0 {
             return "spec_size (\(specSize)) must be a multiple of num_mel_bins (\(numMelBins))"
         }

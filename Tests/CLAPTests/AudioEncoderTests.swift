@@ -194,6 +194,12 @@ import Testing
         let roundTrip = try JSONDecoder().decode(HTSATConfiguration.self, from: JSONEncoder().encode(small))
         #expect(roundTrip == small)
 
+        // The front-end's n_mels stands in for num_mel_bins; both given, they must agree.
+        let frontEnd = try JSONDecoder().decode(HTSATConfiguration.self, from: Data(#"{"n_mels": 32, "spec_size": 128, "depths": [2, 2], "num_attention_heads": [4, 8]}"#.utf8))
+        #expect(frontEnd.numMelBins == 32 && frontEnd.freqRatio == 4 && frontEnd.validationError() == nil)
+        let clash = try JSONDecoder().decode(HTSATConfiguration.self, from: Data(#"{"n_mels": 40, "num_mel_bins": 64}"#.utf8))
+        #expect(clash.validationError()?.contains("n_mels") == true)
+
         func problem(_ change: (inout HTSATConfiguration) -> Void) -> String {
             var c = HTSATConfiguration.paper
             change(&c)

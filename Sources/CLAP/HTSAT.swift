@@ -8,8 +8,8 @@ import Numerics
 ///     features [frames x mel] -> batch norm -> bicubic stretch to spec_frames -> fold to image
 ///     -> Conv2d patch embedding (+ LayerNorm) -> stages of Swin blocks with patch merging
 ///     -> LayerNorm -> mean over tokens
-final class HTSATTower: @unchecked Sendable {
-    struct Stage {
+final class HTSATTower: Sendable {
+    struct Stage: Sendable {
         let width: Int
         let resolution: HTSATConfiguration.Pair
         let blocks: [SwinBlock]
@@ -30,10 +30,10 @@ final class HTSATTower: @unchecked Sendable {
     let cores: Int
     /// Rows a chunk of windows aims at (products of about this many rows run near BLAS peak
     /// while the chunk's activations stay in L2).
-    var chunkRows = 256
+    let chunkRows = 256
     /// Blocks with fewer windows than this per core divide heads and hidden units among the cores
     /// instead of windows.
-    var splitBelow = 2
+    let splitBelow = 2
 
     /// Reads `prefix + "batch_norm.weight"`, `"patch_embed.proj.weight"`, `"layers.0.blocks.0. ..."`,
     /// `"norm.weight"`, ... (transformers' `ClapAudioEncoder` names; `prefix` is

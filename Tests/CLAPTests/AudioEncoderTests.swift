@@ -93,15 +93,17 @@ import Testing
         let io = try WeightStore(url: try Self.fixture("audio_small_io.safetensors"))
         let batch = try Self.items(io, "random.features") + Self.items(io, "real.features")
         let together = try encoder.embed(batch: batch)
+        // A batch may be scheduled differently from one window (window chunks vs heads split),
+        // which changes the order of some float sums: equal within 1e-5, not bit for bit.
         for (b, item) in batch.enumerated() {
             let alone = try encoder.embed(item)
-            #expect(Self.maxAbs(alone, together[b]) <= 1e-6, "item \(b)")
+            #expect(Self.maxAbs(alone, together[b]) <= 1e-5, "item \(b)")
         }
         // Different frame counts in one batch.
         let mixed = [Array(batch[0].prefix(300 * 64)), batch[1]]
         let outputs = try encoder.embed(batch: mixed)
-        #expect(Self.maxAbs(outputs[0], try encoder.embed(mixed[0])) <= 1e-6)
-        #expect(Self.maxAbs(outputs[1], together[1]) <= 1e-6)
+        #expect(Self.maxAbs(outputs[0], try encoder.embed(mixed[0])) <= 1e-5)
+        #expect(Self.maxAbs(outputs[1], together[1]) <= 1e-5)
         #expect(try encoder.embed(batch: []).isEmpty)
     }
 

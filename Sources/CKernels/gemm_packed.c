@@ -109,6 +109,58 @@ __attribute__((target("avx2,fma"))) static void epilogue16(int mr, const float *
     }
 }
 
+// AVX-512: one 512-bit accumulator per row of a tile of up to 12 rows, the rows of a product
+// split evenly over the tiles (16 rows: two tiles of 8), so one panel load feeds more FMAs.
+#define CK_TILE512(MR)                                                                            \
+    __attribute__((target("avx512f"))) static void tile512_##MR(int k, const float *a, int lda,  \
+                                                               const float *bp, float *out) {    \
+        __m512 acc[MR];                                                                           \
+        for (int i = 0; i < MR; i++) acc[i] = _mm512_setzero_ps();                                \
+        for (int kk = 0; kk < k; kk++) {                                                          \
+            __m512 b = _mm512_loadu_ps(bp + (size_t)kk * 16);                                     \
+            for (int i = 0; i < MR; i++)                                                          \
+                acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(a[(size_t)i * lda + kk]), b, acc[i]);     \
+        }                                                                                         \
+        for (int i = 0; i < MR; i++) _mm512_storeu_ps(out + i * 16, acc[i]);                      \
+    }
+
+CK_TILE512(1)
+CK_TILE512(2)
+CK_TILE512(3)
+CK_TILE512(4)
+CK_TILE512(5)
+CK_TILE512(6)
+CK_TILE512(7)
+CK_TILE512(8)
+CK_TILE512(9)
+CK_TILE512(10)
+CK_TILE512(11)
+CK_TILE512(12)
+
+static const tile_fn tiles512[13] = {0, tile512_1, tile512_2, tile512_3, tile512_4, tile512_5, tile512_6,
+                                     tile512_7, tile512_8, tile512_9, tile512_10, tile512_11, tile512_12};
+
+static void gemm_avx512(int m, int n, int k, const float *a, int lda, const float *packed,
+                        const float *bias, float *c, int ldc, int accumulate) {
+    int panels = (n + 15) / 16;
+    float tile[12 * 16] __attribute__((aligned(64)));
+    int count = (m + 11) / 12;
+    for (int p = 0; p < panels; p++) {
+        const float *bp = packed + (size_t)p * 16 * k;
+        int ncols = n - p * 16 < 16 ? n - p * 16 : 16;
+        const float *pb = bias ? bias + p * 16 : NULL;
+        int m0 = 0;
+        for (int t = 0; t < count; t++) {
+            int mr = (m - m0) / (count - t);
+            tiles512[mr](k, a + (size_t)m0 * lda, lda, bp, tile);
+            float *cp = c + (size_t)m0 * ldc + p * 16;
+            if (ncols == 16) epilogue16(mr, tile, pb, cp, ldc, accumulate);
+            else store_tile(mr, ncols, tile, pb, cp, ldc, accumulate);
+            m0 += mr;
+        }
+    }
+}
+
 static void gemm_avx2(int m, int n, int k, const float *a, int lda, const float *packed,
                       const float *bias, float *c, int ldc, int accumulate) {
     int panels = (n + 15) / 16;
@@ -127,29 +179,46 @@ static void gemm_avx2(int m, int n, int k, const float *a, int lda, const float 
     }
 }
 
-static int has_avx2_fma(void) {
+static int cpu_level(void) {
     static int cached = -1;
     if (cached < 0) {
         __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        cached = avx2 ? (__builtin_cpu_supports("avx512f") ? 2 : 1) : 0;
     }
     return cached;
 }
 #endif
 
-int ck_vectorized(void) {
+static int forced_level = -1;
+
+int ck_level(void) {
 #ifdef CK_X86
-    return has_avx2_fma();
+    int best = cpu_level();
+    return forced_level >= 0 && forced_level < best ? forced_level : best;
 #else
     return 0;
 #endif
 }
 
+int ck_force_level(int level) {
+    forced_level = level;
+    return ck_level();
+}
+
+
+int ck_vectorized(void) { return ck_level() >= 1; }
+
 void ck_gemm_packed(int m, int n, int k, const float *a, int lda, const float *packed,
                     const float *bias, float *c, int ldc, int accumulate) {
     if (m <= 0 || n <= 0) return;
 #ifdef CK_X86
-    if (has_avx2_fma()) {
+    int level = ck_level();
+    if (level >= 2) {
+        gemm_avx512(m, n, k, a, lda, packed, bias, c, ldc, accumulate);
+        return;
+    }
+    if (level == 1) {
         gemm_avx2(m, n, k, a, lda, packed, bias, c, ldc, accumulate);
         return;
     }

@@ -57,6 +57,13 @@ public struct PackedMatrix: @unchecked Sendable {
     /// Bytes held by the packed copy.
     public var byteCount: Int { storage.count * MemoryLayout<Float>.size }
 
-    /// True when the CPU runs the vectorised kernel (AVX2 + FMA).
+    /// True when the CPU runs a vectorised kernel (AVX2 + FMA or AVX-512).
     public static var isVectorized: Bool { ck_vectorized() != 0 }
+
+    /// The kernel in use: 0 scalar, 1 AVX2 + FMA, 2 AVX-512.
+    public static var instructionLevel: Int { Int(ck_level()) }
+
+    /// Caps the kernel's instruction set (nil: the best the CPU has); for tests and comparisons.
+    @discardableResult
+    public static func limitInstructionLevel(_ level: Int?) -> Int { Int(ck_force_level(Int32(level ?? -1))) }
 }

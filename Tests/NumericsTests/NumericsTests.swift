@@ -214,6 +214,24 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
         #expect(maxAbsDiff(out, expected) < 1e-4)
     }
 
+    @Test func everyKernelLevelMatchesPyTorchLinear() throws {
+        let c = "linear"
+        let rows = try f.int(c, "rows"), n = try f.int(c, "in"), m = try f.int(c, "out")
+        let packed = PackedMatrix(Parameter(name: "w", shape: [m, n], values: try f.floats(c, "weight")))
+        let x = try f.floats(c, "x"), b = try f.floats(c, "bias"), expected = try f.floats(c, "output")
+        let best = PackedMatrix.instructionLevel
+        defer { PackedMatrix.limitInstructionLevel(nil) }
+        for level in 0...best {
+            #expect(PackedMatrix.limitInstructionLevel(level) == level)
+            // Row counts around the tile sizes (6 for AVX2, up to 12 for AVX-512).
+            for r in [1, 5, 6, 7] where r <= rows {
+                var y = [Float](repeating: .nan, count: r * m)
+                y.withUnsafeMutableBufferPointer { packed.apply(x, rows: r, bias: b, into: $0.baseAddress!) }
+                #expect(maxAbsDiff(y, Array(expected.prefix(r * m))) < 1e-4, "level \(level), rows \(r)")
+            }
+        }
+    }
+
     @Test func packedMatrixMatchesPyTorchLinear() throws {
         let c = "linear"
         let rows = try f.int(c, "rows"), n = try f.int(c, "in"), m = try f.int(c, "out")

@@ -14,8 +14,15 @@ void ck_pack(const float *w, int n, int k, float *packed);
 void ck_gemm_packed(int m, int n, int k, const float *a, int lda, const float *packed,
                     const float *bias, float *c, int ldc, int accumulate);
 
-/// 1 when the vectorised (AVX2 + FMA) path is in use on this CPU.
+/// 1 when a vectorised path (AVX2 + FMA or AVX-512) is in use on this CPU.
 int ck_vectorized(void);
+
+/// The instruction set in use: 0 scalar, 1 AVX2 + FMA, 2 AVX-512 (the best the CPU has).
+int ck_level(void);
+
+/// Caps the instruction set (-1: no cap) so tests can run every path; returns the level in use.
+/// Not thread-safe: call before any product runs.
+int ck_force_level(int level);
 
 #endif
 

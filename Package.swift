@@ -15,6 +15,8 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // Tests only: reading openapi.yaml to validate responses against it.
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // System-library shims.
@@ -65,7 +67,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
         .testTarget(name: "EmotionServiceTests", dependencies: ["EmotionService", "Conversation", "GatedXLSTM", "Numerics",
-                                                                "DialogicalEmotionDecoder"]),
+                                                                "DialogicalEmotionDecoder", "Yams"]),
         .testTarget(name: "ConversationTests", dependencies: ["Conversation", "GatedXLSTM", "Numerics",
                                                               "DialogicalEmotionDecoder"]),
         .testTarget(name: "ModelPackageTests", dependencies: ["ModelPackage"],

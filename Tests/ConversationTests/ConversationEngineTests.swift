@@ -1,6 +1,7 @@
 import DialogicalEmotionDecoder
 import Foundation
 import GatedXLSTM
+import ConversationTestSupport
 import Testing
 @testable import Conversation
 
@@ -166,7 +167,7 @@ import Testing
     }
 
     @Test func idleSessionsExpireAndCapacityIsBounded() async throws {
-        let engine = try engine { $0.maxSessions = 2; $0.sessionTTL = 60 }
+        let engine = try engine { $0.maxSessions = 2; $0.sessionTTL = 3600 }
         _ = try await engine.submit(sessionId: "one", turn: script[0])
         _ = try await engine.submit(sessionId: "two", turn: script[0])
         do {
@@ -175,8 +176,8 @@ import Testing
         } catch {
             #expect(error.code == "too_many_sessions")
         }
-        #expect(engine.expireIdleSessions(now: Date().addingTimeInterval(30)) == 0)
-        #expect(engine.expireIdleSessions(now: Date().addingTimeInterval(61)) == 2)
+        #expect(engine.expireIdleSessions(now: Date().addingTimeInterval(1800)) == 0)
+        #expect(engine.expireIdleSessions(now: Date().addingTimeInterval(3601)) == 2)
         _ = try await engine.submit(sessionId: "three", turn: script[0])
         #expect(engine.statistics.sessions == 1)
     }

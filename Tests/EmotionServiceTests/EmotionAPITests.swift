@@ -1,6 +1,7 @@
 import Conversation
 import DialogicalEmotionDecoder
 import Foundation
+import ConversationTestSupport
 import Testing
 @testable import EmotionService
 

@@ -3,10 +3,14 @@ import Numerics
 import Conversation
 import GatedXLSTM
 
+/// Test doubles shared by the Conversation and EmotionService tests: a classifier with
+/// fabricated weights, a deterministic stand-in encoder, and a collector of completions.
+
 /// Fabricates any requested tensor from a seed derived from its name (a random classifier
 /// without a fixture file).
-final class RandomParameters: ParameterSource, @unchecked Sendable {
-    func parameter(_ name: String, shape: [Int]) throws -> Parameter {
+public final class RandomParameters: ParameterSource, @unchecked Sendable {
+    public init() {}
+    public func parameter(_ name: String, shape: [Int]) throws -> Parameter {
         var state = UInt64(truncatingIfNeeded: name.utf8.reduce(1469598103934665603) { ($0 ^ UInt64($1)) &* 1099511628211 })
         let count = shape.reduce(1, *)
         let fanIn = Float(shape.last ?? 1)
@@ -19,7 +23,7 @@ final class RandomParameters: ParameterSource, @unchecked Sendable {
     }
 }
 
-func makeClassifier() throws -> GatedXLSTMClassifier {
+public func makeClassifier() throws -> GatedXLSTMClassifier {
     let config = ClassifierConfiguration(embeddingDim: 64, steps: 8, stepDim: 8,
                                          stack: .init(width: 16, blocks: 1, heads: 2))
     return try GatedXLSTMClassifier(configuration: config, labels: ["ang", "hap", "neu", "sad"],
@@ -29,13 +33,13 @@ func makeClassifier() throws -> GatedXLSTMClassifier {
 /// A deterministic stand-in encoder: embeddings are pseudo-random functions of the content.
 /// Audio whose first byte is 0xFF is "undecodable"; `gate` (if set) blocks every call until
 /// signalled, to hold turns in the queue.
-final class FakeEncoder: TurnEncoder, @unchecked Sendable {
-    let dimension = 64
+public final class FakeEncoder: TurnEncoder, @unchecked Sendable {
+    public let dimension = 64
     let gate: DispatchSemaphore?
     private let lock = NSLock()
     private(set) var calls = 0
 
-    init(gate: DispatchSemaphore? = nil) { self.gate = gate }
+    public init(gate: DispatchSemaphore? = nil) { self.gate = gate }
 
     func vector(_ seed: UInt64) -> [Float] {
         var s = seed | 1
@@ -52,7 +56,7 @@ final class FakeEncoder: TurnEncoder, @unchecked Sendable {
         gate?.wait()
     }
 
-    func embed(audio: Data) throws -> [Float] {
+    public func embed(audio: Data) throws -> [Float] {
         bump()
         if audio.first == 0xFF {
             throw ConversationError(.invalidInput, code: "unreadable_audio", "not audio")
@@ -60,19 +64,20 @@ final class FakeEncoder: TurnEncoder, @unchecked Sendable {
         return vector(audio.reduce(7) { ($0 ^ UInt64($1)) &* 1099511628211 })
     }
 
-    func embed(text: String) throws -> [Float] {
+    public func embed(text: String) throws -> [Float] {
         bump()
         return vector(text.utf8.reduce(11) { ($0 ^ UInt64($1)) &* 1099511628211 })
     }
 }
 
 /// Collects results from completion callbacks.
-final class Collector: @unchecked Sendable {
+public final class Collector: @unchecked Sendable {
+    public init() {}
     private let lock = NSLock()
     private var results: [Int: Result<TurnOutcome, ConversationError>] = [:]
     private let group = DispatchGroup()
 
-    func callback(_ key: Int) -> ConversationEngine.Completion {
+    public func callback(_ key: Int) -> ConversationEngine.Completion {
         group.enter()
         return { result in
             self.lock.lock()
@@ -82,15 +87,15 @@ final class Collector: @unchecked Sendable {
         }
     }
 
-    func wait(seconds: Double = 30) -> Bool { group.wait(timeout: .now() + seconds) == .success }
+    public func wait(seconds: Double = 30) -> Bool { group.wait(timeout: .now() + seconds) == .success }
 
-    subscript(_ key: Int) -> Result<TurnOutcome, ConversationError>? {
+    public subscript(_ key: Int) -> Result<TurnOutcome, ConversationError>? {
         lock.lock(); defer { lock.unlock() }
         return results[key]
     }
 }
 
 extension Result {
-    var value: Success? { if case .success(let v) = self { return v }; return nil }
-    var error: Failure? { if case .failure(let e) = self { return e }; return nil }
+    public var value: Success? { if case .success(let v) = self { return v }; return nil }
+    public var error: Failure? { if case .failure(let e) = self { return e }; return nil }
 }

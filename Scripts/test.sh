@@ -9,7 +9,10 @@ swift build --build-tests
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
-swift test --skip-build "$@" 2>&1 | tee "$log" || status=$?
+# Serial: several tests block threads on purpose (held inference, drains, slow clients) and, run
+# in parallel on a 2-core machine, they would starve the concurrency pool that the in-process
+# HTTP servers of other tests answer on. The whole suite takes about a minute this way.
+swift test --skip-build --no-parallel "$@" 2>&1 | tee "$log" || status=$?
 # One plain summary line: Swift Testing's count plus XCTest's.
 st=$(grep -Eo 'Test run with [0-9]+ tests?' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
 xc=$(grep -Eo 'Executed [0-9]+ tests?' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)

@@ -39,6 +39,10 @@ public struct HTTPResponder: Sendable {
 }
 
 /// Adapts `(HTTPRequest) async throws -> HTTPResponse`: each request runs in its own Task.
+///
+/// The Tasks prefer `HandlerTaskExecutor.shared` (serial Dispatch queues with their own threads),
+/// so handlers make progress even while other code blocks the threads of Swift's cooperative pool;
+/// where task executors are unavailable (macOS before 15) they run on the default executor.
 public struct AsyncHTTPHandler: HTTPHandler {
     let body: @Sendable (HTTPRequest) async throws -> HTTPResponse
 
@@ -48,13 +52,44 @@ public struct AsyncHTTPHandler: HTTPHandler {
 
     public func handle(_ request: HTTPRequest, responder: HTTPResponder) {
         let body = self.body
-        Task {
+        let operation: @Sendable () async -> Void = {
             do {
                 responder.respond(try await body(request))
             } catch {
                 responder.fail(error)
             }
         }
+        if #available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *) {
+            Task(executorPreference: HandlerTaskExecutor.shared, operation: operation)
+        } else {
+            Task(operation: operation)
+        }
+    }
+}
+
+/// A task executor over a few serial Dispatch queues (jobs spread round-robin). Serial queues get
+/// threads of their own from Dispatch, independent of the cooperative pool and of the global
+/// concurrent queues.
+@available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *)
+public final class HandlerTaskExecutor: TaskExecutor, @unchecked Sendable {
+    /// One queue per active processor.
+    public static let shared = HandlerTaskExecutor(queueCount: ProcessInfo.processInfo.activeProcessorCount)
+
+    private let queues: [DispatchQueue]
+    private let counter = Locked<Int>(0)
+
+    public init(queueCount: Int, label: String = "http.handler") {
+        queues = (0..<max(1, queueCount)).map { DispatchQueue(label: "\(label).\($0)") }
+    }
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        let unowned = UnownedJob(job)
+        let index = counter.withLock { value -> Int in
+            value = (value + 1) % queues.count
+            return value
+        }
+        let executor = asUnownedTaskExecutor()
+        queues[index].async { unowned.runSynchronously(on: executor) }
     }
 }
 

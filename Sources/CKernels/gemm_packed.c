@@ -14,14 +14,16 @@
 
 size_t ck_packed_size(int n, int k) { return (size_t)((n + 15) / 16) * 16 * (size_t)k; }
 
-void ck_pack(const float *w, int n, int k, float *packed) {
+void ck_pack(const float *w, int n, int k, float *packed) { ck_pack_strided(w, n, k, k, packed); }
+
+void ck_pack_strided(const float *w, int n, int k, int ldw, float *packed) {
     int panels = (n + 15) / 16;
     for (int p = 0; p < panels; p++) {
         float *dst = packed + (size_t)p * 16 * k;
         for (int kk = 0; kk < k; kk++) {
             for (int j = 0; j < 16; j++) {
                 int row = p * 16 + j;
-                dst[(size_t)kk * 16 + j] = row < n ? w[(size_t)row * k + kk] : 0.0f;
+                dst[(size_t)kk * 16 + j] = row < n ? w[(size_t)row * ldw + kk] : 0.0f;
             }
         }
     }
@@ -39,12 +41,12 @@ static void store_tile(int mr, int ncols, const float *tile, const float *bias, 
     }
 }
 
-static void gemm_scalar(int m, int n, int k, const float *a, int lda, const float *packed,
+static void gemm_scalar(int m, int n, int k, const float *a, int lda, const float *packed, size_t ps,
                         const float *bias, float *c, int ldc, int accumulate) {
     int panels = (n + 15) / 16;
     float tile[16];
     for (int p = 0; p < panels; p++) {
-        const float *bp = packed + (size_t)p * 16 * k;
+        const float *bp = packed + (size_t)p * ps;
         int ncols = n - p * 16 < 16 ? n - p * 16 : 16;
         for (int i = 0; i < m; i++) {
             const float *ai = a + (size_t)i * lda;
@@ -140,13 +142,77 @@ CK_TILE512(12)
 static const tile_fn tiles512[13] = {0, tile512_1, tile512_2, tile512_3, tile512_4, tile512_5, tile512_6,
                                      tile512_7, tile512_8, tile512_9, tile512_10, tile512_11, tile512_12};
 
-static void gemm_avx512(int m, int n, int k, const float *a, int lda, const float *packed,
+// Two panels (32 columns) at once: MR rows x 2 accumulators, two panel loads and MR broadcasts
+// per k feed 2 x MR FMAs (one panel: 1 + MR loads for MR FMAs), so larger products run at the
+// FMA rate instead of the load rate. Each output's sum runs over k in the same order as the
+// one-panel tile: the results are identical.
+#define CK_TILE512X2(MR)                                                                          \
+    __attribute__((target("avx512f"))) static void tile512x2_##MR(int k, const float *a, int lda, \
+                                                                 const float *b0p, const float *b1p, \
+                                                                 float *out0, float *out1) {     \
+        __m512 acc0[MR], acc1[MR];                                                                \
+        for (int i = 0; i < MR; i++) { acc0[i] = _mm512_setzero_ps(); acc1[i] = _mm512_setzero_ps(); } \
+        for (int kk = 0; kk < k; kk++) {                                                          \
+            __m512 b0 = _mm512_loadu_ps(b0p + (size_t)kk * 16);                                   \
+            __m512 b1 = _mm512_loadu_ps(b1p + (size_t)kk * 16);                                   \
+            for (int i = 0; i < MR; i++) {                                                        \
+                __m512 av = _mm512_set1_ps(a[(size_t)i * lda + kk]);                              \
+                acc0[i] = _mm512_fmadd_ps(av, b0, acc0[i]);                                       \
+                acc1[i] = _mm512_fmadd_ps(av, b1, acc1[i]);                                       \
+            }                                                                                     \
+        }                                                                                         \
+        for (int i = 0; i < MR; i++) {                                                            \
+            _mm512_storeu_ps(out0 + i * 16, acc0[i]);                                             \
+            _mm512_storeu_ps(out1 + i * 16, acc1[i]);                                             \
+        }                                                                                         \
+    }
+
+CK_TILE512X2(1)
+CK_TILE512X2(2)
+CK_TILE512X2(3)
+CK_TILE512X2(4)
+CK_TILE512X2(5)
+CK_TILE512X2(6)
+CK_TILE512X2(7)
+CK_TILE512X2(8)
+CK_TILE512X2(9)
+CK_TILE512X2(10)
+CK_TILE512X2(11)
+CK_TILE512X2(12)
+
+typedef void (*tile2_fn)(int, const float *, int, const float *, const float *, float *, float *);
+static const tile2_fn tiles512x2[13] = {0, tile512x2_1, tile512x2_2, tile512x2_3, tile512x2_4, tile512x2_5,
+                                        tile512x2_6, tile512x2_7, tile512x2_8, tile512x2_9, tile512x2_10,
+                                        tile512x2_11, tile512x2_12};
+
+static void store16(int mr, int ncols, const float *tile, const float *bias, float *c, int ldc, int accumulate) {
+    if (ncols == 16) epilogue16(mr, tile, bias, c, ldc, accumulate);
+    else store_tile(mr, ncols, tile, bias, c, ldc, accumulate);
+}
+
+static void gemm_avx512(int m, int n, int k, const float *a, int lda, const float *packed, size_t ps,
                         const float *bias, float *c, int ldc, int accumulate) {
     int panels = (n + 15) / 16;
     float tile[12 * 16] __attribute__((aligned(64)));
+    float tile1[12 * 16] __attribute__((aligned(64)));
     int count = (m + 11) / 12;
-    for (int p = 0; p < panels; p++) {
-        const float *bp = packed + (size_t)p * 16 * k;
+    int p = 0;
+    for (; p + 1 < panels; p += 2) {
+        const float *bp = packed + (size_t)p * ps;
+        int ncols1 = n - (p + 1) * 16 < 16 ? n - (p + 1) * 16 : 16;
+        const float *pb = bias ? bias + p * 16 : NULL;
+        int m0 = 0;
+        for (int t = 0; t < count; t++) {
+            int mr = (m - m0) / (count - t);
+            tiles512x2[mr](k, a + (size_t)m0 * lda, lda, bp, bp + ps, tile, tile1);
+            float *cp = c + (size_t)m0 * ldc + p * 16;
+            epilogue16(mr, tile, pb, cp, ldc, accumulate);
+            store16(mr, ncols1, tile1, pb ? pb + 16 : NULL, cp + 16, ldc, accumulate);
+            m0 += mr;
+        }
+    }
+    for (; p < panels; p++) {
+        const float *bp = packed + (size_t)p * ps;
         int ncols = n - p * 16 < 16 ? n - p * 16 : 16;
         const float *pb = bias ? bias + p * 16 : NULL;
         int m0 = 0;
@@ -161,12 +227,12 @@ static void gemm_avx512(int m, int n, int k, const float *a, int lda, const floa
     }
 }
 
-static void gemm_avx2(int m, int n, int k, const float *a, int lda, const float *packed,
+static void gemm_avx2(int m, int n, int k, const float *a, int lda, const float *packed, size_t ps,
                       const float *bias, float *c, int ldc, int accumulate) {
     int panels = (n + 15) / 16;
     float tile[6 * 16] __attribute__((aligned(32)));
     for (int p = 0; p < panels; p++) {
-        const float *bp = packed + (size_t)p * 16 * k;
+        const float *bp = packed + (size_t)p * ps;
         int ncols = n - p * 16 < 16 ? n - p * 16 : 16;
         const float *pb = bias ? bias + p * 16 : NULL;
         for (int m0 = 0; m0 < m; m0 += 6) {
@@ -211,17 +277,22 @@ int ck_vectorized(void) { return ck_level() >= 1; }
 
 void ck_gemm_packed(int m, int n, int k, const float *a, int lda, const float *packed,
                     const float *bias, float *c, int ldc, int accumulate) {
+    ck_gemm_packed_panels(m, n, k, a, lda, packed, (size_t)16 * k, bias, c, ldc, accumulate);
+}
+
+void ck_gemm_packed_panels(int m, int n, int k, const float *a, int lda, const float *packed,
+                           size_t panel_stride, const float *bias, float *c, int ldc, int accumulate) {
     if (m <= 0 || n <= 0) return;
 #ifdef CK_X86
     int level = ck_level();
     if (level >= 2) {
-        gemm_avx512(m, n, k, a, lda, packed, bias, c, ldc, accumulate);
+        gemm_avx512(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
         return;
     }
     if (level == 1) {
-        gemm_avx2(m, n, k, a, lda, packed, bias, c, ldc, accumulate);
+        gemm_avx2(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
         return;
     }
 #endif
-    gemm_scalar(m, n, k, a, lda, packed, bias, c, ldc, accumulate);
+    gemm_scalar(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
 }

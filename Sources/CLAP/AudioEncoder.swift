@@ -32,8 +32,9 @@ public struct CLAPAudioOutput: Sendable, Equatable {
 public final class CLAPAudioEncoder: Sendable {
     public let configuration: HTSATConfiguration
     let tower: HTSATTower
-    let linear1Weight: Parameter, linear1Bias: Parameter
-    let linear2Weight: Parameter, linear2Bias: Parameter
+    /// Packed `[p, h]` and `[p, p]`.
+    let linear1Weight: PackedMatrix, linear1Bias: Parameter
+    let linear2Weight: PackedMatrix, linear2Bias: Parameter
 
     /// Reads every tensor by name and shape: `towerPrefix + "batch_norm.weight"`, ... and
     /// `projectionPrefix + "linear1.weight"`, ... (transformers' `ClapModel` state-dict names).
@@ -47,10 +48,13 @@ public final class CLAPAudioEncoder: Sendable {
         self.configuration = configuration
         tower = try HTSATTower(configuration: configuration, parameters: parameters, prefix: towerPrefix, cores: cores)
         let h = configuration.outputWidth, p = configuration.projectionDim
-        linear1Weight = try parameters.parameter(projectionPrefix + "linear1.weight", shape: [p, h])
+        let w1 = try parameters.parameter(projectionPrefix + "linear1.weight", shape: [p, h])
         linear1Bias = try parameters.parameter(projectionPrefix + "linear1.bias", shape: [p])
-        linear2Weight = try parameters.parameter(projectionPrefix + "linear2.weight", shape: [p, p])
+        let w2 = try parameters.parameter(projectionPrefix + "linear2.weight", shape: [p, p])
         linear2Bias = try parameters.parameter(projectionPrefix + "linear2.bias", shape: [p])
+        linear1Weight = PackedMatrix(w1)
+        linear2Weight = PackedMatrix(w2)
+        for w in [w1, w2] { parameters.release(w) }
         BLAS.setThreads(1)
     }
 
@@ -117,12 +121,11 @@ public final class CLAPAudioEncoder: Sendable {
         var projected = [Float](repeating: 0, count: items * p)
         pooled.withUnsafeBufferPointer { x in
             hidden.withUnsafeMutableBufferPointer { hb in
-                BLAS.linear(x.baseAddress!, rows: items, inFeatures: h, weight: linear1Weight.pointer,
-                            bias: linear1Bias.pointer, outFeatures: p, into: hb.baseAddress!)
+                linear1Weight.apply(x.baseAddress!, rows: items, bias: linear1Bias.pointer, into: hb.baseAddress!)
                 SwinVectorMath.relu(hb.baseAddress!, count: items * p)
                 projected.withUnsafeMutableBufferPointer { pb in
-                    BLAS.linear(hb.baseAddress!, rows: items, inFeatures: p, weight: linear2Weight.pointer,
-                                bias: linear2Bias.pointer, outFeatures: p, into: pb.baseAddress!)
+                    linear2Weight.apply(hb.baseAddress!, rows: items, bias: linear2Bias.pointer,
+                                        into: pb.baseAddress!)
                 }
             }
         }

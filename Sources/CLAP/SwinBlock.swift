@@ -5,7 +5,9 @@ import Numerics
 ///     h = x + proj(WindowAttention(LN1(x)))        -- in (shifted) windows, relative position bias
 ///     y = h + fc2(GELU(fc1(LN2(h))))
 ///
-/// Everything but the attention is per token, so a block runs window by window. Two schedules:
+/// Every product runs against weights packed once at load (`PackedMatrix`, 16-column panels,
+/// AVX-512/AVX2 kernel chosen at run time); the originals are released. Everything but the
+/// attention is per token, so a block runs window by window. Two schedules:
 /// - `forward(... windows:)`: one task gathers the tokens of some windows, runs the whole block on
 ///   them and scatters them back (windows are disjoint, so concurrent tasks never touch the same
 ///   tokens). Used when there are enough windows for every core.
@@ -17,15 +19,17 @@ struct SwinBlock: Sendable {
     let eps: Float
     let norm1Weight: Parameter, norm1Bias: Parameter
     /// q/k/v weights fused head by head: rows `[q_h; k_h; v_h]` (`3 * head_dim` each) for
-    /// h = 0, 1, ..., the query rows scaled by `1/sqrt(head_dim)`; `[3C, C]`.
-    let qkvWeight: FloatStorage
+    /// h = 0, 1, ..., the query rows scaled by `1/sqrt(head_dim)`; `[3C, C]`, packed.
+    let qkvWeight: PackedMatrix
     let qkvBias: FloatStorage
     /// Relative position bias expanded to `heads x N x N` (N tokens per window).
     let positionBias: FloatStorage
-    let projWeight: Parameter, projBias: Parameter
+    /// Packed `[C, C]`, `[mlp, C]`, `[C, mlp]`. `forwardSplit` reads blocks of them in place
+    /// (row blocks start on 16-row panels; column blocks anywhere).
+    let projWeight: PackedMatrix, projBias: Parameter
     let norm2Weight: Parameter, norm2Bias: Parameter
-    let fc1Weight: Parameter, fc1Bias: Parameter
-    let fc2Weight: Parameter, fc2Bias: Parameter
+    let fc1Weight: PackedMatrix, fc1Bias: Parameter
+    let fc2Weight: PackedMatrix, fc2Bias: Parameter
 
     /// Reads `prefix + "layernorm_before.weight"`, ... (transformers' `ClapAudioLayer` names).
     init(parameters: ParameterSource, prefix: String, width c: Int, heads: Int, window: Int, mlpWidth: Int,
@@ -47,31 +51,36 @@ struct SwinBlock: Sendable {
         let v = try p("attention.self.value.weight", [c, c])
         let biases = hasQKVBias
             ? try ["query", "key", "value"].map { try p("attention.self.\($0).bias", [c]) } : nil
-        projWeight = try p("attention.output.dense.weight", [c, c])
+        let proj = try p("attention.output.dense.weight", [c, c])
         projBias = try p("attention.output.dense.bias", [c])
         norm2Weight = try p("layernorm_after.weight", [c])
         norm2Bias = try p("layernorm_after.bias", [c])
-        fc1Weight = try p("intermediate.dense.weight", [mlpWidth, c])
+        let fc1 = try p("intermediate.dense.weight", [mlpWidth, c])
         fc1Bias = try p("intermediate.dense.bias", [mlpWidth])
-        fc2Weight = try p("output.dense.weight", [c, mlpWidth])
+        let fc2 = try p("output.dense.weight", [c, mlpWidth])
         fc2Bias = try p("output.dense.bias", [c])
+        projWeight = PackedMatrix(proj)
+        fc1Weight = PackedMatrix(fc1)
+        fc2Weight = PackedMatrix(fc2)
+        for w in [proj, fc1, fc2] { parameters.release(w) }
 
         // Fused q/k/v projection, head-major; the attention scale folded into the query rows.
         let d = headDim
         let scale = 1 / Float(d).squareRoot()
-        qkvWeight = FloatStorage(count: 3 * c * c)
+        let fused = FloatStorage(count: 3 * c * c)
         qkvBias = FloatStorage(count: 3 * c)
         for h in 0..<heads {
             for (i, w) in [q, k, v].enumerated() {
                 let s: Float = i == 0 ? scale : 1
                 let row0 = (3 * h + i) * d  // destination row of the head's first q/k/v row
                 for r in 0..<d {
-                    let src = w.pointer + (h * d + r) * c, dst = qkvWeight.pointer + (row0 + r) * c
+                    let src = w.pointer + (h * d + r) * c, dst = fused.pointer + (row0 + r) * c
                     for j in 0..<c { dst[j] = src[j] * s }
                     if let biases { qkvBias.pointer[row0 + r] = biases[i].pointer[h * d + r] * s }
                 }
             }
         }
+        qkvWeight = PackedMatrix(weight: fused.pointer, outFeatures: 3 * c, inFeatures: c)
         for w in [q, k, v] { parameters.release(w) }
 
         // bias[h][a][b] = table[index(a, b)][h], index as transformers' create_relative_position_index.
@@ -156,8 +165,7 @@ struct SwinBlock: Sendable {
         for (k, w) in windows.enumerated() {
             gather(x, layout: layout, window: w, row0: k * n, xw: xw, normed: normed)
         }
-        BLAS.linear(normed, rows: rows, inFeatures: c, weight: qkvWeight.pointer, bias: qkvBias.pointer,
-                    outFeatures: 3 * c, into: qkv)
+        qkvWeight.apply(normed, rows: rows, bias: qkvBias.pointer, into: qkv)
         for (k, w) in windows.enumerated() {
             WindowAttention.attend(qkv: qkv + k * n * 3 * c, ld: 3 * c, tokens: n, headDim: d, heads: 0..<heads,
                                    headStride: 3 * d, keyOffset: d, valueOffset: 2 * d, bias: positionBias.pointer,
@@ -165,15 +173,12 @@ struct SwinBlock: Sendable {
                                    output: context + k * n * c, ldo: c)
         }
         // h = x + proj(attention)
-        BLAS.linear(context, rows: rows, inFeatures: c, weight: projWeight.pointer, bias: projBias.pointer,
-                    outFeatures: c, into: xw, accumulate: true)
+        projWeight.apply(context, rows: rows, bias: projBias.pointer, into: xw, accumulate: true)
         SwinVectorMath.layerNorm(xw, ldx: c, rows: rows, width: c, weight: norm2Weight.pointer,
                                  bias: norm2Bias.pointer, eps: eps, into: normed, ldy: c)
-        BLAS.linear(normed, rows: rows, inFeatures: c, weight: fc1Weight.pointer, bias: fc1Bias.pointer,
-                    outFeatures: mlpWidth, into: hidden)
+        fc1Weight.apply(normed, rows: rows, bias: fc1Bias.pointer, into: hidden)
         SwinVectorMath.gelu(hidden, count: rows * mlpWidth)
-        BLAS.linear(hidden, rows: rows, inFeatures: mlpWidth, weight: fc2Weight.pointer, bias: fc2Bias.pointer,
-                    outFeatures: c, into: xw, accumulate: true)
+        fc2Weight.apply(hidden, rows: rows, bias: fc2Bias.pointer, into: xw, accumulate: true)
         for (k, w) in windows.enumerated() {
             scatter(x, layout: layout, window: w, row0: k * n, xw: xw, extra: [])
         }
@@ -189,9 +194,13 @@ struct SwinBlock: Sendable {
     }
 
     func split(parts: Int) -> Split {
-        // Equal numbers of head ranges and hidden ranges (whole 16-column panels of the hidden layer).
-        let p = max(1, min(parts, heads, (mlpWidth + 15) / 16))
-        return Split(heads: SwinExecution.ranges(heads, pieces: p),
+        // Equal numbers of head ranges and hidden ranges. Every part's q/k/v rows and hidden units
+        // start on a 16-row panel of the packed weights: heads in groups of `granule` (1 when
+        // 3 * head_dim is a multiple of 16, as at paper size), hidden units in whole panels.
+        var granule = 1
+        while (3 * headDim * granule) % 16 != 0 { granule += 1 }
+        let p = max(1, min(parts, (heads + granule - 1) / granule, (mlpWidth + 15) / 16))
+        return Split(heads: SwinExecution.ranges(heads, pieces: p, granule: granule),
                      hidden: SwinExecution.ranges(mlpWidth, pieces: p, granule: 16))
     }
 
@@ -209,7 +218,7 @@ struct SwinBlock: Sendable {
     /// parts of `split`, one task each (five parallel steps). `x` as in `forward`.
     func forwardSplit(_ x: UnsafeMutablePointer<Float>, layout: SwinWindowLayout, windows: Int, split: Split,
                       scratch: UnsafeMutablePointer<Float>) {
-        let c = width, n = layout.tokens, rows = windows * n, d = headDim, m = mlpWidth
+        let c = width, n = layout.tokens, rows = windows * n, d = headDim
         let xw = scratch, normed = xw + rows * c, context = normed + rows * c
         var parts: [(work: UnsafeMutablePointer<Float>, partial: UnsafeMutablePointer<Float>,
                      scores: UnsafeMutablePointer<Float>)] = []
@@ -230,8 +239,9 @@ struct SwinBlock: Sendable {
         Parallel.forEach(split.parts) { i in
             let hs = split.heads[i], part = parts[i]
             let width3 = 3 * d * hs.count
-            BLAS.linear(normed, rows: rows, inFeatures: c, weight: qkvWeight.pointer + 3 * d * hs.lowerBound * c,
-                        bias: qkvBias.pointer + 3 * d * hs.lowerBound, outFeatures: width3, into: part.work)
+            let q0 = 3 * d * hs.lowerBound
+            qkvWeight.apply(normed, rows: rows, ldx: c, outputs: q0..<q0 + width3, inputs: 0..<c,
+                            bias: qkvBias.pointer + q0, into: part.work, ldy: width3)
             for w in 0..<windows {
                 WindowAttention.attend(qkv: part.work + w * n * width3, ld: width3, tokens: n, headDim: d, heads: hs,
                                        headStride: 3 * d, keyOffset: d, valueOffset: 2 * d,
@@ -239,11 +249,9 @@ struct SwinBlock: Sendable {
                                        scores: part.scores, output: context + w * n * c, ldo: c)
             }
             let k0 = hs.lowerBound * d, kc = hs.count * d
-            if i == 0 {
-                for r in 0..<rows { let row = xw + r * c; for j in 0..<c { row[j] += projBias.pointer[j] } }
-            }
-            BLAS.gemm(transposeB: true, m: rows, n: c, k: kc, a: context + k0, lda: c, b: projWeight.pointer + k0,
-                      ldb: c, beta: i == 0 ? 1 : 0, c: i == 0 ? xw : part.partial, ldc: c)
+            projWeight.apply(context + k0, rows: rows, ldx: c, outputs: 0..<c, inputs: k0..<k0 + kc,
+                             bias: i == 0 ? projBias.pointer : nil, into: i == 0 ? xw : part.partial, ldy: c,
+                             accumulate: i == 0)
         }
 
         // 3. Sum the partial projections into the residual stream; LN2. By rows.
@@ -261,15 +269,12 @@ struct SwinBlock: Sendable {
         // 4. Per part: its hidden units (fc1 + GELU) and their share of fc2.
         Parallel.forEach(split.parts) { i in
             let hid = split.hidden[i], part = parts[i]
-            BLAS.linear(normed, rows: rows, inFeatures: c, weight: fc1Weight.pointer + hid.lowerBound * c,
-                        bias: fc1Bias.pointer + hid.lowerBound, outFeatures: hid.count, into: part.work)
+            fc1Weight.apply(normed, rows: rows, ldx: c, outputs: hid, inputs: 0..<c,
+                            bias: fc1Bias.pointer + hid.lowerBound, into: part.work, ldy: hid.count)
             SwinVectorMath.gelu(part.work, count: rows * hid.count)
-            if i == 0 {
-                for r in 0..<rows { let row = xw + r * c; for j in 0..<c { row[j] += fc2Bias.pointer[j] } }
-            }
-            BLAS.gemm(transposeB: true, m: rows, n: c, k: hid.count, a: part.work, lda: hid.count,
-                      b: fc2Weight.pointer + hid.lowerBound, ldb: m, beta: i == 0 ? 1 : 0,
-                      c: i == 0 ? xw : part.partial, ldc: c)
+            fc2Weight.apply(part.work, rows: rows, ldx: hid.count, outputs: 0..<c, inputs: hid,
+                            bias: i == 0 ? fc2Bias.pointer : nil, into: i == 0 ? xw : part.partial, ldy: c,
+                            accumulate: i == 0)
         }
 
         // 5. Sum the partial fc2 outputs while scattering back, by window.
@@ -285,13 +290,16 @@ struct SwinBlock: Sendable {
 struct SwinPatchMerging: Sendable {
     let width: Int
     let normWeight: Parameter, normBias: Parameter
-    let reduction: Parameter
+    /// `[2C, 4C]`, packed.
+    let reduction: PackedMatrix
 
     init(parameters: ParameterSource, prefix: String, width c: Int) throws {
         width = c
         normWeight = try parameters.parameter(prefix + "norm.weight", shape: [4 * c])
         normBias = try parameters.parameter(prefix + "norm.bias", shape: [4 * c])
-        reduction = try parameters.parameter(prefix + "reduction.weight", shape: [2 * c, 4 * c])
+        let weight = try parameters.parameter(prefix + "reduction.weight", shape: [2 * c, 4 * c])
+        reduction = PackedMatrix(weight)
+        parameters.release(weight)
     }
 
     /// Rows of output computed per task.
@@ -317,8 +325,7 @@ struct SwinPatchMerging: Sendable {
                 SwinVectorMath.layerNorm(buffer, ldx: 4 * c, rows: range.count, width: 4 * c,
                                          weight: normWeight.pointer, bias: normBias.pointer, eps: 1e-5,
                                          into: buffer, ldy: 4 * c)
-                BLAS.linear(buffer, rows: range.count, inFeatures: 4 * c, weight: reduction.pointer, bias: nil,
-                            outFeatures: 2 * c, into: out + range.lowerBound * 2 * c)
+                reduction.apply(buffer, rows: range.count, into: out + range.lowerBound * 2 * c)
             }
         }
     }

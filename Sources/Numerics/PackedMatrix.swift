@@ -14,7 +14,7 @@ public struct PackedMatrix: @unchecked Sendable {
     /// Packs `weight` (shape `[out, in]`).
     public init(_ weight: Parameter) {
         precondition(weight.shape.count == 2, "PackedMatrix needs a 2-D weight")
-        self.init(weight.pointer, outFeatures: weight.shape[0], inFeatures: weight.shape[1])
+        self.init(weight: weight.pointer, outFeatures: weight.shape[0], inFeatures: weight.shape[1])
     }
 
     /// Packs the rows of several `[out_i, in]` weights stacked on top of each other (e.g. two
@@ -29,14 +29,17 @@ public struct PackedMatrix: @unchecked Sendable {
             (joined.pointer + offset).update(from: w.pointer, count: w.count)
             offset += w.count
         }
-        self.init(UnsafePointer(joined.pointer), outFeatures: n, inFeatures: k)
+        self.init(weight: UnsafePointer(joined.pointer), outFeatures: n, inFeatures: k)
     }
 
-    private init(_ pointer: UnsafePointer<Float>, outFeatures: Int, inFeatures: Int) {
+    /// Packs an `outFeatures x inFeatures` row-major weight whose rows are `ldw` floats apart
+    /// (default `inFeatures`; a column slice of a wider matrix can be passed as is). Copies.
+    public init(weight pointer: UnsafePointer<Float>, outFeatures: Int, inFeatures: Int, ldw: Int? = nil) {
+        precondition((ldw ?? inFeatures) >= inFeatures, "row stride shorter than a row")
         self.outFeatures = outFeatures
         self.inFeatures = inFeatures
         storage = FloatStorage(count: ck_packed_size(Int32(outFeatures), Int32(inFeatures)))
-        ck_pack(pointer, Int32(outFeatures), Int32(inFeatures), storage.pointer)
+        ck_pack_strided(pointer, Int32(outFeatures), Int32(inFeatures), Int32(ldw ?? inFeatures), storage.pointer)
     }
 
     /// `y[r] = x[r] * W^T (+ bias) (+ y[r] if accumulate)` for `rows` rows.
@@ -45,6 +48,22 @@ public struct PackedMatrix: @unchecked Sendable {
                       into y: UnsafeMutablePointer<Float>, ldy: Int? = nil, accumulate: Bool = false) {
         multiply(x, rows: rows, ldx: ldx ?? inFeatures, bias: bias, into: y, ldy: ldy ?? outFeatures,
                  accumulate: accumulate)
+    }
+
+    /// The product with a block of the weight: output columns `outputs` (its lower bound a multiple
+    /// of 16, a panel boundary) and input features `inputs` (any range), i.e.
+    /// `y[r] = x[r] * W[outputs, inputs]^T (+ bias[0..<outputs.count]) (+ y[r] if accumulate)`;
+    /// `x` holds `inputs.count` values per row, `y` `outputs.count`. No repacking: the packed
+    /// weight is read in place.
+    public func apply(_ x: UnsafePointer<Float>, rows: Int, ldx: Int, outputs: Range<Int>, inputs: Range<Int>,
+                      bias: UnsafePointer<Float>? = nil, into y: UnsafeMutablePointer<Float>, ldy: Int,
+                      accumulate: Bool = false) {
+        precondition(outputs.lowerBound % 16 == 0 && outputs.upperBound <= outFeatures, "outputs must start on a panel")
+        precondition(inputs.lowerBound >= 0 && inputs.upperBound <= inFeatures, "inputs out of range")
+        guard rows > 0, !outputs.isEmpty else { return }
+        let start = storage.pointer + outputs.lowerBound * inFeatures + inputs.lowerBound * 16
+        ck_gemm_packed_panels(Int32(rows), Int32(outputs.count), Int32(inputs.count), x, Int32(ldx), start,
+                              16 * inFeatures, bias, y, Int32(ldy), accumulate ? 1 : 0)
     }
 
     @usableFromInline

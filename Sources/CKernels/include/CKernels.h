@@ -9,10 +9,20 @@ size_t ck_packed_size(int n, int k);
 /// output columns: panel p holds, for every k, the 16 values W[16p .. 16p+15][k] (zero-padded).
 void ck_pack(const float *w, int n, int k, float *packed);
 
+/// ck_pack of an `n x k` weight whose rows are `ldw` floats apart (a column slice of a wider one).
+void ck_pack_strided(const float *w, int n, int k, int ldw, float *packed);
+
 /// C[m x n] = A[m x k] * W^T (+ C if accumulate) (+ bias), W given packed by ck_pack.
 /// Row strides lda and ldc; bias may be NULL.
 void ck_gemm_packed(int m, int n, int k, const float *a, int lda, const float *packed,
                     const float *bias, float *c, int ldc, int accumulate);
+
+/// ck_gemm_packed on a sub-block of a packed matrix: `packed` points at the first k value of the
+/// first panel used, panel p starts `panel_stride` floats further (16 * K for a packed K-wide
+/// weight). Columns k0..k0+k of panels p0.. of a packed [N, K] weight W: packed = base +
+/// p0 * 16 * K + k0 * 16, panel_stride = 16 * K.
+void ck_gemm_packed_panels(int m, int n, int k, const float *a, int lda, const float *packed,
+                           size_t panel_stride, const float *bias, float *c, int ldc, int accumulate);
 
 /// 1 when a vectorised path (AVX2 + FMA or AVX-512) is in use on this CPU.
 int ck_vectorized(void);

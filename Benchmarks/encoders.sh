@@ -98,7 +98,7 @@ run_one() {
     fi
     "$PY" -c 'import json,sys; d=json.loads(sys.argv[1]); d.update(kind=sys.argv[2], round=int(sys.argv[3])); print(json.dumps(d))' \
         "$line" "$kind" "$round" >>"$RUNS"
-    say "  $kind $engine: $(echo "$line" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print(f"median {d[\"median_ms\"]:.1f} ms, peak RSS {d[\"peak_rss_mb\"]:.0f} MB, max abs err {d[\"max_abs_err\"]:.1e}")')"
+    say "  $kind $engine: $(echo "$line" | "$PY" -c 'import json,sys; d=json.load(sys.stdin); print("median %.1f ms, peak RSS %.0f MB, max abs err %.1e" % (d["median_ms"], d["peak_rss_mb"], d["max_abs_err"]))')"
 }
 
 for round in $(seq 1 "$ROUNDS"); do

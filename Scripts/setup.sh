@@ -4,6 +4,8 @@
 set -euo pipefail
 
 packages=(libopenblas-dev libsndfile1-dev libsoxr-dev libssl-dev pkg-config)
+# The OpenAPI validator (Scripts/validate-openapi.sh) needs a Python with venv.
+command -v python3 >/dev/null && python3 -c "import venv, ensurepip" 2>/dev/null || packages+=(python3 python3-venv)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

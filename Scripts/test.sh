@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Scripts/setup.sh
+bash Scripts/validate-openapi.sh
 swift build --build-tests
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

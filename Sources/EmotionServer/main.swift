@@ -27,6 +27,9 @@ struct EmotionServer: AsyncParsableCommand {
     @Option(help: "Largest request body in bytes (EMOTION_MAX_BODY_BYTES).") var maxBodyBytes: Int?
     @Option(help: "Longest audio clip in seconds (EMOTION_MAX_AUDIO_SECONDS).") var maxAudioSeconds: Double?
     @Option(help: "Maximum open connections (EMOTION_MAX_CONNECTIONS).") var maxConnections: Int?
+    @Option(help: "Largest request head (request line + headers) in bytes (EMOTION_MAX_HEADER_BYTES).") var maxHeaderBytes: Int?
+    @Option(help: "Most header fields in a request (EMOTION_MAX_HEADER_COUNT).") var maxHeaderCount: Int?
+    @Option(help: "Listen backlog (EMOTION_BACKLOG).") var backlog: Int?
     @Option(help: "Seconds to receive a request's headers (EMOTION_HEAD_TIMEOUT).") var headTimeout: Double?
     @Option(help: "Seconds to receive a request's body (EMOTION_BODY_TIMEOUT).") var bodyTimeout: Double?
     @Option(help: "Seconds an idle keep-alive connection stays open (EMOTION_IDLE_TIMEOUT).") var idleTimeout: Double?
@@ -52,6 +55,9 @@ struct EmotionServer: AsyncParsableCommand {
         options.http.port = try value(port, "PORT", 8080)
         options.http.limits.maxBodyBytes = try value(maxBodyBytes, "MAX_BODY_BYTES", 16 << 20)
         options.http.limits.maxConnections = try value(maxConnections, "MAX_CONNECTIONS", options.http.limits.maxConnections)
+        options.http.limits.maxHeaderBytes = try value(maxHeaderBytes, "MAX_HEADER_BYTES", options.http.limits.maxHeaderBytes)
+        options.http.limits.maxHeaderCount = try value(maxHeaderCount, "MAX_HEADER_COUNT", options.http.limits.maxHeaderCount)
+        options.http.backlog = max(128, try value(backlog, "BACKLOG", options.http.backlog))
         options.http.limits.headTimeout = .milliseconds(Int(1000 * (try value(headTimeout, "HEAD_TIMEOUT", 10.0))))
         options.http.limits.bodyTimeout = .milliseconds(Int(1000 * (try value(bodyTimeout, "BODY_TIMEOUT", 60.0))))
         options.http.limits.idleTimeout = .milliseconds(Int(1000 * (try value(idleTimeout, "IDLE_TIMEOUT", 65.0))))
@@ -86,6 +92,8 @@ struct EmotionServer: AsyncParsableCommand {
             "queue_capacity": options.conversation.queueCapacity, "max_batch": options.conversation.maxBatch,
             "max_body_bytes": options.http.limits.maxBodyBytes, "max_audio_s": maxAudio,
             "max_connections": options.http.limits.maxConnections, "drain_timeout_s": options.drainTimeout,
+            "max_header_bytes": options.http.limits.maxHeaderBytes, "max_header_count": options.http.limits.maxHeaderCount,
+            "backlog": options.http.backlog,
             "replica_id": options.replicaId ?? NSNull(),
         ])
 

@@ -89,62 +89,106 @@ struct OpenAPISpec {
     }
 }
 
-@Suite struct OpenAPIConformanceTests {
+/// Every route and every error status over a real loopback socket, each answer checked against
+/// openapi.yaml (status declared for the operation, body valid against its schema).
+@Suite(.serialized) struct OpenAPIConformanceTests {
     let spec: OpenAPISpec
-    let api: EmotionAPI
 
-    init() throws {
-        spec = try OpenAPISpec()
+    init() throws { spec = try OpenAPISpec() }
+
+    func host(apiKeys: [String] = []) throws -> ServiceHost {
+        var options = ServiceHost.Options()
+        options.http.port = 0
+        options.http.limits.lengthRequiredMethods = ["POST"]
+        options.http.limits.maxBodyBytes = 64 * 1024
+        options.http.limits.maxRequestLineBytes = 1024
+        options.conversation.maxSessions = 3
+        options.apiKeys = APIKeys(apiKeys)
         let engine = try ConversationEngine(classifier: try makeClassifier(), encoder: FakeEncoder(),
-                                            ded: try DEDParameters(p0: 0.2), configuration: {
-                                                var c = ConversationConfiguration(); c.maxSessions = 3; return c }())
-        api = EmotionAPI(engine: engine, modelDescription: ["name": "spec-test"], readiness: { true })
+                                            ded: try DEDParameters(p0: 0.2), configuration: options.conversation)
+        return try ServiceHost(engine: engine, description: ["name": "spec-test"], options: options,
+                               logger: JSONLogger(output: FileHandle(forWritingAtPath: "/dev/null") ?? .standardError))
     }
 
-    func check(_ method: String, _ path: String, _ template: String, body: String? = nil,
-               expect status: Int, sourceLocation: SourceLocation = #_sourceLocation) async throws {
-        let response = await api.handle(APIRequest(method: method, path: path, headers: [("Content-Type", "application/json")],
-                                                   body: Data((body ?? "").utf8)))
-        #expect(response.status == status, "\(method) \(path)", sourceLocation: sourceLocation)
+    /// Sends raw bytes on a new connection and checks the answer against the spec.
+    func check(_ port: Int, _ raw: String, _ method: String, _ template: String, expect status: Int,
+               sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let client = try LoopbackClient(port: port)
+        client.send(raw)
+        let response = client.readResponse()
+        #expect(response.status == status, "\(raw.prefix(60))", sourceLocation: sourceLocation)
         let (declared, schema) = try spec.schema(path: template, method: method, status: response.status)
         #expect(declared, "\(method) \(template) answered \(response.status), which openapi.yaml does not declare",
                 sourceLocation: sourceLocation)
         if let schema {
-            let json = try JSONSerialization.jsonObject(with: response.body, options: [.fragmentsAllowed])
+            let json = try JSONSerialization.jsonObject(with: Data(response.body), options: [.fragmentsAllowed])
             let problems = try spec.validate(json, schema)
-            #expect(problems.isEmpty, "\(method) \(path) \(response.status): \(problems)", sourceLocation: sourceLocation)
+            #expect(problems.isEmpty, "\(method) \(template) \(response.status): \(problems)", sourceLocation: sourceLocation)
         }
+        if status == 503 { #expect(response.headers["retry-after"] != nil, sourceLocation: sourceLocation) }
     }
+
+    func post(_ path: String, _ body: String, contentType: String = "application/json", auth: String? = nil) -> String {
+        "POST \(path) HTTP/1.1\r\nHost: x\r\nContent-Type: \(contentType)\r\n" + (auth.map { "Authorization: \($0)\r\n" } ?? "")
+            + "Content-Length: \(body.utf8.count)\r\n\r\n" + body
+    }
+
+    func get(_ method: String, _ path: String) -> String { "\(method) \(path) HTTP/1.1\r\nHost: x\r\n\r\n" }
 
     @Test func everyRouteAndErrorConformsToTheContract() async throws {
-        let turns = "/v1/sessions/{session_id}/turns", session = "/v1/sessions/{session_id}"
-        try await check("POST", "/v1/sessions/c1/turns", turns, body: #"{"speaker": "A", "transcript": "hi", "turn_id": "x", "timestamp": "2026-11-25T12:00:00Z"}"#, expect: 200)
-        try await check("POST", "/v1/sessions/c1/turns", turns, body: #"{"speaker": "B", "audio": "AQID"}"#, expect: 200)
-        try await check("POST", "/v1/sessions/c1/turns", turns, body: #"{"speaker": "A", "transcript": "hi", "turn_id": "x", "timestamp": "2026-11-25T12:00:00Z"}"#, expect: 200)
-        try await check("POST", "/v1/sessions/c1/turns", turns, body: #"{"speaker": "A", "transcript": "other", "turn_id": "x"}"#, expect: 409)
-        try await check("POST", "/v1/sessions/c1/turns", turns, body: "{", expect: 400)
-        try await check("POST", "/v1/sessions/c1/turns", turns, body: #"{"speaker": "A", "extra": 1}"#, expect: 422)
-        try await check("POST", "/v1/sessions/c1/turns", turns, body: #"{"speaker": "A", "audio": "/w=="}"#, expect: 422)
-        try await check("POST", "/v1/sessions/bad%20id/turns", turns, body: #"{"speaker": "A", "transcript": "x"}"#, expect: 400)
-        try await check("GET", "/v1/sessions/c1", session, expect: 200)
-        try await check("GET", "/v1/sessions/missing", session, expect: 404)
-        try await check("DELETE", "/v1/sessions/c1", session, expect: 204)
-        try await check("DELETE", "/v1/sessions/c1", session, expect: 404)
+        let h = try host()
+        let port = try h.start().port
+        let turns = "/v1/sessions/{session_id}/turns", session = "/v1/sessions/{session_id}", analyze = "/v1/dialogues/analyze"
+        try check(port, post("/v1/sessions/c1/turns", #"{"speaker": "A", "transcript": "hi", "turn_id": "x", "timestamp": "2026-11-25T12:00:00Z"}"#), "POST", turns, expect: 200)
+        try check(port, post("/v1/sessions/c1/turns", #"{"speaker": "B", "audio": "AQID"}"#), "POST", turns, expect: 200)
+        try check(port, post("/v1/sessions/c1/turns", #"{"speaker": "A", "transcript": "hi", "turn_id": "x", "timestamp": "2026-11-25T12:00:00Z"}"#), "POST", turns, expect: 200)
+        try check(port, post("/v1/sessions/c1/turns", #"{"speaker": "A", "transcript": "other", "turn_id": "x"}"#), "POST", turns, expect: 409)
+        try check(port, post("/v1/sessions/c1/turns", "{"), "POST", turns, expect: 400)
+        try check(port, post("/v1/sessions/c1/turns", #"{"speaker": "A", "extra": 1}"#), "POST", turns, expect: 422)
+        try check(port, post("/v1/sessions/c1/turns", #"{"speaker": "A", "audio": "/w=="}"#), "POST", turns, expect: 422)
+        try check(port, post("/v1/sessions/bad%20id/turns", #"{"speaker": "A", "transcript": "x"}"#), "POST", turns, expect: 400)
+        try check(port, post("/v1/sessions/c1/turns", "a=b", contentType: "application/x-www-form-urlencoded"), "POST", turns, expect: 415)
+        try check(port, "POST /v1/sessions/c1/turns HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n", "POST", turns, expect: 411)
+        try check(port, "POST /v1/sessions/c1/turns HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n", "POST", turns, expect: 413)
+        try check(port, get("GET", "/v1/sessions/c1/turns"), "POST", turns, expect: 405)
+        try check(port, get("GET", "/v1/sessions/c1"), "GET", session, expect: 200)
+        try check(port, get("GET", "/v1/sessions/missing"), "GET", session, expect: 404)
+        try check(port, get("DELETE", "/v1/sessions/c1"), "DELETE", session, expect: 204)
+        try check(port, get("DELETE", "/v1/sessions/c1"), "DELETE", session, expect: 404)
         for i in 0..<3 {
-            try await check("POST", "/v1/sessions/full-\(i)/turns", turns, body: #"{"speaker": "A", "transcript": "x"}"#, expect: 200)
+            try check(port, post("/v1/sessions/full-\(i)/turns", #"{"speaker": "A", "transcript": "x"}"#), "POST", turns, expect: 200)
         }
-        try await check("POST", "/v1/sessions/one-too-many/turns", turns, body: #"{"speaker": "A", "transcript": "x"}"#, expect: 503)
-        try await check("POST", "/v1/dialogues/analyze", "/v1/dialogues/analyze",
-                        body: #"{"turns": [{"speaker": "A", "transcript": "hi"}, {"speaker": "B", "audio": "AQID"}]}"#, expect: 200)
-        try await check("POST", "/v1/dialogues/analyze", "/v1/dialogues/analyze", body: #"{"turns": []}"#, expect: 422)
-        try await check("GET", "/v1/model", "/v1/model", expect: 200)
-        try await check("GET", "/healthz", "/healthz", expect: 200)
-        try await check("GET", "/readyz", "/readyz", expect: 200)
-        try await check("GET", "/metrics", "/metrics", expect: 200)
+        try check(port, post("/v1/sessions/one-too-many/turns", #"{"speaker": "A", "transcript": "x"}"#), "POST", turns, expect: 503)
+        try check(port, post("/v1/dialogues/analyze", #"{"turns": [{"speaker": "A", "transcript": "hi"}, {"speaker": "B", "audio": "AQID"}]}"#), "POST", analyze, expect: 200)
+        try check(port, post("/v1/dialogues/analyze", #"{"turns": []}"#), "POST", analyze, expect: 422)
+        try check(port, post("/v1/dialogues/analyze", "[]"), "POST", analyze, expect: 400)
+        try check(port, get("GET", "/v1/model"), "GET", "/v1/model", expect: 200)
+        try check(port, get("GET", "/healthz"), "GET", "/healthz", expect: 200)
+        try check(port, get("GET", "/readyz"), "GET", "/readyz", expect: 200)
+        try check(port, get("GET", "/metrics"), "GET", "/metrics", expect: 200)
+        // 414: a request line longer than the limit (answered by the HTTP layer in the same JSON form).
+        let long = try LoopbackClient(port: port)
+        long.send("GET /v1/sessions/" + String(repeating: "a", count: 2000) + " HTTP/1.1\r\nHost: x\r\n\r\n")
+        let r414 = long.readResponse()
+        #expect(r414.status == 414)
+        let body414 = try JSONSerialization.jsonObject(with: Data(r414.body)) as? [String: Any]
+        #expect(((body414?["error"] as? [String: Any])?["code"] as? String) == "uri_too_long")
+        _ = await h.shutdown()
     }
 
-    @Test func theSpecValidatesItsOwnExamplesStrictly() throws {
-        // The validator itself can fail: a wrong type and a missing field are reported.
+    @Test func unauthorizedAnswersConform() async throws {
+        let h = try host(apiKeys: ["secret"])
+        let port = try h.start().port
+        try check(port, get("GET", "/v1/model"), "GET", "/v1/model", expect: 401)
+        try check(port, post("/v1/sessions/s/turns", #"{"speaker": "A", "transcript": "x"}"#, auth: "Bearer nope"), "POST",
+                  "/v1/sessions/{session_id}/turns", expect: 401)
+        try check(port, post("/v1/sessions/s/turns", #"{"speaker": "A", "transcript": "x"}"#, auth: "Bearer secret"), "POST",
+                  "/v1/sessions/{session_id}/turns", expect: 200)
+        try check(port, get("GET", "/healthz"), "GET", "/healthz", expect: 200)
+        _ = await h.shutdown()
+    }
+
+    @Test func theValidatorCanFail() throws {
         let schema = try #require(((spec.root["components"] as? [String: Any])?["schemas"] as? [String: Any])?["DecodedTurn"] as? [String: Any])
         #expect(try spec.validate(["index": 0, "emotion": "neu", "revised": false], schema).isEmpty)
         #expect(!(try spec.validate(["index": "0", "emotion": "neu", "revised": false], schema)).isEmpty)

@@ -6,7 +6,7 @@ import Numerics
 /// A transcript of 20 tokens multiplies 20 rows by each weight. Two ways to compute that are
 /// kept, chosen at load (`Backend`):
 /// - `packed` (default): `PackedMatrix`, the weight repacked at load into 16-column panels and
-///   streamed once per call by the AVX2/FMA small-row kernel (no per-call repacking);
+///   streamed once per call by the AVX-512 / AVX2 small-row kernels (no per-call repacking);
 /// - `blas`: OpenBLAS `sgemm` on a plain copy (it repacks per call, but with
 ///   `OPENBLAS_CORETYPE=SkylakeX` on an AVX-512 CPU its kernels can be faster; see
 ///   Docs/CLAP_TEXT.md).
@@ -39,10 +39,7 @@ struct PackedLinear: Sendable {
         }
         switch backend {
         case .packed:
-            // PackedMatrix copies; a strided slice is made dense first.
-            let source: (UnsafePointer<Float>, AnyObject) = ldw == k ? (weight, FloatStorage(count: 0))
-                : { let c = dense(); return (UnsafePointer(c.pointer), c) }()
-            packed = PackedMatrix(Parameter(name: "", shape: [n, k], pointer: source.0, owner: source.1))
+            packed = PackedMatrix(weight: weight, outFeatures: n, inFeatures: k, ldw: ldw)  // packs strided slices directly
             plain = nil
         case .blas:
             packed = nil

@@ -31,28 +31,18 @@ which checks parity on io.safetensors and prints its own JSON timing line (same 
 """
 import argparse
 import json
-import math
 import os
 import pathlib
-import statistics
 import sys
-import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from benchkit import onnx_session, peak_rss_mb, timed  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 SEED_DEFAULT = 2024
 FRAMES, MEL = 1001, 64
 
 
-def peak_rss_mb() -> float:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def load_fixture_module():
@@ -142,12 +132,7 @@ def time_engine(args) -> None:
             with torch.inference_mode():
                 return torch.nn.functional.normalize(model(input_features=features).audio_embeds, dim=-1)
     else:
-        import onnxruntime as ort
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = args.threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        session = ort.InferenceSession(str(model_dir / "audio.onnx"), opts, providers=["CPUExecutionProvider"])
+        session = onnx_session(model_dir / "audio.onnx", args.threads)
         feed = {"input_features": features.numpy()}
 
         def run():
@@ -155,19 +140,11 @@ def time_engine(args) -> None:
             return torch.nn.functional.normalize(out, dim=-1)
 
     torch.set_num_threads(args.threads)  # after building: nothing may reset it
-    for _ in range(args.warmup):
-        run()
-    times = []
-    for _ in range(args.iterations):
-        t = time.perf_counter()
-        result = run()
-        times.append((time.perf_counter() - t) * 1000)
+    result, summary = timed(run, args.iterations, args.warmup)
     err = (result - expected).abs().max().item()
-    times.sort()
     print(json.dumps({
         "engine": args.engine, "batch": args.batch, "threads": args.threads, "iterations": args.iterations,
-        "median_ms": statistics.median(times), "min_ms": times[0],
-        "p90_ms": times[min(len(times) - 1, math.ceil(0.9 * len(times)) - 1)],
+        **summary,
         "peak_rss_mb": round(peak_rss_mb(), 1), "max_abs_err": err, "torch_threads": torch.get_num_threads(),
     }))
 

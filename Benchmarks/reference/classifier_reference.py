@@ -37,6 +37,8 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "Training"))
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from benchkit import peak_rss_mb  # noqa: E402
 
 ROWS = 8
 LABELS = ["ang", "hap", "neu", "sad"]
@@ -45,16 +47,6 @@ LABELS = ["ang", "hap", "neu", "sad"]
 # ------------------------------------------------------------------------------------------------
 # helpers
 
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process (VmHWM), in MiB."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
 def percentile(xs, p):

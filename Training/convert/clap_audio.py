@@ -28,17 +28,17 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import pathlib
 import re
 import sys
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-FORMAT = "gatedxlstm-model"
-DEFAULT_LABELS = ["angry", "happy", "neutral", "sad"]
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from package_writer import DEFAULT_LABELS, DTYPES, write_stage  # noqa: E402
+
 TOWER = "audio_model.audio_encoder."
 PROJECTION = "audio_projection."
 # The `audio` section keys of the tower (transformers' ClapAudioConfig names).
@@ -226,43 +226,13 @@ def convert_laion(checkpoint, *, size="tiny", trust_pickle=False, sizes=None) ->
 # Writing
 
 
-DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 
 
 def write_package(out, section, tensors, *, name=None, labels=None, dtype="f32", provenance=None,
                   checksum=True, replace=False) -> pathlib.Path:
     """Writes (or adds to) the package in `out`: the audio tensors and the `audio` section."""
-    out = pathlib.Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    manifest_path = out / "model.json"
-    existing = {}
-    manifest = None
-    if manifest_path.exists() and not replace:
-        manifest = json.loads(manifest_path.read_text())
-        weights_path = out / manifest.get("weights", "weights.safetensors")
-        if weights_path.exists():
-            existing = {k: v for k, v in load_file(str(weights_path)).items()
-                        if not (k.startswith(TOWER) or k.startswith(PROJECTION))}
-    if manifest is None:
-        manifest = {"format": FORMAT, "format_version": 1, "name": name or out.name,
-                    "labels": labels or DEFAULT_LABELS, "weights": "weights.safetensors"}
-    elif name:
-        manifest["name"] = name
-    dt = DTYPES[dtype]
-    weights = dict(existing)
-    weights.update({k: v.detach().to(dt).contiguous().clone() for k, v in tensors.items()})
-    weights_name = manifest.get("weights", "weights.safetensors")
-    save_file(dict(sorted(weights.items())), str(out / weights_name))
-    manifest.pop("weights_sha256", None)
-    if checksum:
-        manifest["weights_sha256"] = hashlib.sha256((out / weights_name).read_bytes()).hexdigest()
-    if provenance:
-        merged = dict(manifest.get("provenance") or {})
-        merged.update(provenance)
-        manifest["provenance"] = merged
-    manifest["audio"] = {**(manifest.get("audio") or {}), **section}
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return out
+    return write_stage(out, "audio", section, tensors, (TOWER, PROJECTION), name=name, labels=labels, dtype=dtype,
+                       provenance=provenance, checksum=checksum, replace=replace)
 
 
 def main(argv=None):

@@ -173,6 +173,30 @@ def test_real_minilm_names():
     assert section["tokenizer"]["max_length"] == 256 and "vocab.txt" in files
 
 
+def test_audio_and_text_converted_into_one_package_keep_each_other():
+    """Both converters write into the same directory in either order; neither drops the other."""
+    import tempfile
+    import torch
+    from safetensors.torch import load_file
+    import clap_audio
+    with tempfile.TemporaryDirectory() as tmp:
+        out = pathlib.Path(tmp) / "pkg"
+        audio = {"audio_model.audio_encoder.batch_norm.weight": torch.ones(4),
+                 "audio_projection.linear1.weight": torch.zeros(2, 2)}
+        text = {"text_model.embeddings.word_embeddings.weight": torch.ones(3, 2)}
+        clap_audio.write_package(out, {"num_mel_bins": 4}, audio, checksum=False)
+        text_tower.write_package(out, {"architecture": "bert"}, text, name="both", checksum=False)
+        # converting the audio side again replaces only the audio tensors
+        audio2 = {"audio_model.audio_encoder.batch_norm.weight": torch.full((4,), 2.0)}
+        clap_audio.write_package(out, {"num_mel_bins": 4}, audio2, checksum=False)
+        names = set(load_file(str(out / "weights.safetensors")))
+        manifest = json.loads((out / "model.json").read_text())
+        assert names == {"audio_model.audio_encoder.batch_norm.weight", "text_model.embeddings.word_embeddings.weight"}
+        assert manifest["audio"] == {"num_mel_bins": 4} and manifest["text"] == {"architecture": "bert"}
+        assert manifest["name"] == "both"
+        assert float(load_file(str(out / "weights.safetensors"))["audio_model.audio_encoder.batch_norm.weight"][0]) == 2.0
+
+
 if __name__ == "__main__":
     tests = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
     for t in tests:

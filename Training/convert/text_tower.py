@@ -24,18 +24,17 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import pathlib
 import re
-import shutil
 import sys
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-FORMAT = "gatedxlstm-model"
-DEFAULT_LABELS = ["angry", "happy", "neutral", "sad"]
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from package_writer import DEFAULT_LABELS, DTYPES, write_stage  # noqa: E402
+
 BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
 
 
@@ -330,36 +329,22 @@ def default_minilm_dir():
 # Writing
 
 
-DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 
 
 def write_package(out, section, tensors, *, name, labels=None, dtype="f32", tokenizer_files=None,
-                  provenance=None, checksum=True):
-    out = pathlib.Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    dt = DTYPES[dtype]
-    weights = {k: v.detach().to(dt).contiguous().clone() for k, v in sorted(tensors.items())}
-    save_file(weights, str(out / "weights.safetensors"))
-    (out / "weights.safetensors").chmod(0o644)  # safetensors writes 0600; packages are read by services
-    for fname, src in (tokenizer_files or {}).items():
-        (out / "tokenizer").mkdir(exist_ok=True)
-        shutil.copyfile(src, out / "tokenizer" / fname)
-    manifest = {"format": FORMAT, "format_version": 1, "name": name, "labels": labels or DEFAULT_LABELS,
-                "weights": "weights.safetensors"}
-    if checksum:
-        manifest["weights_sha256"] = hashlib.sha256((out / "weights.safetensors").read_bytes()).hexdigest()
-    if provenance:
-        manifest["provenance"] = provenance
-    manifest["text"] = section
-    (out / "model.json").write_text(json.dumps(manifest, indent=2) + "\n")
-    return out
+                  provenance=None, checksum=True, replace=False) -> pathlib.Path:
+    """Writes (or adds to) the package in `out`: the text tensors, the `text` section and the
+    tokenizer files; other stages already in the package are kept."""
+    return write_stage(out, "text", section, tensors, ("text_model.", "text_projection."), name=name, labels=labels,
+                       dtype=dtype, provenance=provenance, checksum=checksum, replace=replace,
+                       tokenizer_files=tokenizer_files)
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="source", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--out", required=True, help="package directory to write")
+    common.add_argument("--out", required=True, help="package directory to write or add to")
     common.add_argument("--name", default=None)
     common.add_argument("--labels", default=",".join(DEFAULT_LABELS), help="placeholder labels of the package")
     common.add_argument("--dtype", choices=sorted(DTYPES), default="f32")

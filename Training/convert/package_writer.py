@@ -1,0 +1,59 @@
+"""Writes one pipeline stage into a model package directory (Docs/MODEL_PACKAGE.md), shared by
+the converters: a new package is created, or the stage is added to an existing one, replacing
+only that stage's tensors (by name prefix) and its model.json section, so the audio tower, the
+text tower and the classifier can be converted into one package in any order."""
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+import shutil
+
+import torch
+from safetensors.torch import load_file, save_file
+
+FORMAT = "gatedxlstm-model"
+DEFAULT_LABELS = ["angry", "happy", "neutral", "sad"]
+DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+
+
+def write_stage(out, key: str, section: dict, tensors: dict, owned_prefixes: tuple[str, ...], *, name=None,
+                labels=None, dtype="f32", provenance=None, checksum=True, replace=False,
+                tokenizer_files=None) -> pathlib.Path:
+    """Writes (or adds to) the package in `out`: `tensors` (cast to `dtype`) replace every tensor
+    whose name starts with one of `owned_prefixes`; `section` is merged into model.json[`key`];
+    `tokenizer_files` ({file name: source path}) are copied to `out/tokenizer/`. `replace`
+    starts a new package even if one exists."""
+    out = pathlib.Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "model.json"
+    existing, manifest = {}, None
+    if manifest_path.exists() and not replace:
+        manifest = json.loads(manifest_path.read_text())
+        weights_path = out / manifest.get("weights", "weights.safetensors")
+        if weights_path.exists():
+            existing = {k: v for k, v in load_file(str(weights_path)).items() if not k.startswith(owned_prefixes)}
+    if manifest is None:
+        manifest = {"format": FORMAT, "format_version": 1, "name": name or out.name,
+                    "labels": labels or DEFAULT_LABELS, "weights": "weights.safetensors"}
+    elif name:
+        manifest["name"] = name
+    dt = DTYPES[dtype]
+    weights = dict(existing)
+    weights.update({k: v.detach().to(dt).contiguous().clone() for k, v in tensors.items()})
+    weights_name = manifest.get("weights", "weights.safetensors")
+    save_file(dict(sorted(weights.items())), str(out / weights_name))
+    (out / weights_name).chmod(0o644)  # safetensors writes 0600; packages are read by services
+    for fname, src in (tokenizer_files or {}).items():
+        (out / "tokenizer").mkdir(exist_ok=True)
+        shutil.copyfile(src, out / "tokenizer" / fname)
+    manifest.pop("weights_sha256", None)
+    if checksum:
+        manifest["weights_sha256"] = hashlib.sha256((out / weights_name).read_bytes()).hexdigest()
+    if provenance:
+        merged = dict(manifest.get("provenance") or {})
+        merged.update(provenance)
+        manifest["provenance"] = merged
+    manifest[key] = {**(manifest.get(key) or {}), **section}
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return out

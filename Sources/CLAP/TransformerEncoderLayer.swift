@@ -144,22 +144,31 @@ struct TransformerEncoderLayer: Sendable {
         reduce(into: x, rows: rows, bias: attentionOutputBias.pointer, partials: single ? 0 : parts.count,
                scratch: scratch, scratchStride: scratchStride,
                partialOffset: { rows * 4 * (parts[$0].heads.count * dh) })
-        Normalization.layerNorm(x, rows: rows, width: h, weight: attentionNorm.weight.pointer,
-                                bias: attentionNorm.bias.pointer, eps: eps)
-
         // 2. Intermediate columns + GELU and the output product, per part.
+        normAndFeedForward(x, rows: rows, layoutRows: rows, inPlace: single, scratch: scratch, scratchStride: scratchStride)
+    }
+
+    /// The second half of a layer on `rows` rows of `y`: attention LayerNorm, then per part its
+    /// intermediate columns + GELU and its share of the output product (accumulated straight into
+    /// `y` when `inPlace`, i.e. one part; else as partial sums), the sum, and the output
+    /// LayerNorm. Part scratch is laid out for `layoutRows` rows.
+    private func normAndFeedForward(_ y: UnsafeMutablePointer<Float>, rows: Int, layoutRows: Int, inPlace: Bool,
+                                    scratch: UnsafeMutablePointer<Float>, scratchStride: Int) {
+        let h = hidden, dh = hidden / heads
+        Normalization.layerNorm(y, rows: rows, width: h, weight: attentionNorm.weight.pointer,
+                                bias: attentionNorm.bias.pointer, eps: eps)
         Parallel.forEach(parts.count) { index in
             let part = parts[index]
             let width = part.heads.count * dh
             let base = scratch + index * scratchStride
-            let partial = base + rows * 4 * width, inter = partial + rows * h
-            part.intermediate.apply(x, rows: rows, into: inter, epilogue: .gelu)
-            part.output.apply(inter, rows: rows, into: single ? x : partial, accumulate: single)
+            let partial = base + layoutRows * 4 * width, inter = partial + layoutRows * h
+            part.intermediate.apply(y, rows: rows, into: inter, epilogue: .gelu)
+            part.output.apply(inter, rows: rows, into: inPlace ? y : partial, accumulate: inPlace)
         }
-        reduce(into: x, rows: rows, bias: outputBias.pointer, partials: single ? 0 : parts.count,
+        reduce(into: y, rows: rows, bias: outputBias.pointer, partials: inPlace ? 0 : parts.count,
                scratch: scratch, scratchStride: scratchStride,
-               partialOffset: { rows * 4 * (parts[$0].heads.count * dh) })
-        Normalization.layerNorm(x, rows: rows, width: h, weight: outputNorm.weight.pointer,
+               partialOffset: { layoutRows * 4 * (parts[$0].heads.count * dh) })
+        Normalization.layerNorm(y, rows: rows, width: h, weight: outputNorm.weight.pointer,
                                 bias: outputNorm.bias.pointer, eps: eps)
     }
 
@@ -208,22 +217,8 @@ struct TransformerEncoderLayer: Sendable {
         reduce(into: first, rows: count, bias: attentionOutputBias.pointer, partials: parts.count,
                scratch: scratch, scratchStride: scratchStride,
                partialOffset: { rows * 4 * (parts[$0].heads.count * dh) })
-        Normalization.layerNorm(first, rows: count, width: h, weight: attentionNorm.weight.pointer,
-                                bias: attentionNorm.bias.pointer, eps: eps)
-
-        Parallel.forEach(parts.count) { index in
-            let part = parts[index]
-            let width = part.heads.count * dh
-            let base = scratch + index * scratchStride
-            let partial = base + rows * 4 * width, inter = partial + rows * h
-            part.intermediate.apply(first, rows: count, into: inter, epilogue: .gelu)
-            part.output.apply(inter, rows: count, into: partial)
-        }
-        reduce(into: first, rows: count, bias: outputBias.pointer, partials: parts.count,
-               scratch: scratch, scratchStride: scratchStride,
-               partialOffset: { rows * 4 * (parts[$0].heads.count * dh) })
-        Normalization.layerNorm(first, rows: count, width: h, weight: outputNorm.weight.pointer,
-                                bias: outputNorm.bias.pointer, eps: eps)
+        normAndFeedForward(first, rows: count, layoutRows: rows, inPlace: false, scratch: scratch,
+                           scratchStride: scratchStride)
         for (b, range) in sequences.enumerated() { (x + range.lowerBound * h).update(from: first + b * h, count: h) }
     }
 

@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""Builds the default model (Models/default) end to end from ../shared/data:
+
+  1. acted clips (RAVDESS, TESS) -> augmented copies (clean, 8 kHz telephone, noisy, both; speed
+     perturbation for training speakers)
+  2. text tower: all-MiniLM-L6-v2 + a fixed isometric projection to 512
+  3. audio tower: a small HTSAT trained with the CLAP contrastive loss against caption embeddings
+     (+ an auxiliary emotion loss) on the training speakers
+  4. embeddings of every clip copy and IEMOCAP transcript with the Swift `emotion embed`
+  5. the gated xLSTM classifier on IEMOCAP sessions 1-3 (validation: session 4), turns voiced by
+     acted clips of their label, with modality dropout
+  6. DED: p0 on the training dialogues; alpha and beam on validation
+  7. export (f16), parity of Swift and PyTorch, evaluation with the Swift `emotion evaluate`
+  8. the model card (Models/default/README.md) and provenance in model.json
+
+Deterministic for a seed; every stage caches its output in --work, so a rerun resumes.
+
+    Training/.venv/bin/python Training/pipeline/build_default.py [--out Models/default]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import shutil
+import sys
+import time
+
+import numpy as np
+import torch
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent / "convert"))
+from gatedxlstm.model import ClassifierConfig, GatedXLSTMClassifier  # noqa: E402
+from pipeline import audio_tower, classifier, ded, fusion, iemocap, model_card, speech, swift, text_tower  # noqa: E402
+
+REPO = HERE.parents[1]
+LABELS = fusion.LABELS
+
+
+class Log:
+    def __init__(self, path: pathlib.Path):
+        self.file = open(path, "a")
+        self.t0 = time.time()
+
+    def __call__(self, msg: str):
+        line = f"[{time.time() - self.t0:7.0f} s] {msg}"
+        print(line, flush=True)
+        self.file.write(line + "\n")
+        self.file.flush()
+
+
+def clip_key(path: pathlib.Path, kind: str) -> str:
+    return f"audio:{path.stem}.{kind}"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--work", default=str(REPO / "Training" / "work" / "default"))
+    ap.add_argument("--out", default=str(REPO / "Models" / "default"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--audio-epochs", type=int, default=30)
+    ap.add_argument("--classifier-epochs", type=int, default=40)
+    ap.add_argument("--patience", type=int, default=8)
+    ap.add_argument("--width", type=int, default=128)
+    ap.add_argument("--blocks", type=int, default=2)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--dtype", choices=["f32", "f16", "bf16"], default="f16")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    data, work, out = pathlib.Path(a.data), pathlib.Path(a.work), pathlib.Path(a.out)
+    work.mkdir(parents=True, exist_ok=True)
+    log = Log(work / "build.log")
+    started = time.time()
+    log(f"build: data {data}, work {work}, out {out}, seed {a.seed}")
+
+    # 1. Acted clips and their copies.
+    clips = speech.load_clips(data)
+    train_clips, held_out = speech.split(clips)
+    copies = speech.write_variants(train_clips, work / "clips", a.seed, speech.TRAIN_VARIANTS)
+    copies.update(speech.write_variants(held_out, work / "clips", a.seed, speech.VARIANTS))
+    log(f"clips: {len(train_clips)} training, {len(held_out)} held out ({sorted(speech.HELD_OUT)})")
+
+    # 2. Text tower.
+    package = work / "package"
+    stage_text = work / "stage-text.done"
+    if not stage_text.exists():
+        if package.exists():
+            shutil.rmtree(package)
+        text_tower.write(package, seed=a.seed, dtype=a.dtype, labels=LABELS, name="gatedxlstm-default")
+        stage_text.write_text("ok\n")
+    q = text_tower.isometry(seed=a.seed)
+    log("text tower: all-MiniLM-L6-v2 + isometric projection 384 -> 512")
+
+    # 3. Audio tower.
+    stage_audio = work / "stage-audio.json"
+    if not stage_audio.exists():
+        feats = audio_tower.cache_features(
+            {v: [copies[(c.path, v)] for c in train_clips] for v in speech.TRAIN_VARIANTS}, work / "features-train.npz")
+        val_feats = audio_tower.cache_features(
+            {v: [copies[(c.path, v)] for c in held_out] for v in ("clean", "telephone")}, work / "features-held-out.npz")
+        y = np.array([LABELS.index(c.label) for c in train_clips])
+        y_val = np.array([LABELS.index(c.label) for c in held_out])
+        captions = [(k, c) for k in LABELS for c in audio_tower.CAPTIONS[k]]
+        bank = torch.from_numpy(text_tower.CaptionEncoder(q)([c for _, c in captions]))
+        bank_labels = torch.tensor([LABELS.index(k) for k, _ in captions])
+
+        def evaluate(model):
+            parts = []
+            for v in ("clean", "telephone"):
+                e = torch.from_numpy(audio_tower.embed(model, val_feats[v]))
+                p = model.head(e).argmax(1).numpy()
+                parts.append(f"held-out {v} {np.mean(p == y_val):.3f}")
+            return " ".join(parts)
+
+        torch.manual_seed(a.seed)
+        model = audio_tower.train(feats, y, bank, bank_labels, epochs=a.audio_epochs, seed=a.seed, log=log,
+                                  eval_fn=evaluate)
+        hf_dir = work / "audio-hf"
+        audio_tower.save_hf(model, hf_dir)
+        import clap_audio
+        section, tensors = clap_audio.convert_hf(hf_dir)
+        section.update(speech.FRONT_END)
+        clap_audio.write_package(package, section, tensors, dtype=a.dtype,
+                                 provenance={"audio": {"trained_on": "RAVDESS actors 1-16 + TESS YAF (see model card)"}})
+        stage_audio.write_text(json.dumps({"held_out_head": evaluate(model)}) + "\n")
+    log(f"audio tower: {json.loads(stage_audio.read_text())}")
+
+    # 4. Embeddings with the serving code.
+    emotion = swift.tool()
+    dialogues = iemocap.load_transcripts_csv(data / "iemocap-text" / "transcripts.csv")
+    split = iemocap.session_split(dialogues)
+    items = [{"id": f"text:{t.id}", "text": t.transcript} for d in dialogues for t in d.turns]
+    items += [{"id": clip_key(p, kind), "audio": str(path)} for (p, kind), path in sorted(copies.items())]
+    ids, audio_emb, text_emb = swift.embed(emotion, package, items, work / "embeddings" / "all")
+    row = {i: n for n, i in enumerate(ids)}
+    log(f"embeddings: {len(ids)} items")
+
+    def dialogue_data(d):
+        return classifier.DialogueData(
+            id=d.id, speakers=[t.speaker for t in d.turns],
+            text=np.stack([text_emb[row[f"text:{t.id}"]] for t in d.turns]).astype(np.float32),
+            labels=np.array([LABELS.index(t.label4) if t.label4 else -1 for t in d.turns]), turns=d.turns)
+
+    train_dd = [dialogue_data(d) for d in split["train"]]
+    val_dd = [dialogue_data(d) for d in split["validation"]]
+
+    def bank(clip_list, kinds):
+        index = {}
+        for c in clip_list:
+            for k in kinds:
+                index.setdefault((c.speaker, c.label), {}).setdefault(k, []).append(row[clip_key(c.path, k)])
+        return fusion.ClipBank(audio_emb, index)
+
+    train_bank = bank(train_clips, speech.TRAIN_VARIANTS)
+    val_bank = bank(held_out, speech.VARIANTS)
+
+    # 5. Classifier.
+    cfg = ClassifierConfig(width=a.width, blocks=a.blocks, heads=a.heads, dropout=0.1)
+    modes = classifier.training_modes(classifier.Modality())
+
+    def make_train(epoch):
+        rng = np.random.default_rng(a.seed * 7919 + epoch)
+        return classifier.examples(train_dd, lambda dd: fusion.assign(dd, train_bank, rng, speech.TRAIN_VARIANTS),
+                                   audio_emb, modes, rng)
+
+    def val_rows(kind):  # the same cast and clips for every validation view
+        rng = np.random.default_rng(a.seed + 424242)
+        return {dd.id: fusion.assign(dd, val_bank, rng, (kind,)) for dd in val_dd}
+
+    val_clean, val_tel = val_rows("clean"), val_rows("telephone")
+    val_sets = {}
+    for name, rows_, mode in (("text", val_clean, "text"), ("audio", val_clean, "audio"), ("both", val_clean, "both")):
+        val_sets[name] = classifier.examples(val_dd, lambda dd, r=rows_: r[dd.id], audio_emb, classifier.fixed_mode(mode),
+                                             np.random.default_rng(0))
+    ckpt = work / "classifier.pt"
+    if not ckpt.exists():
+        model, history = classifier.train(cfg, make_train, val_sets, epochs=a.classifier_epochs, patience=a.patience,
+                                          seed=a.seed, log=log)
+        torch.save({"state": model.state_dict(), "history": history}, ckpt)
+    saved = torch.load(ckpt)
+    history = saved["history"]
+    model = GatedXLSTMClassifier(cfg)
+    model.load_state_dict(saved["state"])
+    model.eval()
+    classifier.export(model, package, a.dtype)
+    # The shipped (rounded) weights are the reference from here on.
+    from safetensors.torch import load_file
+    shipped = load_file(str(package / "weights.safetensors"))
+    model.load_state_dict({k: shipped[k].float() for k in model.state_dict() if k in shipped}, strict=False)
+    log(f"classifier: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
+        f"best epoch {max(history, key=lambda h: h['selection'])['epoch']}")
+
+    # 6. DED.
+    p0, shifts, pairs = ded.estimate_p0(split["train"])
+    log(f"DED p0 {p0:.4f} ({shifts} shifts in {pairs} same-speaker pairs of the training dialogues)")
+
+    def dialogue_logits(rows_, mode):
+        outs = []
+        for dd in val_dd:
+            text = dd.text.copy()
+            audio = audio_emb[rows_[dd.id]].astype(np.float32)
+            text, audio = classifier.fixed_mode(mode)(dd, text, audio, None)
+            outs.append(classifier.predict(model, fusion.streams(audio, text, dd.speakers)))
+        return outs
+
+    logits_sets = {"text": dialogue_logits(val_clean, "text"), "both": dialogue_logits(val_clean, "both")}
+    alpha, beam, grid = ded.choose(split["validation"], logits_sets, p0, log=log)
+    log(f"DED alpha {alpha} beam {beam}")
+    from package_writer import write_stage
+    write_stage(package, "ded", {"p0": p0, "alpha": alpha, "beam": beam}, {}, ())
+
+    # 7. Evaluation with the serving code, and parity.
+    evaluation = work / "evaluation"
+    evaluation.mkdir(exist_ok=True)
+
+    def write_dialogues(path, rows_, with_audio=True):
+        with open(path, "w") as f:
+            for d, dd in zip(split["validation"], val_dd):
+                turns = []
+                for t, r in zip(d.turns, rows_[dd.id]):
+                    turn = {"id": t.id, "speaker": t.speaker, "transcript": t.transcript, "label": t.label4}
+                    if with_audio:
+                        turn["audio"] = str(pathlib.Path(ids_to_path[ids[r]]))
+                    turns.append(turn)
+                f.write(json.dumps({"dialogue": d.id, "turns": turns}) + "\n")
+
+    ids_to_path = {clip_key(p, kind): str(path) for (p, kind), path in copies.items()}
+    write_dialogues(evaluation / "session4-clean.jsonl", val_clean)
+    write_dialogues(evaluation / "session4-8k.jsonl", val_tel)
+    for kind in ("clean", "telephone"):
+        with open(evaluation / f"acted-{kind}.jsonl", "w") as f:
+            for c in held_out:
+                f.write(json.dumps({"dialogue": f"{c.path.stem}.{kind}", "turns": [
+                    {"id": c.path.stem, "speaker": c.speaker, "audio": str(copies[(c.path, kind)]), "label": c.label}]}) + "\n")
+    results = {}
+    for name, file, modality in (("session4 text", "session4-clean", "text"),
+                                 ("session4 audio", "session4-clean", "audio"),
+                                 ("session4 both", "session4-clean", "both"),
+                                 ("session4 audio 8k", "session4-8k", "audio"),
+                                 ("session4 both 8k", "session4-8k", "both"),
+                                 ("acted audio", "acted-clean", "audio"),
+                                 ("acted audio 8k", "acted-telephone", "audio")):
+        metrics, turns = swift.evaluate(emotion, package, evaluation / f"{file}.jsonl", modality,
+                                        evaluation / name.replace(" ", "-"))
+        if name.startswith("acted"):
+            by_corpus = {}
+            for t in turns:
+                by_corpus.setdefault(t["speaker"].split("_")[0], []).append(t["predicted"] == t["label"])
+            metrics["per_corpus"] = {k: float(np.mean(v)) for k, v in by_corpus.items()}
+        results[name] = metrics
+        log(f"evaluate {name}: " + " ".join(f"{k} acc {metrics[k]['accuracy']:.4f} uar {metrics[k]['uar']:.4f}"
+                                             for k in ("classifier", "ded_online", "ded_offline")))
+        if name == "session4 both":
+            parity = check_parity(model, val_dd, val_clean, audio_emb, turns, log)
+    card = {
+        "seed": a.seed, "p0": p0, "p0_counts": [shifts, pairs], "alpha": alpha, "beam": beam, "ded_grid": grid,
+        "classifier_config": cfg.manifest_section(), "history": history, "results": results, "parity": parity,
+        "audio_tower": json.loads(stage_audio.read_text()), "minutes": (time.time() - started) / 60,
+        "clips": {"training": len(train_clips), "held_out": len(held_out)},
+        "dialogues": {k: len(v) for k, v in split.items()},
+    }
+    (work / "card.json").write_text(json.dumps(card, indent=1) + "\n")
+    model_card.write(package, card)
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(package, out)
+    log(f"wrote {out} ({sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 1e6:.1f} MB) "
+        f"in {(time.time() - started) / 60:.1f} min")
+    return 0
+
+
+def check_parity(model, val_dd, rows_, audio_emb, swift_turns, log) -> dict:
+    """PyTorch (shipped weights) on the Swift embeddings vs the Swift classifier, every turn."""
+    torch_probs = []
+    for dd in val_dd:
+        audio = audio_emb[rows_[dd.id]].astype(np.float32)
+        logits = classifier.predict(model, fusion.streams(audio, dd.text, dd.speakers))
+        torch_probs.append(torch.softmax(torch.from_numpy(logits), 1).numpy())
+    torch_probs = np.concatenate(torch_probs)
+    swift_probs = np.array([t["probabilities"] for t in swift_turns])
+    if torch_probs.shape != swift_probs.shape:
+        raise SystemExit(f"parity: {torch_probs.shape} PyTorch vs {swift_probs.shape} Swift turns")
+    diff = float(np.abs(torch_probs - swift_probs).max())
+    same = int(np.sum(torch_probs.argmax(1) == swift_probs.argmax(1)))
+    result = {"turns": len(torch_probs), "same_argmax": same, "max_abs_probability_difference": diff}
+    log(f"parity: {result}")
+    if same != len(torch_probs) or diff > 1e-3:
+        raise SystemExit(f"parity check failed: {result}")
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

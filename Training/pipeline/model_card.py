@@ -1,0 +1,148 @@
+"""Writes the default model's card (README.md in the package) and its provenance in model.json
+from the figures the build measured (Training/work/default/card.json)."""
+from __future__ import annotations
+
+import json
+import pathlib
+
+LABELS = ["angry", "happy", "neutral", "sad"]
+
+VIEWS = [
+    ("session4 text", "IEMOCAP session 4, text only"),
+    ("session4 audio", "IEMOCAP session 4, audio only (held-out acted voices)"),
+    ("session4 both", "IEMOCAP session 4, text + audio"),
+    ("session4 audio 8k", "IEMOCAP session 4, audio only, 8 kHz"),
+    ("session4 both 8k", "IEMOCAP session 4, text + audio, 8 kHz"),
+    ("acted audio", "held-out acted clips, one clip per request, audio only"),
+    ("acted audio 8k", "held-out acted clips, audio only, 8 kHz"),
+]
+
+
+def _f(x):
+    return f"{x:.3f}"
+
+
+def summary_table(results: dict) -> str:
+    rows = ["| evaluation | turns | classifier acc | UAR | weighted F1 | + DED online acc | UAR | + DED offline acc | UAR | weighted F1 |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, title in VIEWS:
+        if key not in results:
+            continue
+        r = results[key]
+        c, on, off = r["classifier"], r["ded_online"], r["ded_offline"]
+        rows.append(f"| {title} | {c['count']} | {_f(c['accuracy'])} | {_f(c['uar'])} | {_f(c['weighted_f1'])} | "
+                    f"{_f(on['accuracy'])} | {_f(on['uar'])} | {_f(off['accuracy'])} | {_f(off['uar'])} | {_f(off['weighted_f1'])} |")
+    return "\n".join(rows)
+
+
+def confusion(m: dict) -> str:
+    rows = ["| true \\ predicted | " + " | ".join(LABELS) + " |", "|---|" + "---|" * len(LABELS)]
+    for label, row in zip(LABELS, m["confusion"]):
+        rows.append(f"| {label} | " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(rows)
+
+
+def per_corpus(results: dict, key: str) -> str:
+    r = results.get(key, {})
+    return ", ".join(f"{k} {_f(v)}" for k, v in sorted((r.get("per_corpus") or {}).items()))
+
+
+def write(package: pathlib.Path, card: dict) -> None:
+    r = card["results"]
+    manifest_path = package / "model.json"
+    manifest = json.loads(manifest_path.read_text())
+    weights = package / manifest.get("weights", "weights.safetensors")
+    size_mb = sum(f.stat().st_size for f in package.rglob("*") if f.is_file()) / 1e6
+    headline = {k: {m: round(r[k][m]["accuracy"], 4) for m in ("classifier", "ded_online", "ded_offline")}
+                for k in r}
+    manifest["name"] = "gatedxlstm-default"
+    manifest["provenance"] = {
+        **(manifest.get("provenance") or {}),
+        "kind": "demo model (non-commercial: trained on RAVDESS CC BY-NC-SA 4.0, TESS CC BY-NC-ND 4.0, IEMOCAP transcripts)",
+        "recipe": "Training/pipeline/build_default.py (bash Training/build_default_model.sh)",
+        "seed": card["seed"],
+        "data": {"classifier": "IEMOCAP sessions 1-3 transcripts (validation: session 4)",
+                 "audio": "RAVDESS actors 1-16 and TESS YAF (held out: RAVDESS 17-20, TESS OAF)",
+                 "text": "all-MiniLM-L6-v2 (frozen) + fixed isometric projection"},
+        "ded": {"p0_from": "IEMOCAP sessions 1-3 (training dialogues only)", "alpha_beam_from": "session 4 (validation)"},
+        "validation_accuracy": headline,
+        "license": "non-commercial research and demonstration use only",
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    cc = card["classifier_config"]
+    text = f"""# gatedxlstm-default: the demo model
+
+A small GatedxLSTM model trained on this machine by `bash Training/build_default_model.sh`
+(`Training/pipeline/build_default.py`, seed {card['seed']}, {card['minutes']:.0f} minutes on 2 CPU cores). It is what
+`emotion-server` serves out of the box. **Demo model, non-commercial use only**: it is trained on
+RAVDESS (CC BY-NC-SA 4.0), TESS (CC BY-NC-ND 4.0) and IEMOCAP transcripts (IEMOCAP's research
+licence). Labels: {", ".join(LABELS)}.
+
+## What it is
+
+| stage | what | trained on |
+|---|---|---|
+| text tower | all-MiniLM-L6-v2 (6 layers, 384 wide, mean pooling, L2) + a fixed isometric projection 384 -> 512 (`[I; -I]`, ReLU, `[Q, -Q]`: exactly `Q x`, no information lost) | frozen (sentence-transformers' public weights, Apache-2.0) |
+| audio tower | HTSAT (the paper's architecture, smaller: patch embed 32, depths 2/2/2, heads 2/4/8, window 8, spec 128) + projection 128 -> 512 -> 512; 16 kHz, log-mel 64 bins 50-4000 Hz, window 1024, hop 320, 5 s windows | trained here: CLAP contrastive loss against the text tower's embeddings of emotion captions ("an angry voice", ...) + an auxiliary 4-class loss, on RAVDESS actors 1-16 and TESS YAF (calm read as neutral), each clip also as 8 kHz telephone band, noisy, gain-varied and speed-perturbed copies |
+| classifier | 12-stream gated xLSTM: width {cc['width']}, {cc['blocks']} mLSTM blocks, {cc['heads']} heads, 512 = {cc['steps']} x {cc['step_dim']} | IEMOCAP sessions 1-3 transcripts (90 dialogues); Adam 1e-3, weight decay 1e-4, batch 32, early stopping on session-4 macro-F1 |
+| DED | p0 = {card['p0']:.4f}, alpha = {card['alpha']}, beam = {card['beam']} | p0 from the training dialogues ({card['p0_counts'][0]} shifts in {card['p0_counts'][1]} same-speaker pairs); alpha and beam chosen on session 4 |
+
+Everything is stored in float16: {size_mb:.1f} MB in total (`weights.safetensors`, `model.json`, `tokenizer/`).
+
+**What the fusion was trained on.** No corpus here has the audio and the words of the same
+conversation. Each IEMOCAP training dialogue is voiced by acted speakers: each dialogue speaker is
+played by one RAVDESS/TESS training speaker of the same sex, and each turn gets a random clip of
+that speaker with the turn's label (turns outside the four classes: frustrated and disgusted ->
+angry clip, surprised -> happy, fearful -> sad, other/no agreement -> neutral), in a random copy
+(clean, telephone, noisy, speed-perturbed). Modality dropout: 50 % of the training dialogues have
+both modalities (10 % of their turns lose the audio, 10 % the text), 30 % text only, 20 % audio
+only; 10 % of the examples see no context. So the audio stream carries the turn's emotion as an
+actor would voice it, not the voice that actually spoke the words: the weighting of audio against
+text it learned is a property of this construction, not of real calls.
+
+## Validation figures
+
+Measured by the build with the Swift `emotion evaluate` (the code that serves). IEMOCAP session 4
+(30 dialogues, {r['session4 text']['classifier']['count']} four-class turns; the other turns are context only)
+was used for early stopping and for choosing DED's alpha and beam, so its figures are optimistic
+estimates; no test set exists here. Audio in session 4 is voiced by the held-out acted speakers
+(RAVDESS actors 17-20, TESS OAF), which neither the audio tower nor the classifier saw. DED online is
+the final path of a session fed turn by turn (`POST .../turns`), offline decodes the dialogue
+repeated twice (`POST /v1/dialogues/analyze`).
+
+{summary_table(r)}
+
+Acted clips, one clip per request, by corpus: {per_corpus(r, 'acted audio')} (full band);
+{per_corpus(r, 'acted audio 8k')} (8 kHz).
+
+Confusion matrices (rows: true label, columns: predicted):
+
+Session 4, text only, with DED (offline):
+
+{confusion(r['session4 text']['ded_offline'])}
+
+Session 4, text + audio, with DED (offline):
+
+{confusion(r['session4 both']['ded_offline'])}
+
+Held-out acted clips, audio only:
+
+{confusion(r['acted audio']['classifier'])}
+
+Held-out acted clips, audio only, 8 kHz:
+
+{confusion(r['acted audio 8k']['classifier'])}
+
+Train/serve parity: the PyTorch classifier with the shipped float16 weights, on the embeddings
+the Swift `emotion embed` computed, and the Swift classifier agree on every one of the
+{card['parity']['turns']} session-4 turns (same argmax; largest probability difference
+{card['parity']['max_abs_probability_difference']:.1e}).
+
+## Limits
+
+- Acted emotions (RAVDESS, TESS) are exaggerated compared with calls; IEMOCAP is acted
+  dialogue too. Expect lower figures on real call-center audio.
+- The audio tower saw 17 speakers' read sentences; it has no notion of words.
+- English only.
+"""
+    (package / "README.md").write_text(text)

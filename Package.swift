@@ -49,6 +49,7 @@ let package = Package(
         .target(name: "DialogicalEmotionDecoder"),
         .executableTarget(name: "EmotionCLI",
                           dependencies: ["GatedXLSTM", "DialogicalEmotionDecoder", "ModelPackage", "CLAP",
+                                         "Conversation", "EmotionService",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // Benchmarks (not tests): the Swift side of Benchmarks/*.sh, which run the references too.
@@ -80,6 +81,7 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DialogicalEmotionDecoderTests", dependencies: ["DialogicalEmotionDecoder"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "EmotionCLITests", dependencies: ["EmotionCLI"]),
+        .testTarget(name: "EmotionCLITests", dependencies: ["EmotionCLI", "EmotionService", "Conversation",
+                                                            "DialogicalEmotionDecoder"]),
     ]
 )

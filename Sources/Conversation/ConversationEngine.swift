@@ -271,7 +271,7 @@ public final class ConversationEngine: @unchecked Sendable {
         if input.transcript.count > configuration.maxTranscriptCharacters {
             return invalid("transcript_too_long", "transcript is longer than \(configuration.maxTranscriptCharacters) characters")
         }
-        if input.audio == nil && input.transcript.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+        if input.audio == nil && !input.hasTranscript {
             return invalid("empty_turn", "a turn needs audio, a transcript, or both")
         }
         if let id = input.turnId, id.isEmpty || id.count > 256 {
@@ -295,7 +295,7 @@ public final class ConversationEngine: @unchecked Sendable {
                     audio = try encoder.embed(audio: bytes)
                     timings.audio = Self.milliseconds(since: t0)
                 }
-                if !input.transcript.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                if input.hasTranscript {
                     let t0 = DispatchTime.now()
                     text = try encoder.embed(text: input.transcript)
                     timings.text = Self.milliseconds(since: t0)
@@ -331,18 +331,16 @@ public final class ConversationEngine: @unchecked Sendable {
             let job = item.job, input = job.pending.input
             lock.lock()
             var state = job.slot.state
-            let label = classification.probabilities.indices.max { classification.probabilities[$0] < classification.probabilities[$1] } ?? 0
             let turn = StoredTurn(index: state.turns.count, turnId: job.pending.turnId, speaker: input.speaker,
                                   transcript: input.transcript, clientTimestamp: input.clientTimestamp,
                                   receivedAt: Date(), audioEmbedding: item.audio.map(FloatVector.init),
                                   textEmbedding: item.text.map(FloatVector.init), logits: classification.logits,
                                   probabilities: classification.probabilities, gates: classification.gates,
-                                  label: label, fingerprint: job.pending.fingerprint)
+                                  label: classification.label, fingerprint: job.pending.fingerprint)
             let t1 = DispatchTime.now()
             let previous = state.decoded
             do {
-                state.decoded = try state.decoder.append(DialogueTurn(speaker: input.speaker,
-                                                                      logits: classification.logits.map(Double.init)))
+                state.decoded = try state.decoder.append(DialogueTurn(speaker: input.speaker, classification: classification))
             } catch {
                 lock.unlock()
                 finish(job, .failure(ConversationError(.internal, code: "decoder_failed", "\(error)")))
@@ -438,28 +436,14 @@ public final class ConversationEngine: @unchecked Sendable {
             var history: [TurnEmbeddings] = []
             for (i, turn) in job.turns.enumerated() {
                 do {
-                    let audio = try turn.audio.map { try encoder.embed(audio: $0) }
-                    let hasText = !turn.transcript.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
-                    let text = hasText ? try encoder.embed(text: turn.transcript) : nil
-                    history.append(TurnEmbeddings(speaker: turn.speaker, audio: audio, text: text))
+                    history.append(try embeddings(of: turn))
                 } catch let error as ConversationError {
                     throw ConversationError(error.category, code: error.code, "turn \(i): \(error.message)")
                 }
             }
-            var classifications: [Classification] = []
-            let batch = max(1, configuration.maxBatch)
-            var start = 0
-            while start < history.count {
-                let end = min(history.count, start + batch)
-                let streams = (start..<end).map { StreamAssembler.streams(for: $0, in: history, dimension: encoder.dimension) }
-                classifications += try classifier.classify(streams)
-                start = end
-            }
-            let dialogue = zip(job.turns, classifications).map {
-                DialogueTurn(speaker: $0.0.speaker, logits: $0.1.logits.map(Double.init))
-            }
-            let decoded = try OfflineDecoder.decode(dialogue, parameters: ded, labelCount: classifier.labels.count,
-                                                    repeatTwice: job.repeatTwice)
+            let classifications = try classify(dialogue: history)
+            let decoded = try decodeOffline(speakers: job.turns.map(\.speaker), classifications: classifications,
+                                            repeatTwice: job.repeatTwice)
             job.completion(.success(DialogueAnalysis(classifications: classifications, decoded: decoded,
                                                      milliseconds: Self.milliseconds(since: job.enqueuedAt))))
         } catch let error as ConversationError {
@@ -467,6 +451,59 @@ public final class ConversationEngine: @unchecked Sendable {
         } catch {
             job.completion(.failure(ConversationError(.internal, code: "analysis_failed", "\(error)")))
         }
+    }
+
+    // MARK: - Pipeline stages
+
+    // The stages of `analyze`, public so that offline evaluation (`emotion evaluate`) runs exactly
+    // the serving code, on its own threads and without the work queue. All are thread-safe.
+
+    /// Why `submit` or `analyze` would refuse this turn (empty turn, speaker or transcript too
+    /// long, ...), or nil if it is acceptable.
+    public func validationError(for turn: TurnInput) -> ConversationError? {
+        validate(sessionId: "dialogue", turn)
+    }
+
+    /// A turn's embeddings as the service computes them: audio when the turn has audio, text when
+    /// its transcript is not blank (a missing modality is nil and reads as zeros in the streams).
+    public func embeddings(of turn: TurnInput) throws -> TurnEmbeddings {
+        let audio = try turn.audio.map { try encoder.embed(audio: $0) }
+        let text = turn.hasTranscript ? try encoder.embed(text: turn.transcript) : nil
+        return TurnEmbeddings(speaker: turn.speaker, audio: audio, text: text)
+    }
+
+    /// Every turn of a dialogue classified with its context (the streams a session assembles for
+    /// it), in batches of `configuration.maxBatch` turns.
+    public func classify(dialogue history: [TurnEmbeddings]) throws -> [Classification] {
+        var classifications: [Classification] = []
+        classifications.reserveCapacity(history.count)
+        let batch = max(1, configuration.maxBatch)
+        var start = 0
+        while start < history.count {
+            let end = min(history.count, start + batch)
+            let streams = (start..<end).map { StreamAssembler.streams(for: $0, in: history, dimension: encoder.dimension) }
+            classifications += try classifier.classify(streams)
+            start = end
+        }
+        return classifications
+    }
+
+    /// Offline DED over a classified dialogue (repeated twice, keeping the last copy, when
+    /// `repeatTwice`): what `analyze` answers.
+    public func decodeOffline(speakers: [String], classifications: [Classification], repeatTwice: Bool) throws -> [Int] {
+        let dialogue = zip(speakers, classifications).map { DialogueTurn(speaker: $0.0, classification: $0.1) }
+        return try OfflineDecoder.decode(dialogue, parameters: ded, labelCount: classifier.labels.count,
+                                         repeatTwice: repeatTwice)
+    }
+
+    /// Online DED over a classified dialogue, one turn at a time as a session receives them: the
+    /// session's decoded sequence after its last turn.
+    public func decodeOnline(speakers: [String], classifications: [Classification]) throws -> [Int] {
+        var decoder = try OnlineDecoder(labelCount: classifier.labels.count, parameters: ded)
+        for (speaker, classification) in zip(speakers, classifications) {
+            try decoder.append(DialogueTurn(speaker: speaker, classification: classification))
+        }
+        return decoder.bestPath
     }
 
     // MARK: - Sessions
@@ -559,5 +596,12 @@ public final class ConversationEngine: @unchecked Sendable {
     public var isDraining: Bool {
         lock.lock(); defer { lock.unlock() }
         return draining
+    }
+}
+
+extension DialogueTurn {
+    /// A classified turn as DED sees it: the classifier's logits (DED takes their log-softmax).
+    public init(speaker: String, classification: Classification) {
+        self.init(speaker: speaker, logits: classification.logits.map(Double.init))
     }
 }

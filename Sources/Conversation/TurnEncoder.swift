@@ -33,6 +33,11 @@ public struct TurnInput: Sendable, Equatable {
         self.clientTimestamp = clientTimestamp
     }
 
+    /// True when the transcript is not blank (a blank transcript is no text modality).
+    public var hasTranscript: Bool {
+        !transcript.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+    }
+
     /// A stable digest of the content (FNV-1a, 64-bit), to tell an honest retry from a
     /// different turn reusing an id, also across restarts.
     var fingerprint: UInt64 {

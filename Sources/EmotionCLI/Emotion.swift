@@ -10,7 +10,7 @@ struct Emotion: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "emotion",
         abstract: "Conversational emotion recognition tools (gated xLSTM classifier, Dialogical Emotion Decoder).",
-        subcommands: [DEDCommand.self, EmbedCommand.self])
+        subcommands: [DEDCommand.self, EmbedCommand.self, EvaluateCommand.self])
 
     /// Like ArgumentParser's default `main`, but maps usage errors to exit code 2 and prints
     /// ``CLIError`` messages as a single line.

@@ -41,15 +41,9 @@ public final class ServiceHost: @unchecked Sendable {
     /// Loads a model package with the CLAP encoder and builds the service (not yet listening).
     public static func load(model directory: URL, options: Options, maxAudioSeconds: Double = 120,
                             logger: JSONLogger = JSONLogger()) throws -> ServiceHost {
-        let package = try ModelPackage.load(directory: directory)
-        let classifier = try GatedXLSTMClassifier(package: package)
-        let encoder = try CLAPEncoder(package: package, maxAudioSeconds: maxAudioSeconds)
-        try package.weights.requireAllClaimed()
-        let ded = try package.section("ded", as: DEDParameters.self)
-        let engine = try ConversationEngine(classifier: classifier, encoder: CLAPTurnEncoder(encoder), ded: ded,
-                                            configuration: options.conversation)
-        return try ServiceHost(engine: engine, description: ModelDescription(package: package, classifier: classifier, ded: ded),
-                               options: options, logger: logger)
+        let model = try ServiceModel.load(directory: directory, conversation: options.conversation,
+                                          maxAudioSeconds: maxAudioSeconds)
+        return try ServiceHost(engine: model.engine, description: model.description, options: options, logger: logger)
     }
 
     /// A service over any engine (tests use a stand-in encoder).

@@ -8,6 +8,11 @@ public struct Classification: Sendable, Equatable {
     public var probabilities: [Float]
     /// 12 gate weights in `StreamLayout.names` order; stream 0 is ungated (1.0).
     public var gates: [Float]
+
+    /// The classifier's own decision: the index of the most probable label (the first on ties).
+    public var label: Int {
+        probabilities.indices.max { probabilities[$0] < probabilities[$1] } ?? 0
+    }
 }
 
 /// Errors about classifier inputs and configuration, with stable codes.

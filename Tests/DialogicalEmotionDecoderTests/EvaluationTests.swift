@@ -22,12 +22,37 @@ struct EvaluationTests {
         #expect(try Evaluation.weightedF1(gold: [2, 1, 2], predicted: [2, 1, 2]) == 1)
     }
 
+    @Test func handComputedMacroF1AndConfusion() throws {
+        // gold [0,0,1,2], predicted [0,1,1,1]: per-class F1 2/3, 1/2, 0 -> macro 7/18
+        // (scikit-learn f1_score(average="macro"): 0.38888888888888884).
+        #expect(abs(try Evaluation.macroF1(gold: [0, 0, 1, 2], predicted: [0, 1, 1, 1]) - 7.0 / 18.0) < 1e-15)
+        #expect(abs(try Evaluation.report(gold: [0, 0, 1, 2], predicted: [0, 1, 1, 1]).macroF1 - 7.0 / 18.0) < 1e-15)
+        // A class only predicted (3) counts in macro F1 with F1 0, unlike weighted F1:
+        // class 0: P 1, R 1/2 -> 2/3; class 1: 1; class 3: 0 -> macro 5/9, weighted (2*2/3 + 2*1)/4 = 5/6.
+        #expect(abs(try Evaluation.macroF1(gold: [0, 0, 1, 1], predicted: [0, 3, 1, 1]) - 5.0 / 9.0) < 1e-15)
+        #expect(abs(try Evaluation.weightedF1(gold: [0, 0, 1, 1], predicted: [0, 3, 1, 1]) - 5.0 / 6.0) < 1e-15)
+        #expect(try Evaluation.macroF1(gold: [2, 1, 2], predicted: [2, 1, 2]) == 1)
+        // Rows are gold classes, columns predicted classes.
+        #expect(try Evaluation.confusionMatrix(gold: [0, 0, 1, 2], predicted: [0, 1, 1, 1], classCount: 4)
+                == [[1, 1, 0, 0], [0, 1, 0, 0], [0, 1, 0, 0], [0, 0, 0, 0]])
+        #expect(try Evaluation.confusionMatrix(gold: [], predicted: [], classCount: 2) == [[0, 0], [0, 0]])
+        let outside = #expect(throws: DEDError.self) {
+            try Evaluation.confusionMatrix(gold: [0], predicted: [4], classCount: 4)
+        }
+        #expect(outside?.code == .invalidParameter)
+    }
+
     @Test func metricErrors() {
         let mismatch = #expect(throws: DEDError.self) { try Evaluation.accuracy(gold: [0], predicted: []) }
         #expect(mismatch?.code == .lengthMismatch)
         let empty = #expect(throws: DEDError.self) { try Evaluation.weightedF1(gold: [], predicted: []) }
         #expect(empty?.code == .emptyInput)
         #expect(throws: DEDError.self) { try Evaluation.unweightedAverageRecall(gold: [], predicted: []) }
+        #expect(throws: DEDError.self) { try Evaluation.macroF1(gold: [], predicted: []) }
+        let confusion = #expect(throws: DEDError.self) {
+            try Evaluation.confusionMatrix(gold: [0], predicted: [], classCount: 2)
+        }
+        #expect(confusion?.code == .lengthMismatch)
     }
 
     @Test func handComputedP0() throws {

@@ -1,0 +1,30 @@
+import CLAP
+import Conversation
+import DialogicalEmotionDecoder
+import Foundation
+import GatedXLSTM
+import ModelPackage
+
+/// A model package loaded into the serving pipeline: CLAP encoder + gated classifier + DED
+/// parameters in a conversation engine. The server (`ServiceHost`) and offline evaluation
+/// (`emotion evaluate`) load models through this one function, so both run the same code.
+public struct ServiceModel: Sendable {
+    public let package: ModelPackage
+    public let engine: ConversationEngine
+    public let description: ModelDescription
+
+    /// Loads and checks the package (weights checksummed, every tensor claimed by a stage).
+    /// `maxAudioSeconds`: longer clips are refused (`audio_too_long`).
+    public static func load(directory: URL, conversation: ConversationConfiguration = ConversationConfiguration(),
+                            maxAudioSeconds: Double) throws -> ServiceModel {
+        let package = try ModelPackage.load(directory: directory)
+        let classifier = try GatedXLSTMClassifier(package: package)
+        let encoder = try CLAPEncoder(package: package, maxAudioSeconds: maxAudioSeconds)
+        try package.weights.requireAllClaimed()
+        let ded = try package.section("ded", as: DEDParameters.self)
+        let engine = try ConversationEngine(classifier: classifier, encoder: CLAPTurnEncoder(encoder), ded: ded,
+                                            configuration: conversation)
+        return ServiceModel(package: package, engine: engine,
+                            description: ModelDescription(package: package, classifier: classifier, ded: ded))
+    }
+}

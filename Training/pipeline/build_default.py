@@ -1,8 +1,7 @@
 #!/usr/bin/env python3
 """Builds the default model (Models/default) end to end from ../shared/data:
 
-  1. acted clips (RAVDESS, TESS) -> augmented copies (clean, 8 kHz telephone, noisy, both; speed
-     perturbation for training speakers)
+  1. acted clips (RAVDESS, TESS) -> augmented copies (clean, 8 kHz telephone, noisy, both)
   2. text tower: all-MiniLM-L6-v2 + a fixed isometric projection to 512
   3. audio tower: a small HTSAT trained with the CLAP contrastive loss against caption embeddings
      (+ an auxiliary emotion loss) on the training speakers
@@ -62,12 +61,13 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "Models" / "default"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--audio-epochs", type=int, default=30)
-    ap.add_argument("--classifier-epochs", type=int, default=40)
-    ap.add_argument("--patience", type=int, default=8)
+    ap.add_argument("--audio-epochs", type=int, default=15)
+    ap.add_argument("--classifier-epochs", type=int, default=20)
+    ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--width", type=int, default=128)
-    ap.add_argument("--blocks", type=int, default=2)
+    ap.add_argument("--blocks", type=int, default=1)
     ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=4, help="each 512-d stream vector is read as steps x (512 / steps)")
     ap.add_argument("--dtype", choices=["f32", "f16", "bf16"], default="f16")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -159,7 +159,8 @@ def main(argv=None) -> int:
     val_bank = bank(held_out, speech.VARIANTS)
 
     # 5. Classifier.
-    cfg = ClassifierConfig(width=a.width, blocks=a.blocks, heads=a.heads, dropout=0.1)
+    cfg = ClassifierConfig(width=a.width, blocks=a.blocks, heads=a.heads, dropout=0.1, steps=a.steps,
+                           step_dim=512 // a.steps)
     modes = classifier.training_modes(classifier.Modality())
 
     def make_train(epoch):

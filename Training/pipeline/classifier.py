@@ -106,7 +106,8 @@ def predict(model, x: np.ndarray, batch=256) -> np.ndarray:
 
 
 def train(cfg: ClassifierConfig, make_train, val_sets: dict, *, epochs=40, patience=8, batch=32, lr=1e-3,
-          weight_decay=1e-4, seed=0, select=("text", "both"), context_dropout=0.1, log=print):
+          weight_decay=1e-4, seed=0, select=("text", "both"), context_dropout=0.1, input_dropout=0.0,
+          log=print):
     """`make_train(epoch)` -> (X, y) (resampled each epoch: clip assignment and modality dropout);
     `val_sets` {name: (X, y)}; early stopping on the mean validation macro-F1 over `select`.
     Returns (best model, history)."""
@@ -129,6 +130,8 @@ def train(cfg: ClassifierConfig, make_train, val_sets: dict, *, epochs=40, patie
             if context_dropout > 0:
                 drop = torch.rand(len(idx), generator=g) < context_dropout
                 xb[drop, 2:] = 0  # keep only the current turn's own audio and text
+            if input_dropout > 0:
+                xb = nn.functional.dropout(xb, input_dropout, training=True)
             logits, _ = model(xb)
             loss = nn.functional.cross_entropy(logits, y[idx])
             opt.zero_grad()

@@ -11,7 +11,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "reference"
 import ded_reference  # noqa: E402
 
 ALPHAS = (0.25, 0.5, 1.0, 2.0, 4.0)
-BEAMS = (1, 3, 5, 10)
+BEAMS = (1, 5, 10)
 
 
 def estimate_p0(dialogues) -> tuple[float, int, int]:

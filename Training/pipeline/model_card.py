@@ -83,7 +83,7 @@ licence). Labels: {", ".join(LABELS)}.
 | stage | what | trained on |
 |---|---|---|
 | text tower | all-MiniLM-L6-v2 (6 layers, 384 wide, mean pooling, L2) + a fixed isometric projection 384 -> 512 (`[I; -I]`, ReLU, `[Q, -Q]`: exactly `Q x`, no information lost) | frozen (sentence-transformers' public weights, Apache-2.0) |
-| audio tower | HTSAT (the paper's architecture, smaller: patch embed 32, depths 2/2/2, heads 2/4/8, window 8, spec 128) + projection 128 -> 512 -> 512; 16 kHz, log-mel 64 bins 50-4000 Hz, window 1024, hop 320, 5 s windows | trained here: CLAP contrastive loss against the text tower's embeddings of emotion captions ("an angry voice", ...) + an auxiliary 4-class loss, on RAVDESS actors 1-16 and TESS YAF (calm read as neutral), each clip also as 8 kHz telephone band, noisy, gain-varied and speed-perturbed copies |
+| audio tower | HTSAT (the paper's architecture, smaller: patch embed 32, depths 2/2/2, heads 2/4/8, window 8, spec 128) + projection 128 -> 512 -> 512; 16 kHz, log-mel 64 bins 50-8000 Hz, window 512, hop 320, 5 s windows (longer turns: mean of the windows) | trained here: CLAP contrastive loss against the text tower's embeddings of emotion captions ("an angry voice", ...) + an auxiliary 4-class loss, on RAVDESS actors 1-16 and TESS YAF (calm read as neutral), each clip also as 8 kHz telephone-band, noisy and gain-varied copies; SpecAugment |
 | classifier | 12-stream gated xLSTM: width {cc['width']}, {cc['blocks']} mLSTM blocks, {cc['heads']} heads, 512 = {cc['steps']} x {cc['step_dim']} | IEMOCAP sessions 1-3 transcripts (90 dialogues); Adam 1e-3, weight decay 1e-4, batch 32, early stopping on session-4 macro-F1 |
 | DED | p0 = {card['p0']:.4f}, alpha = {card['alpha']}, beam = {card['beam']} | p0 from the training dialogues ({card['p0_counts'][0]} shifts in {card['p0_counts'][1]} same-speaker pairs); alpha and beam chosen on session 4 |
 
@@ -94,7 +94,7 @@ conversation. Each IEMOCAP training dialogue is voiced by acted speakers: each d
 played by one RAVDESS/TESS training speaker of the same sex, and each turn gets a random clip of
 that speaker with the turn's label (turns outside the four classes: frustrated and disgusted ->
 angry clip, surprised -> happy, fearful -> sad, other/no agreement -> neutral), in a random copy
-(clean, telephone, noisy, speed-perturbed). Modality dropout: 50 % of the training dialogues have
+(clean, telephone, noisy, telephone + noisy). Modality dropout: 50 % of the training dialogues have
 both modalities (10 % of their turns lose the audio, 10 % the text), 30 % text only, 20 % audio
 only; 10 % of the examples see no context. So the audio stream carries the turn's emotion as an
 actor would voice it, not the voice that actually spoke the words: the weighting of audio against

@@ -88,9 +88,7 @@ def gain(x: np.ndarray, db: float) -> np.ndarray:
 
 
 VARIANTS = ("clean", "telephone", "noisy", "telephone_noisy")
-# Training only: speed perturbation (pitch and tempo x0.9 / x1.1, as if another speaker), with noise.
-SPEED = {"slower": 0.9, "faster": 1.1}
-TRAIN_VARIANTS = VARIANTS + tuple(SPEED)
+TRAIN_VARIANTS = VARIANTS
 
 
 def variant(x: np.ndarray, sr: int, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, int]:
@@ -99,12 +97,6 @@ def variant(x: np.ndarray, sr: int, kind: str, rng: np.random.Generator) -> tupl
     (-12..+6 dB)."""
     if kind == "clean":
         return x, sr
-    if kind in SPEED:
-        import soxr
-        x = soxr.resample(x, sr, int(round(sr / SPEED[kind])), quality="HQ").astype(np.float32)
-        if rng.random() < 0.5:
-            x = add_noise(x, rng, float(rng.uniform(10, 30)))
-        return gain(x, float(rng.uniform(-12, 6))), sr
     if kind in ("telephone", "telephone_noisy"):
         x, sr = telephone(x, sr), 8000
     if kind in ("noisy", "telephone_noisy"):
@@ -149,13 +141,13 @@ def write_variants(clips, out_dir, seed: int, kinds=VARIANTS) -> dict:
 
 FRONT_END = {
     "sample_rate": 16000,
-    "n_fft": 1024,
+    "n_fft": 512,
     "hop_length": 320,
     "n_mels": 64,
     "f_min": 50.0,
-    "f_max": 4000.0,
+    "f_max": 8000.0,
     "max_length_s": 5.0,
-    "padding": "repeat",
+    "padding": "repeatpad",
     "truncation": "rand_trunc",
 }
 

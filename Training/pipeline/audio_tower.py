@@ -87,7 +87,7 @@ def spec_augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 
 def train(train_feats: dict, labels: np.ndarray, caption_bank: torch.Tensor, caption_labels: torch.Tensor, *,
-          config=SMALL, epochs=30, batch=32, lr=1e-3, seed=0, aux_weight=1.0, log=print, eval_fn=None):
+          config=SMALL, epochs=30, batch=32, lr=1e-3, seed=0, aux_weight=1.0, mixup=0.0, log=print, eval_fn=None):
     """Returns the trained Trainee. `caption_bank` (C, 512) normalised caption embeddings with
     their label indices; each step pairs every clip with a random caption of its label and uses
     the CLAP loss with every caption of the same label counted as a positive."""
@@ -112,17 +112,24 @@ def train(train_feats: dict, labels: np.ndarray, caption_bank: torch.Tensor, cap
                                for i, v in zip(idx.tolist(), vsel.tolist())])
             mel = spec_augment(mel, g)
             y = y_all[idx]
+            onehot = nn.functional.one_hot(y, len(by_label)).float()
+            if mixup > 0:  # mix each clip with another of the batch (inputs and label distributions)
+                lam = torch.distributions.Beta(mixup, mixup).sample((len(idx),)).clamp(min=0.5)
+                other = torch.randperm(len(idx), generator=g)
+                mel = lam[:, None, None] * mel + (1 - lam[:, None, None]) * mel[other]
+                onehot = lam[:, None] * onehot + (1 - lam[:, None]) * onehot[other]
             cap = torch.stack([by_label[k][torch.randint(0, len(by_label[k]), (1,), generator=g)][0] for k in y.tolist()])
             a = model(mel)
             t = caption_bank[cap]
             scale = model.logit_scale.exp().clamp(max=100)
             logits = scale * a @ t.T
-            pos = (y[:, None] == y[None, :]).float()
+            pos = onehot @ nn.functional.one_hot(y, len(by_label)).float().T  # clip i vs caption j's label
             target = pos / pos.sum(1, keepdim=True)
+            target_t = pos.T / pos.T.sum(1, keepdim=True).clamp(min=1e-9)
             contrastive = 0.5 * (-(target * logits.log_softmax(1)).sum(1).mean()
-                                 - (target.T / target.T.sum(1, keepdim=True) * logits.T.log_softmax(1)).sum(1).mean())
+                                 - (target_t * logits.T.log_softmax(1)).sum(1).mean())
             head = model.head(a)
-            loss = contrastive + aux_weight * nn.functional.cross_entropy(head, y)
+            loss = contrastive + aux_weight * -(onehot * head.log_softmax(1)).sum(1).mean()
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)

@@ -165,3 +165,10 @@ def export(model: GatedXLSTMClassifier, out: pathlib.Path, dtype: str, provenanc
     tensors = {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
     write_stage(out, "classifier", model.cfg.manifest_section(), tensors, ("streams.", "gate.", "classifier."),
                 labels=LABELS, dtype=dtype, provenance=provenance)
+    # The classifier defines the label order, also in a package that existed before (an encoder's).
+    import json
+    manifest_path = pathlib.Path(out) / "model.json"
+    manifest = json.loads(manifest_path.read_text())
+    if manifest.get("labels") != LABELS:
+        manifest["labels"] = LABELS
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")

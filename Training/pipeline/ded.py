@@ -32,9 +32,10 @@ def decode(dialogues, logits_by_dialogue, p0, alpha, beam, offline=True) -> list
     for d, logits in zip(dialogues, logits_by_dialogue):
         turns = [(t.speaker, [float(v) for v in row]) for t, row in zip(d.turns, logits)]
         if offline:
-            path = ded_reference.decode_offline(turns, 4, p0, alpha, beam, repeat_twice=True)
+            path = ded_reference.decode_offline(turns, len(logits[0]) if len(logits) else 1, p0, alpha, beam,
+                                                repeat_twice=True)
         else:
-            path = ded_reference.decode_online(turns, 4, p0, alpha, beam)[-1] if turns else []
+            path = ded_reference.decode_online(turns, len(logits[0]), p0, alpha, beam)[-1] if turns else []
         out.append(np.array(path, dtype=np.int64))
     return out
 
@@ -47,6 +48,8 @@ def accuracy(dialogues, paths) -> float:
             if t.label4 is not None:
                 y.append(LABELS.index(t.label4))
                 p.append(k)
+    if not y:
+        raise ValueError("no scored turns to choose DED parameters on")
     return float(np.mean(np.array(y) == np.array(p)))
 
 

@@ -83,5 +83,9 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "EmotionCLITests", dependencies: ["EmotionCLI", "EmotionService", "Conversation",
                                                             "DialogicalEmotionDecoder"]),
+        // The shipped Models/default: loads as served, reproduces its model card's session-4 text
+        // figures with `emotion evaluate` (reads ../shared/data), answers clear single turns.
+        .testTarget(name: "DefaultModelTests", dependencies: ["EmotionCLI", "EmotionService", "Conversation",
+                                                              "ModelPackage"]),
     ]
 )

@@ -8,4 +8,7 @@ bash Scripts/setup.sh >/dev/null
 PY=$(bash Training/setup_venv.sh)
 swift build -c release --product emotion
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-2}
+# Bit-reproducible training: MKL's conditional numerical reproducibility (results independent of
+# memory alignment), with the thread count fixed by --threads (default 2).
+export MKL_CBWR=${MKL_CBWR:-COMPATIBLE}
 exec "$PY" Training/pipeline/build_default.py "$@"

@@ -87,10 +87,13 @@ def spec_augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 
 
 def train(train_feats: dict, labels: np.ndarray, caption_bank: torch.Tensor, caption_labels: torch.Tensor, *,
-          config=SMALL, epochs=30, batch=32, lr=1e-3, seed=0, aux_weight=1.0, mixup=0.0, log=print, eval_fn=None):
+          config=SMALL, epochs=30, batch=32, lr=1e-3, seed=0, aux_weight=1.0, mixup=0.0, average_last=5, log=print,
+          eval_fn=None):
     """Returns the trained Trainee. `caption_bank` (C, 512) normalised caption embeddings with
     their label indices; each step pairs every clip with a random caption of its label and uses
-    the CLAP loss with every caption of the same label counted as a positive."""
+    the CLAP loss with every caption of the same label counted as a positive. The weights returned
+    are the average of the last `average_last` epochs' (stochastic weight averaging: run-to-run
+    variance on held-out speakers is large with this little data)."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     model = Trainee(config, int(caption_labels.max()) + 1)
@@ -101,6 +104,7 @@ def train(train_feats: dict, labels: np.ndarray, caption_bank: torch.Tensor, cap
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     y_all = torch.from_numpy(labels).long()
     by_label = [torch.nonzero(caption_labels == k).flatten() for k in range(int(caption_labels.max()) + 1)]
+    averaged, count = None, 0
     for epoch in range(epochs):
         model.train()
         t0, total, correct, loss_sum = time.time(), 0, 0, 0.0
@@ -138,6 +142,14 @@ def train(train_feats: dict, labels: np.ndarray, caption_bank: torch.Tensor, cap
             total += len(idx)
             correct += int((head.argmax(1) == y).sum())
             loss_sum += float(loss) * len(idx)
+        if epoch >= epochs - average_last:
+            state = {k: v.detach().clone().double() for k, v in model.state_dict().items() if v.is_floating_point()}
+            averaged = state if averaged is None else {k: averaged[k] + state[k] for k in averaged}
+            count += 1
+            if epoch == epochs - 1:
+                full = model.state_dict()
+                full.update({k: (v / count).to(full[k].dtype) for k, v in averaged.items()})
+                model.load_state_dict(full)
         msg = f"epoch {epoch + 1}/{epochs} loss {loss_sum / total:.3f} train acc {correct / total:.3f} ({time.time() - t0:.0f} s)"
         if eval_fn is not None and ((epoch + 1) % 5 == 0 or epoch + 1 == epochs):
             msg += " " + eval_fn(model)

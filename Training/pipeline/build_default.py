@@ -62,6 +62,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--audio-epochs", type=int, default=15)
+    ap.add_argument("--audio-mixup", type=float, default=0.0, help="mixup Beta(a, a) of the audio tower's inputs (0: off)")
     ap.add_argument("--classifier-epochs", type=int, default=20)
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--width", type=int, default=128)
@@ -71,7 +72,8 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", choices=["f32", "f16", "bf16"], default="f16")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    data, work, out = pathlib.Path(a.data), pathlib.Path(a.work), pathlib.Path(a.out)
+    torch.use_deterministic_algorithms(True)
+    data, work, out = (pathlib.Path(p).resolve() for p in (a.data, a.work, a.out))
     work.mkdir(parents=True, exist_ok=True)
     log = Log(work / "build.log")
     started = time.time()
@@ -118,7 +120,7 @@ def main(argv=None) -> int:
 
         torch.manual_seed(a.seed)
         model = audio_tower.train(feats, y, bank, bank_labels, epochs=a.audio_epochs, seed=a.seed, log=log,
-                                  eval_fn=evaluate)
+                                  mixup=a.audio_mixup, eval_fn=evaluate)
         hf_dir = work / "audio-hf"
         audio_tower.save_hf(model, hf_dir)
         import clap_audio
@@ -180,7 +182,7 @@ def main(argv=None) -> int:
     ckpt = work / "classifier.pt"
     if not ckpt.exists():
         model, history = classifier.train(cfg, make_train, val_sets, epochs=a.classifier_epochs, patience=a.patience,
-                                          select=("text", "audio", "both"),
+                                          select=("text", "both"),
                                           seed=a.seed, log=log)
         torch.save({"state": model.state_dict(), "history": history}, ckpt)
     saved = torch.load(ckpt)

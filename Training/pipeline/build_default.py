@@ -65,6 +65,8 @@ def main(argv=None) -> int:
     ap.add_argument("--audio-mixup", type=float, default=0.0, help="mixup Beta(a, a) of the audio tower's inputs (0: off)")
     ap.add_argument("--classifier-epochs", type=int, default=20)
     ap.add_argument("--patience", type=int, default=5)
+    ap.add_argument("--audio-mismatch", type=float, default=0.25,
+                    help="share of training turns voiced with a clip of another emotion")
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--blocks", type=int, default=1)
     ap.add_argument("--heads", type=int, default=4)
@@ -167,7 +169,8 @@ def main(argv=None) -> int:
 
     def make_train(epoch):
         rng = np.random.default_rng(a.seed * 7919 + epoch)
-        return classifier.examples(train_dd, lambda dd: fusion.assign(dd, train_bank, rng, speech.TRAIN_VARIANTS),
+        return classifier.examples(train_dd, lambda dd: fusion.assign(dd, train_bank, rng, speech.TRAIN_VARIANTS,
+                                                                      a.audio_mismatch),
                                    audio_emb, modes, rng)
 
     def val_rows(kind):  # the same cast and clips for every validation view

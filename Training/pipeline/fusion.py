@@ -4,7 +4,8 @@ No corpus here has the audio and the transcript of the same conversation. Each d
 is played by one acted speaker of the same sex (drawn per dialogue); each turn gets a clip of that
 speaker with the turn's label, in a random augmentation (clean, 8 kHz telephone band, noisy, both).
 Turns outside the four classes are context only and get the nearest acted emotion
-(CONTEXT_EMOTION). The audio therefore carries the label of the turn, not its words: what the
+(CONTEXT_EMOTION). In training, a share of the turns is voiced with another emotion (`mismatch`).
+The audio therefore carries the label of the turn, not its words: what the
 fusion learns is how to weigh an emotional voice against the words and the dialogue context.
 """
 from __future__ import annotations
@@ -41,15 +42,22 @@ class ClipBank:
         return sorted({s for s, _ in self.index if sex(s) == sex_})
 
 
-def assign(dialogue, bank: ClipBank, rng: np.random.Generator, variants) -> np.ndarray:
-    """Audio rows for every turn of the dialogue (one acted speaker per dialogue speaker)."""
+def assign(dialogue, bank: ClipBank, rng: np.random.Generator, variants, mismatch: float = 0.0) -> np.ndarray:
+    """Audio rows for every turn of the dialogue (one acted speaker per dialogue speaker). With
+    probability `mismatch` a turn is voiced with a clip of another emotion (training only: voice
+    and words do not always agree, and the audio tower errs on unseen voices, so the classifier
+    must not take the audio for the label)."""
     cast = {}
     for spk in sorted({t.speaker for t in dialogue.turns}):
         pool = [s for s in bank.speakers(sex(spk)) if s not in cast.values()] or bank.speakers(sex(spk))
         cast[spk] = pool[int(rng.integers(len(pool)))]
     rows = np.empty(len(dialogue.turns), dtype=np.int64)
     for i, t in enumerate(dialogue.turns):
-        by_variant = bank.index[(cast[t.speaker], turn_emotion(t))]
+        emotion = turn_emotion(t)
+        if mismatch > 0 and rng.random() < mismatch:
+            others = [e for e in LABELS if e != emotion]
+            emotion = others[int(rng.integers(len(others)))]
+        by_variant = bank.index[(cast[t.speaker], emotion)]
         v = variants[int(rng.integers(len(variants)))]
         clips = by_variant[v]
         rows[i] = clips[int(rng.integers(len(clips)))]

@@ -67,6 +67,8 @@ def main(argv=None) -> int:
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--audio-mismatch", type=float, default=0.25,
                     help="share of training turns voiced with a clip of another emotion")
+    ap.add_argument("--context-dropout", type=float, default=0.3,
+                    help="share of training examples that see only the current turn (single-turn requests)")
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--blocks", type=int, default=1)
     ap.add_argument("--heads", type=int, default=4)
@@ -169,9 +171,11 @@ def main(argv=None) -> int:
 
     def make_train(epoch):
         rng = np.random.default_rng(a.seed * 7919 + epoch)
-        return classifier.examples(train_dd, lambda dd: fusion.assign(dd, train_bank, rng, speech.TRAIN_VARIANTS,
-                                                                      a.audio_mismatch),
-                                   audio_emb, modes, rng)
+        # Mismatched clips only where the words are there to be weighed against (text + audio).
+        return classifier.examples(
+            train_dd, lambda dd, mode: fusion.assign(dd, train_bank, rng, speech.TRAIN_VARIANTS,
+                                                     a.audio_mismatch if mode == "both" else 0.0),
+            audio_emb, modes, rng, rows_take_mode=True)
 
     def val_rows(kind):  # the same cast and clips for every validation view
         rng = np.random.default_rng(a.seed + 424242)
@@ -185,7 +189,7 @@ def main(argv=None) -> int:
     ckpt = work / "classifier.pt"
     if not ckpt.exists():
         model, history = classifier.train(cfg, make_train, val_sets, epochs=a.classifier_epochs, patience=a.patience,
-                                          select=("text", "both"),
+                                          select=("text", "audio", "both"), context_dropout=a.context_dropout,
                                           seed=a.seed, log=log)
         torch.save({"state": model.state_dict(), "history": history}, ckpt)
     saved = torch.load(ckpt)

@@ -44,16 +44,20 @@ class DialogueData:
     turns: list  # the corpus turns (for audio assignment)
 
 
-def examples(dialogues, audio_rows_fn, bank_audio: np.ndarray | None, mode_fn, rng) -> tuple[np.ndarray, np.ndarray]:
-    """(X (N, 12, d), y (N,)) over the scored turns of all dialogues."""
+def examples(dialogues, audio_rows_fn, bank_audio: np.ndarray | None, mode_fn, rng,
+             rows_take_mode: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(X (N, 12, d), y (N,)) over the scored turns of all dialogues. The dialogue's mode
+    ("both", "text", "audio") is drawn first; with `rows_take_mode` it is passed to
+    `audio_rows_fn(dd, mode)` (e.g. to voice only "both" dialogues with mismatched clips)."""
     xs, ys = [], []
     for dd in dialogues:
-        n, d = dd.text.shape
         text = dd.text.copy()
+        mode = mode_fn.draw(rng)
         audio = np.zeros_like(text)
         if bank_audio is not None:
-            audio = bank_audio[audio_rows_fn(dd)].astype(np.float32)
-        text, audio = mode_fn(dd, text, audio, rng)
+            rows = audio_rows_fn(dd, mode) if rows_take_mode else audio_rows_fn(dd)
+            audio = bank_audio[rows].astype(np.float32)
+        text, audio = mode_fn(dd, text, audio, rng, mode)
         s = fusion.streams(audio, text, dd.speakers)
         keep = dd.labels >= 0
         xs.append(s[keep])
@@ -62,12 +66,16 @@ def examples(dialogues, audio_rows_fn, bank_audio: np.ndarray | None, mode_fn, r
 
 
 def training_modes(m: Modality):
-    def apply(dd, text, audio, rng):
+    def draw(rng):
         r = rng.random()
+        return "text" if r < m.text_only else "audio" if r < m.text_only + m.audio_only else "both"
+
+    def apply(dd, text, audio, rng, mode=None):
+        mode = mode or draw(rng)
         n = len(text)
-        if r < m.text_only:
+        if mode == "text":
             audio[:] = 0
-        elif r < m.text_only + m.audio_only:
+        elif mode == "audio":
             text[:] = 0
         else:
             da = rng.random(n) < m.drop_turn_audio
@@ -75,16 +83,18 @@ def training_modes(m: Modality):
             audio[da] = 0
             text[dt] = 0
         return text, audio
+    apply.draw = draw
     return apply
 
 
 def fixed_mode(kind: str):
-    def apply(dd, text, audio, rng):
+    def apply(dd, text, audio, rng, mode=None):
         if kind == "text":
             audio[:] = 0
         elif kind == "audio":
             text[:] = 0
         return text, audio
+    apply.draw = lambda rng: kind
     return apply
 
 

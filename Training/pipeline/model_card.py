@@ -113,7 +113,7 @@ licence). Labels: {", ".join(LABELS)}.
 |---|---|---|
 | text tower | all-MiniLM-L6-v2 (6 layers, 384 wide, mean pooling, L2) + a fixed isometric projection 384 -> 512 (`[I; -I]`, ReLU, `[Q, -Q]`: exactly `Q x`, no information lost) | frozen (sentence-transformers' public weights, Apache-2.0) |
 | audio tower | HTSAT (the paper's architecture, smaller: patch embed 32, depths 2/2/2, heads 2/4/8, window 8, spec 128) + projection 128 -> 512 -> 512; 16 kHz, log-mel 64 bins 50-8000 Hz, window 512, hop 320, 5 s windows (longer turns: mean of the windows) | trained here: CLAP contrastive loss against the text tower's embeddings of emotion captions ("an angry voice", ...) + an auxiliary 4-class loss, on RAVDESS actors 1-16 and TESS YAF (calm read as neutral), each clip also as 8 kHz telephone-band, noisy and gain-varied copies; SpecAugment; weights averaged over the last 5 epochs |
-| classifier | 12-stream gated xLSTM: width {cc['width']}, {cc["blocks"]} mLSTM block{"s" if cc["blocks"] != 1 else ""}, {cc['heads']} heads, 512 = {cc['steps']} x {cc['step_dim']} | IEMOCAP sessions 1-3 transcripts (90 dialogues); Adam 1e-3, weight decay 1e-4, batch 32, early stopping on the mean session-4 macro-F1 of text only and text + audio |
+| classifier | 12-stream gated xLSTM: width {cc['width']}, {cc["blocks"]} mLSTM block{"s" if cc["blocks"] != 1 else ""}, {cc['heads']} heads, 512 = {cc['steps']} x {cc['step_dim']} | IEMOCAP sessions 1-3 transcripts (90 dialogues); Adam 1e-3, weight decay 1e-4, batch 32, early stopping on the mean session-4 macro-F1 of text only, audio only and text + audio |
 | DED | p0 = {card['p0']:.4f}, alpha = {card['alpha']}, beam = {card['beam']} | p0 from the training dialogues ({card['p0_counts'][0]} shifts in {card['p0_counts'][1]} same-speaker pairs); alpha and beam chosen on session 4 |
 
 Everything is stored in float16: {size_mb:.1f} MB in total (`weights.safetensors`, `model.json`, `tokenizer/`).
@@ -123,11 +123,11 @@ conversation. Each IEMOCAP training dialogue is voiced by acted speakers: each d
 played by one RAVDESS/TESS training speaker of the same sex, and each turn gets a random clip of
 that speaker with the turn's label (turns outside the four classes: frustrated and disgusted ->
 angry clip, surprised -> happy, fearful -> sad, other/no agreement -> neutral), in a random copy
-(clean, telephone, noisy, telephone + noisy); a quarter of the turns is voiced with a clip of
-another emotion, because voice and words do not always agree and the audio tower errs on voices
+(clean, telephone, noisy, telephone + noisy); in dialogues with both modalities a quarter of the
+turns is voiced with a clip of another emotion, because voice and words do not always agree and the audio tower errs on voices
 it never heard, so the classifier must not take the voice for the label. Modality dropout: 50 % of the training dialogues have
 both modalities (10 % of their turns lose the audio, 10 % the text), 30 % text only, 20 % audio
-only; 10 % of the examples see no context. So the audio stream carries the turn's emotion as an
+only; 30 % of the examples see no context (a single turn, as in a one-turn request). So the audio stream carries the turn's emotion as an
 actor would voice it, not the voice that actually spoke the words: the weighting of audio against
 text it learned is a property of this construction, not of real calls.
 
@@ -163,7 +163,16 @@ the Swift `emotion embed` computed, and the Swift classifier agree on every one 
 
 - Acted emotions (RAVDESS, TESS) are exaggerated compared with calls; IEMOCAP is acted
   dialogue too. Expect lower figures on real call-center audio.
-- The audio tower saw 17 speakers' read sentences; it has no notion of words.
+- The audio tower saw 17 speakers' read sentences; it has no notion of words, and on voices
+  unlike them (synthetic speech, for one) it can be confidently wrong; with both modalities the
+  classifier then follows the voice (Scripts/smoke.sh's espeak caller thanking the agent comes out
+  angry).
+- Single sentences without context are its weakest case: on a probe of 12 plain sentences
+  (Tests/DefaultModelTests) it is right on 9; "Please hold the line." comes out angry and "The
+  meeting is at three o'clock." happy, both with high confidence. Probabilities are not
+  calibrated.
+- DED helps text and text + audio, but on session-4 audio alone it lowers accuracy: it propagates
+  the audio-only classifier's errors along each speaker's turns.
 - English only.
 """
     (package / "README.md").write_text(text)

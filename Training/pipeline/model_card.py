@@ -81,7 +81,7 @@ def write(package: pathlib.Path, card: dict) -> None:
     manifest_path = package / "model.json"
     manifest = json.loads(manifest_path.read_text())
     weights = package / manifest.get("weights", "weights.safetensors")
-    size_mb = sum(f.stat().st_size for f in package.rglob("*") if f.is_file()) / 1e6
+    size_mb = sum(f.stat().st_size for f in package.rglob("*") if f.is_file() and f.name != "README.md") / 1e6
     headline = {k: {m: round(r[k][m]["accuracy"], 4) for m in ("classifier", "ded_online", "ded_offline")}
                 for k in r}
     manifest["name"] = "gatedxlstm-default"

@@ -81,11 +81,13 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DialogicalEmotionDecoderTests", dependencies: ["DialogicalEmotionDecoder"],
                     resources: [.copy("Fixtures")]),
+        // Runs the built `emotion` executable in a child process (CLI and default-model tests).
+        .target(name: "CLITestSupport", path: "Tests/CLITestSupport"),
         .testTarget(name: "EmotionCLITests", dependencies: ["EmotionCLI", "EmotionService", "Conversation",
-                                                            "DialogicalEmotionDecoder"]),
+                                                            "DialogicalEmotionDecoder", "CLITestSupport"]),
         // The shipped Models/default: loads as served, reproduces its model card's session-4 text
-        // figures with `emotion evaluate` (reads ../shared/data), answers clear single turns.
+        // figures with `emotion evaluate` (reads ../shared/data), answers a probe of single turns.
         .testTarget(name: "DefaultModelTests", dependencies: ["EmotionCLI", "EmotionService", "Conversation",
-                                                              "ModelPackage"]),
+                                                              "ModelPackage", "CLITestSupport"]),
     ]
 )

@@ -1,3 +1,4 @@
+import CLITestSupport
 import Conversation
 import EmotionService
 import Foundation
@@ -95,10 +96,10 @@ struct DefaultModelTests {
         let metricsURL = directory.url.appendingPathComponent("metrics.json")
 
         // Exactly `emotion evaluate --modality text`, as the model card's figures were measured.
-        let cli = try EmotionExecutable.locate()
+        let cli = try CLIRunner.locate()
         let started = Date()
         let result = try cli.run(["evaluate", "--model", Self.modelDirectory.path, "--input", input.path,
-                                  "--modality", "text", "--metrics", metricsURL.path], in: directory)
+                                  "--modality", "text", "--metrics", metricsURL.path])
         let seconds = Date().timeIntervalSince(started)
         try #require(result.status == 0, "emotion evaluate failed (\(result.status)): \(result.stderr)")
         print("emotion evaluate --modality text on session 4: \(dialogues.count) dialogues, \(turnCount) turns, "
@@ -310,70 +311,3 @@ enum CSV {
     }
 }
 
-// MARK: - The `emotion` executable
-
-/// Runs the built `emotion` executable (as Tests/EmotionCLITests do): next to the test binary,
-/// else .build/{debug,release}; `EMOTION_CLI` overrides.
-struct EmotionExecutable {
-    struct Result {
-        let status: Int32
-        let stdout: String
-        let stderr: String
-    }
-
-    let url: URL
-
-    static func locate() throws -> EmotionExecutable {
-        var candidates: [URL] = []
-        if let path = ProcessInfo.processInfo.environment["EMOTION_CLI"], !path.isEmpty {
-            candidates.append(URL(fileURLWithPath: path))
-        }
-        if let exe = Bundle.main.executableURL {
-            candidates.append(exe.resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("emotion"))
-        }
-        for bundle in Bundle.allBundles where bundle.bundleURL.pathExtension == "xctest" {
-            candidates.append(bundle.bundleURL.deletingLastPathComponent().appendingPathComponent("emotion"))
-        }
-        for configuration in ["debug", "release"] {
-            candidates.append(DefaultModelTests.packageRoot.appendingPathComponent(".build/\(configuration)/emotion"))
-        }
-        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0.path) }) else {
-            throw IEMOCAPTranscripts.FormatError(
-                description: "emotion executable not found; tried \(candidates.map(\.path)). Run `swift build` or set EMOTION_CLI.")
-        }
-        return EmotionExecutable(url: found)
-    }
-
-    /// Output through files in `directory`, so a long run cannot dead-lock on a full pipe.
-    func run(_ arguments: [String], in directory: TemporaryDirectory) throws -> Result {
-        let outURL = directory.url.appendingPathComponent("emotion.stdout")
-        let errURL = directory.url.appendingPathComponent("emotion.stderr")
-        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
-        defer { try? out.close(); try? err.close() }
-        let process = Process()
-        process.executableURL = url
-        process.arguments = arguments
-        process.standardOutput = out
-        process.standardError = err
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus,
-                      stdout: String(decoding: try Data(contentsOf: outURL), as: UTF8.self),
-                      stderr: String(decoding: try Data(contentsOf: errURL), as: UTF8.self))
-    }
-}
-
-/// A fresh directory under the system temporary directory, removed when released.
-final class TemporaryDirectory {
-    let url: URL
-
-    init() throws {
-        url = FileManager.default.temporaryDirectory.appendingPathComponent("default-model-tests-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(at: url) }
-}

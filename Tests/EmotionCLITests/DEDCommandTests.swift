@@ -1,3 +1,4 @@
+import CLITestSupport
 import DialogicalEmotionDecoder
 import Foundation
 import Testing

@@ -1,3 +1,4 @@
+import CLITestSupport
 import Conversation
 import DialogicalEmotionDecoder
 import EmotionService

@@ -1,21 +1,20 @@
 import Foundation
-import Testing
 
-/// Runs the built `emotion` executable as a child process.
-struct CLIRunner {
-    struct Result {
-        let status: Int32
-        let stdout: String
-        let stderr: String
-        var stdoutLines: [String] { stdout.split(separator: "\n").map(String.init) }
-        var stderrLines: [String] { stderr.split(separator: "\n").map(String.init) }
+/// Runs the built `emotion` executable as a child process (shared by the CLI and default-model tests).
+public struct CLIRunner {
+    public struct Result {
+        public let status: Int32
+        public let stdout: String
+        public let stderr: String
+        public var stdoutLines: [String] { stdout.split(separator: "\n").map(String.init) }
+        public var stderrLines: [String] { stderr.split(separator: "\n").map(String.init) }
     }
 
-    let executable: URL
+    public let executable: URL
 
     /// Finds `emotion` next to the test bundle (SwiftPM puts products and the test bundle in one
     /// directory), else in .build/{debug,release} of this package; `EMOTION_CLI` overrides.
-    static func locate() throws -> CLIRunner {
+    public static func locate() throws -> CLIRunner {
         var candidates: [URL] = []
         if let path = ProcessInfo.processInfo.environment["EMOTION_CLI"], !path.isEmpty {
             candidates.append(URL(fileURLWithPath: path))
@@ -40,7 +39,7 @@ struct CLIRunner {
 
     /// Runs `emotion` with `arguments`, feeding `stdin` if given; output goes through temporary
     /// files so large outputs cannot dead-lock on a full pipe.
-    func run(_ arguments: [String], stdin: String? = nil) throws -> Result {
+    public func run(_ arguments: [String], stdin: String? = nil) throws -> Result {
         let directory = try TemporaryDirectory()
         let outURL = directory.url.appendingPathComponent("stdout")
         let errURL = directory.url.appendingPathComponent("stderr")
@@ -67,23 +66,23 @@ struct CLIRunner {
     }
 }
 
-struct CLITestError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+public struct CLITestError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// A fresh directory under the system temporary directory, removed when released.
-final class TemporaryDirectory {
-    let url: URL
+public final class TemporaryDirectory {
+    public let url: URL
 
-    init() throws {
+    public init() throws {
         url = FileManager.default.temporaryDirectory
             .appendingPathComponent("emotion-cli-tests-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     }
 
     /// Writes `contents` to a file in the directory and returns its path.
-    func write(_ name: String, _ contents: String) throws -> String {
+    public func write(_ name: String, _ contents: String) throws -> String {
         let file = url.appendingPathComponent(name)
         try Data(contents.utf8).write(to: file)
         return file.path

@@ -61,8 +61,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "Models" / "default"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--audio-epochs", type=int, default=15)
-    ap.add_argument("--audio-mixup", type=float, default=0.0, help="mixup Beta(a, a) of the audio tower's inputs (0: off)")
+    ap.add_argument("--audio-epochs", type=int, default=25)
+    ap.add_argument("--audio-mixup", type=float, default=0.4, help="mixup Beta(a, a) of the audio tower's inputs (0: off)")
+    ap.add_argument("--audio-average", type=int, default=10, help="average the audio tower's weights over the last N epochs")
     ap.add_argument("--classifier-epochs", type=int, default=20)
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--audio-mismatch", type=float, default=0.25,
@@ -124,7 +125,7 @@ def main(argv=None) -> int:
 
         torch.manual_seed(a.seed)
         model = audio_tower.train(feats, y, bank, bank_labels, epochs=a.audio_epochs, seed=a.seed, log=log,
-                                  mixup=a.audio_mixup, eval_fn=evaluate)
+                                  mixup=a.audio_mixup, average_last=a.audio_average, eval_fn=evaluate)
         hf_dir = work / "audio-hf"
         audio_tower.save_hf(model, hf_dir)
         import clap_audio

@@ -167,12 +167,11 @@ the Swift `emotion embed` computed, and the Swift classifier agree on every one 
   unlike them (synthetic speech, for one) it can be confidently wrong; with both modalities the
   classifier then follows the voice (Scripts/smoke.sh's espeak caller thanking the agent comes out
   angry).
-- Single sentences without context are its weakest case: on a probe of 12 plain sentences
-  (Tests/DefaultModelTests) it is right on 9; "Please hold the line." comes out angry and "The
-  meeting is at three o'clock." happy, both with high confidence. Probabilities are not
-  calibrated.
-- DED helps text and text + audio, but on session-4 audio alone it lowers accuracy: it propagates
-  the audio-only classifier's errors along each speaker's turns.
+- Single sentences without context are its weakest case, and its probabilities are not
+  calibrated: Tests/DefaultModelTests probes 12 plain sentences (3 per label) and requires at least
+  half right; plain factual sentences ("Please hold the line.") can come out angry.
+- DED helps text and text + audio; on audio alone it changes little or harms (it propagates the
+  audio-only classifier's errors along each speaker's turns).
 - English only.
 """
     (package / "README.md").write_text(text)

@@ -31,7 +31,7 @@ import torch
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "convert"))
-from gatedxlstm.model import ClassifierConfig, GatedXLSTMClassifier  # noqa: E402
+from gatedxlstm.model import ClassifierConfig  # noqa: E402
 from pipeline import audio_tower, classifier, ded, fusion, iemocap, model_card, parity, speech, swift, text_tower  # noqa: E402
 
 REPO = HERE.parents[1]
@@ -187,22 +187,12 @@ def main(argv=None) -> int:
     for name, rows_, mode in (("text", val_clean, "text"), ("audio", val_clean, "audio"), ("both", val_clean, "both")):
         val_sets[name] = classifier.examples(val_dd, lambda dd, r=rows_: r[dd.id], audio_emb, classifier.fixed_mode(mode),
                                              np.random.default_rng(0))
-    ckpt = work / "classifier.pt"
-    if not ckpt.exists():
-        model, history = classifier.train(cfg, make_train, val_sets, epochs=a.classifier_epochs, patience=a.patience,
-                                          select=("text", "audio", "both"), context_dropout=a.context_dropout,
-                                          seed=a.seed, log=log)
-        torch.save({"state": model.state_dict(), "history": history}, ckpt)
-    saved = torch.load(ckpt)
-    history = saved["history"]
-    model = GatedXLSTMClassifier(cfg)
-    model.load_state_dict(saved["state"])
-    model.eval()
-    classifier.export(model, package, a.dtype)
-    # The shipped (rounded) weights are the reference from here on.
-    from safetensors.torch import load_file
-    shipped = load_file(str(package / "weights.safetensors"))
-    model.load_state_dict({k: shipped[k].float() for k in model.state_dict() if k in shipped}, strict=False)
+    model, history = classifier.train_export(
+        cfg, work / "classifier.pt",
+        lambda: classifier.train(cfg, make_train, val_sets, epochs=a.classifier_epochs, patience=a.patience,
+                                 select=("text", "audio", "both"), context_dropout=a.context_dropout,
+                                 seed=a.seed, log=log),
+        package, a.dtype)
     log(f"classifier: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, "
         f"best epoch {max(history, key=lambda h: h['selection'])['epoch']}")
 

@@ -37,7 +37,7 @@ import torch
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "convert"))
-from gatedxlstm.model import ClassifierConfig, GatedXLSTMClassifier  # noqa: E402
+from gatedxlstm.model import ClassifierConfig  # noqa: E402
 from pipeline import classifier, ded, fusion, iemocap, parity, swift  # noqa: E402
 
 REPO = HERE.parents[1]
@@ -365,21 +365,13 @@ def run(a, work: pathlib.Path, out: pathlib.Path, encoder: pathlib.Path, log: Lo
     if not ckpt.exists():
         log(f"classifier: width {cfg.width}, {cfg.blocks} blocks, {cfg.heads} heads, {cfg.steps} x {cfg.step_dim}; "
             f"{len(val_sets['both'][1])} validation turns")
-        model, history = classifier.train(cfg, make_train, val_sets, epochs=a.epochs, patience=a.patience,
-                                          batch=a.batch, lr=a.lr, weight_decay=a.weight_decay, seed=a.seed,
-                                          select=("both",), context_dropout=a.context_dropout, log=log)
-        torch.save({"state": model.state_dict(), "history": history}, ckpt)
-    saved = torch.load(ckpt)
-    history = saved["history"]
-    model = GatedXLSTMClassifier(cfg)
-    model.load_state_dict(saved["state"])
-    model.eval()
     provenance = {"classifier": {"trained_on": f"IEMOCAP, protocol {a.protocol}", "recipe": recipe}}
-    classifier.export(model, package, a.dtype, provenance=provenance)
-    # The shipped (rounded) weights are the reference from here on.
-    from safetensors.torch import load_file
-    shipped = load_file(str(package / "weights.safetensors"))
-    model.load_state_dict({k: shipped[k].float() for k in model.state_dict() if k in shipped}, strict=False)
+    model, history = classifier.train_export(
+        cfg, ckpt,
+        lambda: classifier.train(cfg, make_train, val_sets, epochs=a.epochs, patience=a.patience,
+                                 batch=a.batch, lr=a.lr, weight_decay=a.weight_decay, seed=a.seed,
+                                 select=("both",), context_dropout=a.context_dropout, log=log),
+        package, a.dtype, provenance=provenance)
     n_params = sum(p.numel() for p in model.parameters())
     best = max(history, key=lambda h: h["selection"])
     log(f"classifier: {n_params / 1e6:.2f} M parameters, best epoch {best['epoch']} of {len(history)} "

@@ -182,3 +182,23 @@ def export(model: GatedXLSTMClassifier, out: pathlib.Path, dtype: str, provenanc
     if manifest.get("labels") != LABELS:
         manifest["labels"] = LABELS
         manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def train_export(cfg: ClassifierConfig, checkpoint: pathlib.Path, train_fn, package: pathlib.Path, dtype: str,
+                 provenance=None):
+    """The builds' classifier stage: trains with `train_fn()` -> (model, history) unless
+    `checkpoint` holds a trained state, exports into `package`, and returns (model, history) with
+    the model holding the weights as shipped (after the package's dtype rounding), which is the
+    reference for the parity check from then on."""
+    if not checkpoint.exists():
+        model, history = train_fn()
+        torch.save({"state": model.state_dict(), "history": history}, checkpoint)
+    saved = torch.load(checkpoint)
+    model = GatedXLSTMClassifier(cfg)
+    model.load_state_dict(saved["state"])
+    model.eval()
+    export(model, package, dtype, provenance=provenance)
+    from safetensors.torch import load_file
+    shipped = load_file(str(pathlib.Path(package) / "weights.safetensors"))
+    model.load_state_dict({k: shipped[k].float() for k in model.state_dict() if k in shipped}, strict=False)
+    return model, saved["history"]

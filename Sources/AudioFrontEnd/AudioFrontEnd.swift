@@ -26,7 +26,7 @@ public struct AudioFeatures: Sendable, Equatable {
 
 /// The audio front-end of a CLAP-style encoder: encoded bytes -> mono float32 (libsndfile,
 /// mean of channels) -> the model's sample rate (libsoxr HQ, as `librosa.resample`) ->
-/// encoder windows -> log-mel features (as transformers' `ClapFeatureExtractor`).
+/// optional level normalisation (``ActiveLevel``) -> encoder windows -> log-mel features (as transformers' `ClapFeatureExtractor`).
 ///
 /// **Windows.** A clip of n samples (at the model rate) and a window of L = `maxLengthSamples`:
 /// - n < L: one window, filled per `padding` (CLAP: "repeatpad", the clip tiled floor(L / n)
@@ -91,9 +91,14 @@ public struct AudioFrontEnd: Sendable {
         return out
     }
 
-    /// Features of a waveform already at the model's rate.
+    /// Features of a waveform already at the model's rate (level-normalised first when the
+    /// configuration sets `active_level_dbfs`).
     public func features(modelRate waveform: [Float], source: AudioInfo? = nil) throws -> AudioFeatures {
         guard !waveform.isEmpty else { throw AudioError(.emptyAudio, "no samples") }
+        var waveform = waveform
+        if let target = configuration.activeLevelDBFS {
+            waveform = ActiveLevel.normalise(waveform, sampleRate: configuration.sampleRate, targetDBFS: target)
+        }
         let windows = windowWaveforms(waveform).map { window in
             AudioWindowFeatures(startSample: window.start, sampleCount: window.count,
                                 features: extractor.spectrogram(window.samples))

@@ -92,6 +92,9 @@ public struct AudioFrontEndConfiguration: Sendable, Equatable, Codable {
     /// Long clips: the last window is kept only if it holds at least this many seconds of audio
     /// (unless it is the only window). 0 keeps every tail.
     public var minTailSeconds: Double
+    /// When set, the whole clip (at the model's rate, before windowing) is scaled so that its
+    /// active level is this many dBFS (see ``ActiveLevel``); nil (CLAP) leaves the level as sent.
+    public var activeLevelDBFS: Double?
 
     public init(sampleRate: Int = 48_000, nFFT: Int = 1024, windowLength: Int? = nil, hopLength: Int = 480,
                 nMels: Int = 64, fMin: Double = 50, fMax: Double = 14_000, maxLengthSeconds: Double = 10,
@@ -100,7 +103,8 @@ public struct AudioFrontEndConfiguration: Sendable, Equatable, Codable {
                 periodicWindow: Bool = true, center: Bool = true, padMode: PadMode = .reflect,
                 power: Double = 2, melFloor: Double = 1e-10, dbReference: Double = 1,
                 dbMinValue: Double = 1e-10, topDB: Double? = nil,
-                resampleQuality: ResamplerQuality = .hq, minTailSeconds: Double = 1) {
+                resampleQuality: ResamplerQuality = .hq, minTailSeconds: Double = 1,
+                activeLevelDBFS: Double? = nil) {
         self.sampleRate = sampleRate
         self.nFFT = nFFT
         self.windowLength = windowLength
@@ -124,6 +128,7 @@ public struct AudioFrontEndConfiguration: Sendable, Equatable, Codable {
         self.topDB = topDB
         self.resampleQuality = resampleQuality
         self.minTailSeconds = minTailSeconds
+        self.activeLevelDBFS = activeLevelDBFS
     }
 
     /// LAION clap-htsat-unfused (the paper's encoder).
@@ -173,6 +178,9 @@ public struct AudioFrontEndConfiguration: Sendable, Equatable, Codable {
         guard dbMinValue.isFinite, dbMinValue > 0 else { throw bad("db_min_value must be positive, got \(dbMinValue)") }
         if let t = topDB, !(t.isFinite && t > 0) { throw bad("top_db must be positive, got \(t)") }
         guard minTailSeconds.isFinite, minTailSeconds >= 0 else { throw bad("min_tail_s must be >= 0, got \(minTailSeconds)") }
+        if let l = activeLevelDBFS, !(l.isFinite && (-80...0).contains(l)) {
+            throw bad("active_level_dbfs must be in -80...0, got \(l)")
+        }
     }
 
     // MARK: Coding
@@ -184,6 +192,7 @@ public struct AudioFrontEndConfiguration: Sendable, Equatable, Codable {
         case periodicWindow = "periodic_window", center, padMode = "pad_mode", power
         case melFloor = "mel_floor", dbReference = "db_reference", dbMinValue = "db_min_value", topDB = "top_db"
         case resampleQuality = "resample_quality", minTailSeconds = "min_tail_s"
+        case activeLevelDBFS = "active_level_dbfs"
     }
 
     /// Decodes (every key optional) and validates; an invalid value is a `DecodingError`
@@ -214,7 +223,8 @@ public struct AudioFrontEndConfiguration: Sendable, Equatable, Codable {
             dbMinValue: try c.decodeIfPresent(Double.self, forKey: .dbMinValue) ?? d.dbMinValue,
             topDB: try c.decodeIfPresent(Double.self, forKey: .topDB),
             resampleQuality: try c.decodeIfPresent(ResamplerQuality.self, forKey: .resampleQuality) ?? d.resampleQuality,
-            minTailSeconds: try c.decodeIfPresent(Double.self, forKey: .minTailSeconds) ?? d.minTailSeconds)
+            minTailSeconds: try c.decodeIfPresent(Double.self, forKey: .minTailSeconds) ?? d.minTailSeconds,
+            activeLevelDBFS: try c.decodeIfPresent(Double.self, forKey: .activeLevelDBFS))
         do {
             try validate()
         } catch let error as AudioError {
@@ -247,5 +257,6 @@ public struct AudioFrontEndConfiguration: Sendable, Equatable, Codable {
         try c.encodeIfPresent(topDB, forKey: .topDB)
         try c.encode(resampleQuality, forKey: .resampleQuality)
         try c.encode(minTailSeconds, forKey: .minTailSeconds)
+        try c.encodeIfPresent(activeLevelDBFS, forKey: .activeLevelDBFS)
     }
 }

@@ -29,13 +29,15 @@ import Testing
          "f_min": 20, "f_max": 7600, "max_length_s": 4.5, "padding": "repeat", "truncation": "rand_trunc",
          "mel_scale": "kaldi", "mel_norm": "none", "window": "hamming", "periodic_window": false,
          "center": false, "pad_mode": "constant", "power": 1, "mel_floor": 1e-8, "db_reference": 2,
-         "db_min_value": 1e-9, "top_db": 80, "resample_quality": "soxr_vhq", "min_tail_s": 0.5}
+         "db_min_value": 1e-9, "top_db": 80, "resample_quality": "soxr_vhq", "min_tail_s": 0.5,
+         "active_level_dbfs": -26}
         """
         let c = try JSONDecoder().decode(AudioFrontEndConfiguration.self, from: Data(json.utf8))
         #expect(c.sampleRate == 16_000 && c.nFFT == 400 && c.windowLength == 320 && c.hopLength == 160)
         #expect(c.maxLengthSamples == 72_000 && c.framesPerWindow == 1 + (72_000 - 400) / 160)
         #expect(c.window == .hamming && !c.periodicWindow && !c.center && c.padMode == .constant)
         #expect(c.power == 1 && c.topDB == 80 && c.resampleQuality == .vhq && c.minTailSeconds == 0.5)
+        #expect(c.activeLevelDBFS == -26)
         let again = try JSONDecoder().decode(AudioFrontEndConfiguration.self, from: JSONEncoder().encode(c))
         #expect(again == c)
         // The same code serves that configuration.
@@ -50,6 +52,7 @@ import Testing
         #"{"f_max": -1}"#, #"{"win_length": 2048}"#, #"{"max_length_s": 0}"#, #"{"sample_rate": 0}"#,
         #"{"power": 3}"#, #"{"mel_floor": 0}"#, #"{"top_db": -5}"#, #"{"padding": "mirror"}"#,
         #"{"truncation": "crop"}"#, #"{"mel_scale": "bark"}"#, #"{"n_fft": "1024"}"#, #"{"min_tail_s": -1}"#,
+        #"{"active_level_dbfs": 3}"#, #"{"active_level_dbfs": -120}"#,
         #"{"center": false, "n_fft": 1024, "max_length_s": 0.001}"#,
     ])
     func invalidConfigurationsAreRefused(_ json: String) {

@@ -86,14 +86,26 @@ def spec_augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return x
 
 
+FLOOR_DB = -100.0  # the front end's floor (mel_floor 1e-10 in dB): digital silence, zero padding
+
+
+def random_gain(x: torch.Tensor, g: torch.Generator, low_db: float, high_db: float) -> torch.Tensor:
+    """Each clip's log-mel as if its waveform had been scaled by a random gain in [low, high] dB:
+    every band moves by the gain, the floor stays (exact short of clipping)."""
+    gain = low_db + (high_db - low_db) * torch.rand(x.shape[0], generator=g)
+    floor = x <= FLOOR_DB + 1e-3
+    return torch.where(floor, x, (x + gain[:, None, None]).clamp(min=FLOOR_DB))
+
+
 def train(train_feats: dict, labels: np.ndarray, caption_bank: torch.Tensor, caption_labels: torch.Tensor, *,
           config=SMALL, epochs=30, batch=32, lr=1e-3, seed=0, aux_weight=1.0, mixup=0.0, average_last=5, log=print,
-          eval_fn=None):
+          eval_fn=None, gain_db: tuple[float, float] | None = None):
     """Returns the trained Trainee. `caption_bank` (C, 512) normalised caption embeddings with
     their label indices; each step pairs every clip with a random caption of its label and uses
     the CLAP loss with every caption of the same label counted as a positive. The weights returned
     are the average of the last `average_last` epochs' (stochastic weight averaging: run-to-run
-    variance on held-out speakers is large with this little data)."""
+    variance on held-out speakers is large with this little data). `gain_db` (low, high): every
+    example at a random input gain (`random_gain`), so that absolute level is a weak cue."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     model = Trainee(config, int(caption_labels.max()) + 1)
@@ -114,6 +126,8 @@ def train(train_feats: dict, labels: np.ndarray, caption_bank: torch.Tensor, cap
             vsel = torch.randint(0, len(variants), (len(idx),), generator=g)
             mel = torch.stack([torch.from_numpy(train_feats[variants[v]][i].astype(np.float32))
                                for i, v in zip(idx.tolist(), vsel.tolist())])
+            if gain_db is not None:
+                mel = random_gain(mel, g, *gain_db)
             mel = spec_augment(mel, g)
             y = y_all[idx]
             onehot = nn.functional.one_hot(y, len(by_label)).float()

@@ -64,6 +64,10 @@ def main(argv=None) -> int:
     ap.add_argument("--audio-epochs", type=int, default=25)
     ap.add_argument("--audio-mixup", type=float, default=0.4, help="mixup Beta(a, a) of the audio tower's inputs (0: off)")
     ap.add_argument("--audio-average", type=int, default=10, help="average the audio tower's weights over the last N epochs")
+    ap.add_argument("--audio-gain", type=float, nargs=2, default=[-18.0, 6.0], metavar=("LOW", "HIGH"),
+                    help="every audio training example at a random gain in [LOW, HIGH] dB (absolute level must not "
+                         "decide the emotion: call audio arrives at any level)")
+    ap.add_argument("--no-audio-gain", action="store_true", help="no random gain on the audio tower's inputs")
     ap.add_argument("--classifier-epochs", type=int, default=20)
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--audio-mismatch", type=float, default=0.25,
@@ -88,7 +92,7 @@ def main(argv=None) -> int:
     clips = speech.load_clips(data)
     train_clips, held_out = speech.split(clips)
     copies = speech.write_variants(train_clips, work / "clips", a.seed, speech.TRAIN_VARIANTS)
-    copies.update(speech.write_variants(held_out, work / "clips", a.seed, speech.VARIANTS))
+    copies.update(speech.write_variants(held_out, work / "clips", a.seed, speech.HELD_OUT_VARIANTS))
     log(f"clips: {len(train_clips)} training, {len(held_out)} held out ({sorted(speech.HELD_OUT)})")
 
     # 2. Text tower.
@@ -125,7 +129,8 @@ def main(argv=None) -> int:
 
         torch.manual_seed(a.seed)
         model = audio_tower.train(feats, y, bank, bank_labels, epochs=a.audio_epochs, seed=a.seed, log=log,
-                                  mixup=a.audio_mixup, average_last=a.audio_average, eval_fn=evaluate)
+                                  mixup=a.audio_mixup, average_last=a.audio_average, eval_fn=evaluate,
+                                  gain_db=None if a.no_audio_gain else tuple(a.audio_gain))
         hf_dir = work / "audio-hf"
         audio_tower.save_hf(model, hf_dir)
         import clap_audio
@@ -133,7 +138,9 @@ def main(argv=None) -> int:
         section.update(speech.FRONT_END)
         clap_audio.write_package(package, section, tensors, dtype=a.dtype,
                                  provenance={"audio": {"trained_on": "RAVDESS actors 1-16 + TESS YAF (see model card)"}})
-        stage_audio.write_text(json.dumps({"held_out_head": evaluate(model)}) + "\n")
+        recipe = {"epochs": a.audio_epochs, "mixup": a.audio_mixup, "average_last": a.audio_average,
+                  "gain_db": None if a.no_audio_gain else list(a.audio_gain)}
+        stage_audio.write_text(json.dumps({"held_out_head": evaluate(model), "recipe": recipe}) + "\n")
     log(f"audio tower: {json.loads(stage_audio.read_text())}")
 
     # 4. Embeddings with the serving code.
@@ -233,7 +240,7 @@ def main(argv=None) -> int:
     ids_to_path = {clip_key(p, kind): str(path) for (p, kind), path in copies.items()}
     write_dialogues(evaluation / "session4-clean.jsonl", val_clean)
     write_dialogues(evaluation / "session4-8k.jsonl", val_tel)
-    for kind in ("clean", "telephone"):
+    for kind in ("clean", "narrowband", "gain", "telephone"):
         with open(evaluation / f"acted-{kind}.jsonl", "w") as f:
             for c in held_out:
                 f.write(json.dumps({"dialogue": f"{c.path.stem}.{kind}", "turns": [
@@ -245,7 +252,9 @@ def main(argv=None) -> int:
                                  ("session4 audio 8k", "session4-8k", "audio"),
                                  ("session4 both 8k", "session4-8k", "both"),
                                  ("acted audio", "acted-clean", "audio"),
-                                 ("acted audio 8k", "acted-telephone", "audio")):
+                                 ("acted audio 8k", "acted-narrowband", "audio"),
+                                 ("acted audio gain", "acted-gain", "audio"),
+                                 ("acted audio 8k gain", "acted-telephone", "audio")):
         metrics, turns = swift.evaluate(emotion, package, evaluation / f"{file}.jsonl", modality,
                                         evaluation / name.replace(" ", "-"))
         if name.startswith("acted"):

@@ -82,6 +82,16 @@ def per_corpus(results: dict, key: str) -> str:
     return ", ".join(f"{k} {_f(v)}" for k, v in sorted((r.get("per_corpus") or {}).items()))
 
 
+def held_out_counts(card: dict) -> str:
+    counts = card.get("held_out_by_corpus") or {}
+    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) + " clips" if counts else "see the build log"
+
+
+def build_time(card: dict) -> str:
+    minutes = card.get("minutes_from_scratch")
+    return f", {minutes:.0f} minutes from scratch on 2 CPU cores" if minutes else ""
+
+
 def audio_recipe(card: dict) -> str:
     r = card["audio_tower"].get("recipe") or {}
     parts = []
@@ -120,7 +130,7 @@ def write(package: pathlib.Path, card: dict) -> None:
     text = f"""# gatedxlstm-default: the demo model
 
 A small GatedxLSTM model trained on this machine by `bash Training/build_default_model.sh`
-(`Training/pipeline/build_default.py`, seed {card['seed']}, {card['minutes']:.0f} minutes on 2 CPU cores). It is what
+(`Training/pipeline/build_default.py`, seed {card['seed']}{build_time(card)}). It is what
 `emotion-server` serves out of the box. **Demo model, non-commercial use only**: it is trained on
 RAVDESS (CC BY-NC-SA 4.0), TESS (CC BY-NC-ND 4.0) and IEMOCAP transcripts (IEMOCAP's research
 licence). Labels: {", ".join(LABELS)}.
@@ -130,7 +140,7 @@ licence). Labels: {", ".join(LABELS)}.
 | stage | what | trained on |
 |---|---|---|
 | text tower | all-MiniLM-L6-v2 (6 layers, 384 wide, mean pooling, L2) + a fixed isometric projection 384 -> 512 (`[I; -I]`, ReLU, `[Q, -Q]`: exactly `Q x`, no information lost) | frozen (sentence-transformers' public weights, Apache-2.0) |
-| audio tower | HTSAT (the paper's architecture, smaller: patch embed 32, depths 2/2/2, heads 2/4/8, window 8, spec 128) + projection 128 -> 512 -> 512; 16 kHz, log-mel 64 bins 50-8000 Hz, window 512, hop 320, 5 s windows (longer turns: mean of the windows) | trained here: CLAP contrastive loss against the text tower's embeddings of emotion captions ("an angry voice", ...) + an auxiliary 4-class loss, on RAVDESS actors 1-16 and TESS YAF (calm read as neutral), each clip also as 8 kHz telephone-band, noisy and gain-varied copies; {audio_recipe(card)} |
+| audio tower | HTSAT (the paper's architecture, smaller: patch embed 32, depths 2/2/2, heads 2/4/8, window 8, spec 128) + projection 128 -> 512 -> 512; 16 kHz, log-mel 64 bins 50-8000 Hz, window 512, hop 320, 5 s windows (longer turns: mean of the windows) | trained here: CLAP contrastive loss against the text tower's embeddings of emotion captions ("an angry voice", ...) + an auxiliary 4-class loss, on RAVDESS actors 1-16 and TESS YAF (calm read as neutral), each clip also as copies in the 8 kHz telephone band (at its own level, and at a random gain of -12..+6 dB), noisy (5-25 dB SNR, random gain) and both; {audio_recipe(card)} |
 | classifier | 12-stream gated xLSTM: width {cc['width']}, {cc["blocks"]} mLSTM block{"s" if cc["blocks"] != 1 else ""}, {cc['heads']} heads, 512 = {cc['steps']} x {cc['step_dim']} | IEMOCAP sessions 1-3 transcripts (90 dialogues); Adam 1e-3, weight decay 1e-4, batch 32, early stopping on the mean session-4 macro-F1 of text only, audio only and text + audio |
 | DED | p0 = {card['p0']:.4f}, alpha = {card['alpha']}, beam = {card['beam']} | p0 from the training dialogues ({card['p0_counts'][0]} shifts in {card['p0_counts'][1]} same-speaker pairs); alpha and beam chosen on session 4 |
 
@@ -141,7 +151,7 @@ conversation. Each IEMOCAP training dialogue is voiced by acted speakers: each d
 played by one RAVDESS/TESS training speaker of the same sex, and each turn gets a random clip of
 that speaker with the turn's label (turns outside the four classes: frustrated and disgusted ->
 angry clip, surprised -> happy, fearful -> sad, other/no agreement -> neutral), in a random copy
-(clean, telephone, noisy, telephone + noisy); in dialogues with both modalities a quarter of the
+(clean, 8 kHz telephone band, the same at a random gain, noisy, telephone + noisy); in dialogues with both modalities a quarter of the
 turns is voiced with a clip of another emotion, because voice and words do not always agree and the audio tower errs on voices
 it never heard, so the classifier must not take the voice for the label. Modality dropout: 50 % of the training dialogues have
 both modalities (10 % of their turns lose the audio, 10 % the text), 30 % text only, 20 % audio
@@ -186,15 +196,21 @@ the Swift `emotion embed` computed, and the Swift classifier agree on every one 
 
 - Acted emotions (RAVDESS, TESS) are exaggerated compared with calls; IEMOCAP is acted
   dialogue too. Expect lower figures on real call-center audio.
+- New voices: the held-out acted clips are mostly one speaker, TESS OAF ({held_out_counts(card)});
+  per corpus the audio-only accuracy is {per_corpus(r, 'acted audio')}, so voices unlike the
+  training speakers (RAVDESS actors 17-20 here) fare far worse than the headline figure.
 - The audio tower saw 17 speakers' read sentences; it has no notion of words, and on voices
   unlike them (synthetic speech, for one) it can be confidently wrong; with both modalities the
   classifier then follows the voice (Scripts/smoke.sh's espeak caller thanking the agent comes out
   angry).
 - Single sentences without context are its weakest case, and its probabilities are not
   calibrated: Tests/DefaultModelTests probes 12 plain sentences (3 per label) and requires at least
-  half right; plain factual sentences ("Please hold the line.") can come out angry.
-- DED helps text and text + audio; on audio alone it changes little or harms (it propagates the
-  audio-only classifier's errors along each speaker's turns).
+  half right; plain factual sentences ("I will send you the form tomorrow.") can come out sad or
+  angry.
+- DED helps text and text + audio; on audio alone it harms (session 4, audio only:
+  {_f(r['session4 audio']['classifier']['accuracy'])} without, {_f(r['session4 audio']['ded_online']['accuracy'])} online): it propagates the audio-only
+  classifier's errors along each speaker's turns. Clients that send audio without transcripts
+  should read the per-turn `emotion` rather than the decoded path.
 - English only.
 """
     (package / "README.md").write_text(text)

@@ -58,11 +58,11 @@ if ! grep -q '"classifier-bench"' Package.swift; then
     say "note: Package.swift declares no 'classifier-bench' product; building target product $PRODUCT"
 fi
 SWIFT_BIN=""
-say "swift build -c release --product $PRODUCT"
+say "Scripts/build-release.sh $PRODUCT"
 # One retry: a build can fail transiently when sources change while it runs.
-if swift build -c release --product "$PRODUCT" >"$LOGS/swift-build.log" 2>&1 \
+if bash Scripts/build-release.sh "$PRODUCT" >"$LOGS/swift-build.log" 2>&1 \
     || { say "swift build failed; retrying once"; sleep 5;
-         swift build -c release --product "$PRODUCT" >"$LOGS/swift-build.log" 2>&1; }; then
+         bash Scripts/build-release.sh "$PRODUCT" >"$LOGS/swift-build.log" 2>&1; }; then
     SWIFT_BIN="$(swift build -c release --show-bin-path)/$PRODUCT"
 else
     say "swift build FAILED (tail of $LOGS/swift-build.log):"

@@ -18,7 +18,7 @@ if ! command -v haproxy >/dev/null; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
     $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq haproxy >/dev/null
 fi
-swift build -c release --product emotion-server >/dev/null
+bash Scripts/build-release.sh emotion-server >/dev/null
 BIN=.build/release/emotion-server
 WORK=$(mktemp -d)
 PIDS=()

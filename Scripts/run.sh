@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Scripts/setup.sh
-swift build -c release --product emotion-server
+bash Scripts/build-release.sh emotion-server
 exec .build/release/emotion-server "$@"

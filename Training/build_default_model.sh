@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash Scripts/setup.sh >/dev/null
 PY=$(bash Training/setup_venv.sh)
-swift build -c release --product emotion
+bash Scripts/build-release.sh emotion
 export OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-2}
 # Bit-reproducible training: MKL's conditional numerical reproducibility (results independent of
 # memory alignment), with the thread count fixed by --threads (default 2).

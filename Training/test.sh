@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 PY=$(bash Training/setup_venv.sh)
 if [ "${1:-}" = "--build" ] || [ ! -x .build/release/emotion ]; then
     bash Scripts/setup.sh >/dev/null
-    swift build -c release --product emotion
+    bash Scripts/build-release.sh emotion
 fi
 export PYTHONDONTWRITEBYTECODE=1 OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
 echo "== standard-library tests (test_*.py)"

@@ -101,7 +101,7 @@ def parse_args(argv=None):
     ap.add_argument("--dtype", choices=("f32", "f16", "bf16"), default="f32", help="classifier weights (default f32)")
     ap.add_argument("--threads", type=int, default=2, help="PyTorch threads (default 2)")
     ap.add_argument("--emotion", default=None,
-                    help="the Swift `emotion` tool (default: built with `swift build -c release --product emotion`)")
+                    help="the Swift `emotion` tool (default: built with `bash Scripts/build-release.sh emotion`)")
     ap.add_argument("--quiet", action="store_true", help="log to WORK/build.log only")
     return ap.parse_args(argv)
 

@@ -15,11 +15,13 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 
 def tool(build: bool = True) -> pathlib.Path:
     if build:
-        subprocess.run(["swift", "build", "-c", "release", "--product", "emotion"], cwd=REPO, check=True,
+        # Scripts/build-release.sh, not plain `swift build`: after a source change SwiftPM can
+        # leave a module compiled against a dependency's old type layouts (see the script).
+        subprocess.run(["bash", "Scripts/build-release.sh", "emotion"], cwd=REPO, check=True,
                        stdout=subprocess.DEVNULL)
     path = REPO / ".build" / "release" / "emotion"
     if not path.exists():
-        raise FileNotFoundError(f"{path}: build it with `swift build -c release --product emotion`")
+        raise FileNotFoundError(f"{path}: build it with `bash Scripts/build-release.sh emotion`")
     return path
 
 

@@ -46,10 +46,7 @@ struct DEDCommand: ParsableCommand {
     var offline = false
 
     /// One dialogue line of the input.
-    struct DialogueRecord: Decodable {
-        var dialogue: String
-        var turns: [TurnRecord]
-    }
+    typealias DialogueRecord = DialogueLine<TurnRecord>
 
     /// One turn; `id` (string or number) is only used in messages.
     struct TurnRecord: Decodable {
@@ -62,13 +59,7 @@ struct DEDCommand: ParsableCommand {
 
         init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
-            if let text = try? c.decodeIfPresent(String.self, forKey: .id) {
-                id = text
-            } else if let number = try? c.decodeIfPresent(Int.self, forKey: .id) {
-                id = String(number)
-            } else {
-                id = nil
-            }
+            id = try c.decodeTurnID(forKey: .id)
             speaker = try c.decode(String.self, forKey: .speaker)
             logits = try c.decode([Double].self, forKey: .logits)
             label = try c.decodeIfPresent(String.self, forKey: .label)
@@ -170,8 +161,7 @@ struct DEDCommand: ParsableCommand {
         for (number, text) in JSONLines.lines(data) {
             let record = try JSONLines.decode(DialogueRecord.self, line: text, number: number)
             for (index, turn) in record.turns.enumerated() {
-                let name = "line \(number): dialogue \(JSONLines.quote(record.dialogue)), turn \(index + 1)"
-                    + (turn.id.map { " (id \(JSONLines.quote($0)))" } ?? "")
+                let name = record.location(line: number, turn: index, id: turn.id)
                 guard turn.logits.count == labelCount else {
                     throw CLIError.input("\(name): expected \(labelCount) logits (one per label in --labels), got \(turn.logits.count)")
                 }

@@ -51,10 +51,7 @@ struct EvaluateCommand: ParsableCommand {
 
     // MARK: - Input
 
-    struct DialogueRecord: Decodable {
-        var dialogue: String
-        var turns: [TurnRecord]
-    }
+    typealias DialogueRecord = DialogueLine<TurnRecord>
 
     /// One turn; `id` may be a string or a number.
     struct TurnRecord: Decodable {
@@ -68,11 +65,7 @@ struct EvaluateCommand: ParsableCommand {
 
         init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
-            if let number = try? c.decodeIfPresent(Int.self, forKey: .id) {
-                id = String(number)
-            } else {
-                id = try c.decodeIfPresent(String.self, forKey: .id)
-            }
+            id = try c.decodeTurnID(forKey: .id)
             speaker = try c.decode(String.self, forKey: .speaker)
             transcript = try c.decodeIfPresent(String.self, forKey: .transcript)
             audio = try c.decodeIfPresent(String.self, forKey: .audio)
@@ -114,7 +107,7 @@ struct EvaluateCommand: ParsableCommand {
             guard !record.turns.isEmpty else { throw CLIError.input("\(name): no turns") }
             var turns: [Turn] = []
             for (index, t) in record.turns.enumerated() {
-                let location = "\(name), turn \(index + 1)" + (t.id.map { " (id \(JSONLines.quote($0)))" } ?? "")
+                let location = record.location(line: number, turn: index, id: t.id)
                 var transcript = t.transcript ?? "", audio = t.audio.flatMap { $0.isEmpty ? nil : $0 }
                 var dropped = ""
                 switch modality {

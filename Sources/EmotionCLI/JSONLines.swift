@@ -114,3 +114,25 @@ enum JSONLines {
         return out + "\""
     }
 }
+
+/// One line of a dialogue JSON Lines input, `{"dialogue": ..., "turns": [...]}`: `emotion ded`
+/// reads turns with logits, `emotion evaluate` turns with a transcript and audio.
+struct DialogueLine<Turn: Decodable>: Decodable {
+    var dialogue: String
+    var turns: [Turn]
+
+    /// `line 3: dialogue "d1", turn 2 (id "u2")` (`turn` 0-based): where a turn is, for messages.
+    func location(line: Int, turn index: Int, id: String?) -> String {
+        "line \(line): dialogue \(JSONLines.quote(dialogue)), turn \(index + 1)"
+            + (id.map { " (id \(JSONLines.quote($0)))" } ?? "")
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// A turn's id, given as a string or a number (only used in messages); anything else is a
+    /// decoding error naming the key.
+    func decodeTurnID(forKey key: Key) throws -> String? {
+        if let number = try? decodeIfPresent(Int.self, forKey: key) { return String(number) }
+        return try decodeIfPresent(String.self, forKey: key)
+    }
+}

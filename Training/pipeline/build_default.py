@@ -269,10 +269,12 @@ def main(argv=None) -> int:
         metrics, turns = swift.evaluate(emotion, package, evaluation / f"{file}.jsonl", modality,
                                         evaluation / name.replace(" ", "-"))
         if name.startswith("acted"):
-            by_corpus = {}
+            by_corpus, by_speaker = {}, {}
             for t in turns:
                 by_corpus.setdefault(t["speaker"].split("_")[0], []).append(t["predicted"] == t["label"])
+                by_speaker.setdefault(t["speaker"], []).append(t["predicted"] == t["label"])
             metrics["per_corpus"] = {k: float(np.mean(v)) for k, v in by_corpus.items()}
+            metrics["per_speaker"] = {k: float(np.mean(v)) for k, v in by_speaker.items()}
         results[name] = metrics
         log(f"evaluate {name}: " + " ".join(f"{k} acc {metrics[k]['accuracy']:.4f} uar {metrics[k]['uar']:.4f}"
                                              for k in ("classifier", "ded_online", "ded_offline")))

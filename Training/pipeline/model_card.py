@@ -77,6 +77,17 @@ def confusions(results: dict) -> str:
     return "\n\n".join(parts)
 
 
+def speaker_mean(results: dict, key: str) -> str:
+    """The mean of the per-speaker accuracies: every held-out voice weighs the same."""
+    per = (results.get(key) or {}).get("per_speaker") or {}
+    return _f(sum(per.values()) / len(per)) if per else "n/a"
+
+
+def per_speaker(results: dict, key: str) -> str:
+    per = (results.get(key) or {}).get("per_speaker") or {}
+    return ", ".join(f"{k} {_f(v)}" for k, v in sorted(per.items()))
+
+
 def per_corpus(results: dict, key: str) -> str:
     r = results.get(key, {})
     return ", ".join(f"{k} {_f(v)}" for k, v in sorted((r.get("per_corpus") or {}).items()))
@@ -182,6 +193,9 @@ measures the telephone band alone; at a random gain of -12..+6 dB the held-out c
 
 Acted clips, one clip per request, by corpus: {per_corpus(r, 'acted audio')} (full band);
 {per_corpus(r, 'acted audio 8k')} (8 kHz); {per_corpus(r, 'acted audio 8k gain')} (8 kHz, random gain).
+By speaker (full band): {per_speaker(r, 'acted audio')}; the mean over the five held-out speakers,
+each weighing the same, is {speaker_mean(r, 'acted audio')} (8 kHz: {speaker_mean(r, 'acted audio 8k')}), against the
+{_f(audio_full)} of the clip-weighted accuracy above.
 
 Confusion matrices (rows: true label, columns: predicted):
 

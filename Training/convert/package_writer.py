@@ -57,3 +57,12 @@ def write_stage(out, key: str, section: dict, tensors: dict, owned_prefixes: tup
     manifest[key] = {**(manifest.get(key) or {}), **section}
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     return out
+
+
+def publish(package, out) -> float:
+    """Copies a finished package directory to `out`, replacing what is there; returns its size in MB."""
+    package, out = pathlib.Path(package), pathlib.Path(out)
+    if out.exists():
+        shutil.rmtree(out)
+    shutil.copytree(package, out)
+    return sum(f.stat().st_size for f in out.rglob("*") if f.is_file()) / 1e6

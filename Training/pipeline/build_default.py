@@ -293,11 +293,8 @@ def main(argv=None) -> int:
     }
     (work / "card.json").write_text(json.dumps(card, indent=1) + "\n")
     model_card.write(package, card)
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(package, out)
-    log(f"wrote {out} ({sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 1e6:.1f} MB) "
-        f"in {(time.time() - started) / 60:.1f} min")
+    from package_writer import publish
+    log(f"wrote {out} ({publish(package, out):.1f} MB) in {(time.time() - started) / 60:.1f} min")
     return 0
 
 

@@ -428,11 +428,8 @@ def run(a, work: pathlib.Path, out: pathlib.Path, encoder: pathlib.Path, log: Lo
     (package / "results.json").write_text(json.dumps(report, indent=1) + "\n")
     write_card(package, report)
     shutil.copyfile(package / "results.json", work / "results.json")
-    if out.exists():
-        shutil.rmtree(out)
-    shutil.copytree(package, out)
-    log(f"wrote {out} ({sum(f.stat().st_size for f in out.rglob('*') if f.is_file()) / 1e6:.1f} MB) "
-        f"in {report['minutes']:.1f} min")
+    from package_writer import publish
+    log(f"wrote {out} ({publish(package, out):.1f} MB) in {report['minutes']:.1f} min")
     return 0
 
 

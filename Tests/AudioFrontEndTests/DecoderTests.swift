@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import AudioFrontEnd
+import TestSupport
 
 func decodeError(_ data: Data, options: AudioDecodingOptions = AudioDecodingOptions()) -> AudioError.Code? {
     do {

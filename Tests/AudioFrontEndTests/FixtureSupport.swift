@@ -87,13 +87,6 @@ struct AudioFixtures: Decodable {
     }
 }
 
-func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
-    precondition(a.count == b.count, "\(a.count) vs \(b.count)")
-    var m: Float = 0
-    for i in a.indices { m = max(m, abs(a[i] - b[i])) }
-    return m
-}
-
 /// A canonical little-endian PCM WAV (RIFF, fmt chunk of 16 bytes, data chunk), with every
 /// header field overridable so that tests can write lying headers.
 struct WAVBuilder {
@@ -146,15 +139,3 @@ struct WAVBuilder {
     }
 }
 
-/// A small deterministic generator (SplitMix64) for fuzzing.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import AudioFrontEnd
+import TestSupport
 
 @Suite struct ConfigurationTests {
     @Test func defaultsAreClapUnfused() throws {

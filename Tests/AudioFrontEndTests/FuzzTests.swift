@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import AudioFrontEnd
+import TestSupport
 
 /// Hostile bytes: every truncation of small valid files, random bytes, random bytes behind valid
 /// magic numbers, and random mutations of valid files. Each input must either decode or throw an

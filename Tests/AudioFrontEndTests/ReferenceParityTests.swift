@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import AudioFrontEnd
+import TestSupport
 
 /// End to end against the reference pipeline (soundfile -> librosa.resample soxr_hq ->
 /// ClapFeatureExtractor), from the encoded file bytes.

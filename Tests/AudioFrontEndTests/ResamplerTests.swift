@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import AudioFrontEnd
+import TestSupport
 
 @Suite struct ResamplerTests {
     /// Agreement with `librosa.resample(res_type="soxr_hq")` (PyPI soxr's bundled libsoxr vs the

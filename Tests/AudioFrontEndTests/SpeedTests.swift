@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import AudioFrontEnd
+import TestSupport
 
 /// Timing of the log-mel front-end on a 10 s, 48 kHz window (printed; the bound is loose so
 /// that debug builds and busy machines pass: release builds take a few ms).

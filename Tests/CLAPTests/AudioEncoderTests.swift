@@ -3,6 +3,7 @@ import ModelPackage
 import Numerics
 import Testing
 @testable import CLAP
+import TestSupport
 
 /// The Swift HTSAT audio tower against transformers' ClapAudioModelWithProjection with random
 /// weights (Training/fixtures/make_clap_audio_fixtures.py):
@@ -34,16 +35,6 @@ import Testing
         return (0..<n).map { Array(v[($0 * per)..<(($0 + 1) * per)]) }
     }
 
-    static func maxAbs(_ a: [Float], _ b: [Float]) -> Float {
-        precondition(a.count == b.count, "\(a.count) vs \(b.count)")
-        return zip(a, b).map { abs($0 - $1) }.max() ?? 0
-    }
-
-    static func cosine(_ a: [Float], _ b: [Float]) -> Double {
-        var ab = 0.0, aa = 0.0, bb = 0.0
-        for (x, y) in zip(a, b) { ab += Double(x) * Double(y); aa += Double(x) * Double(x); bb += Double(y) * Double(y) }
-        return ab / (aa.squareRoot() * bb.squareRoot())
-    }
 
     /// Checks embeddings, projections and pooled outputs of set `prefix`, and the F16 intermediates.
     static func checkParity(_ fixture: String, io ioName: String, sets: [String], cores: Int? = nil) throws {
@@ -56,12 +47,12 @@ import Testing
             let outputs = try encoder.encode(features) { name, buffer in seen[name] = Array(buffer) }
             for (b, out) in outputs.enumerated() {
                 let embedding = try items(io, "\(set).embedding")[b]
-                let err = maxAbs(out.embedding, embedding), cos = cosine(out.embedding, embedding)
+                let err = maxAbsDiff(out.embedding, embedding), cos = cosine(out.embedding, embedding)
                 #expect(err <= 1e-4 && cos >= 0.9999, "\(fixture) \(set)[\(b)] embedding: max abs \(err), cosine \(cos)")
                 let projected = try items(io, "\(set).projected")[b]
-                #expect(maxAbs(out.projected, projected) <= 2e-4, "\(set)[\(b)] projected: \(maxAbs(out.projected, projected))")
+                #expect(maxAbsDiff(out.projected, projected) <= 2e-4, "\(set)[\(b)] projected: \(maxAbsDiff(out.projected, projected))")
                 let pooled = try items(io, "\(set).pooled")[b]
-                #expect(maxAbs(out.pooled, pooled) <= 2e-4, "\(set)[\(b)] pooled: \(maxAbs(out.pooled, pooled))")
+                #expect(maxAbsDiff(out.pooled, pooled) <= 2e-4, "\(set)[\(b)] pooled: \(maxAbsDiff(out.pooled, pooled))")
             }
             // Intermediates are stored as float16: compare within its rounding.
             for name in io.names where name.hasPrefix(set + ".") && !name.hasSuffix("features") {
@@ -69,7 +60,7 @@ import Testing
                 guard let mine = seen[key] else { continue }
                 let reference = try io.tensor(name).values
                 let tolerance = 2e-3 * max(1, reference.map { abs($0) }.max() ?? 1)
-                #expect(maxAbs(mine, reference) <= tolerance, "\(set).\(key): \(maxAbs(mine, reference))")
+                #expect(maxAbsDiff(mine, reference) <= tolerance, "\(set).\(key): \(maxAbsDiff(mine, reference))")
             }
             #expect(Set(seen.keys).isSuperset(of: ["patch_embed", "stage0"]))
         }
@@ -97,13 +88,13 @@ import Testing
         // which changes the order of some float sums: equal within 1e-5, not bit for bit.
         for (b, item) in batch.enumerated() {
             let alone = try encoder.embed(item)
-            #expect(Self.maxAbs(alone, together[b]) <= 1e-5, "item \(b)")
+            #expect(maxAbsDiff(alone, together[b]) <= 1e-5, "item \(b)")
         }
         // Different frame counts in one batch.
         let mixed = [Array(batch[0].prefix(300 * 64)), batch[1]]
         let outputs = try encoder.embed(batch: mixed)
-        #expect(Self.maxAbs(outputs[0], try encoder.embed(mixed[0])) <= 1e-5)
-        #expect(Self.maxAbs(outputs[1], together[1]) <= 1e-5)
+        #expect(maxAbsDiff(outputs[0], try encoder.embed(mixed[0])) <= 1e-5)
+        #expect(maxAbsDiff(outputs[1], together[1]) <= 1e-5)
         #expect(try encoder.embed(batch: []).isEmpty)
     }
 
@@ -115,7 +106,7 @@ import Testing
         try await withThrowingTaskGroup(of: [[Float]].self) { group in
             for _ in 0..<4 { group.addTask { try encoder.embed(batch: features) } }
             for try await result in group {
-                for (a, b) in zip(result, expected) { #expect(Self.maxAbs(a, b) <= 1e-6) }
+                for (a, b) in zip(result, expected) { #expect(maxAbsDiff(a, b) <= 1e-6) }
             }
         }
     }
@@ -265,7 +256,7 @@ import Testing
         var x: [Float] = (0..<1000).map { (i: Int) -> Float in Float(i - 500) / 40 }
         let expected = x.map { Activation.gelu($0) }
         x.withUnsafeMutableBufferPointer { SwinVectorMath.gelu($0.baseAddress!, count: 1000) }
-        #expect(Self.maxAbs(x, expected) <= 2e-6)
+        #expect(maxAbsDiff(x, expected) <= 2e-6)
 
         var scores: [Float] = (0..<60).map { (i: Int) -> Float in Float((i * 37) % 23) / 3 - 2 }
         let bias: [Float] = (0..<60).map { (i: Int) -> Float in Float((i * 11) % 7) / 5 }
@@ -282,7 +273,7 @@ import Testing
         scores.withUnsafeMutableBufferPointer { s in
             SwinVectorMath.softmaxRows(s.baseAddress!, rows: 3, columns: 20, adding: bias, mask: mask)
         }
-        #expect(Self.maxAbs(scores, reference) <= 1e-6)
+        #expect(maxAbsDiff(scores, reference) <= 1e-6)
 
         let width = 37
         var rows: [Float] = (0..<(2 * width)).map { (i: Int) -> Float in Float((i * 13) % 17) - 8 }
@@ -296,6 +287,6 @@ import Testing
             SwinVectorMath.layerNorm($0.baseAddress!, ldx: width, rows: 2, width: width, weight: w, bias: b,
                                      eps: 1e-5, into: $0.baseAddress!, ldy: width)
         }
-        #expect(Self.maxAbs(rows, ref) <= 1e-5)
+        #expect(maxAbsDiff(rows, ref) <= 1e-5)
     }
 }

@@ -4,6 +4,7 @@ import ModelPackage
 import Numerics
 import Testing
 @testable import CLAP
+import TestSupport
 
 /// Paper-size HTSAT-tiny (+ projection) with random weights against transformers, and its speed:
 /// the Swift side of the audio-tower benchmark. Needs the package that
@@ -35,11 +36,11 @@ import Testing
         let outputs = try encoder.encode(features)
         var worst: Float = 0
         for (b, out) in outputs.enumerated() {
-            let err = AudioEncoderTests.maxAbs(out.embedding, embeddings[b])
-            let cos = AudioEncoderTests.cosine(out.embedding, embeddings[b])
+            let err = maxAbsDiff(out.embedding, embeddings[b])
+            let cos = cosine(out.embedding, embeddings[b])
             worst = max(worst, err)
             #expect(err <= 1e-4 && cos >= 0.9999, "window \(b): max abs \(err), cosine \(cos)")
-            #expect(AudioEncoderTests.maxAbs(out.pooled, pooled[b]) <= 1e-3)
+            #expect(maxAbsDiff(out.pooled, pooled[b]) <= 1e-3)
         }
 
         let iterations = env["CLAP_AUDIO_ITERATIONS"].flatMap(Int.init) ?? 20

@@ -3,6 +3,7 @@ import ModelPackage
 import Numerics
 import Testing
 @testable import CLAP
+import TestSupport
 
 /// Opt-in benchmark hook (not a regression test; shown as skipped unless enabled): the Swift side
 /// of Benchmarks/encoders.sh for the paper-size CLAP text tower. Needs the package that
@@ -38,7 +39,7 @@ import Testing
         let outputs = try encoder.embed(batch: io.ids)
         var worst: Float = 0
         for (b, out) in outputs.enumerated() {
-            let err = AudioEncoderTests.maxAbs(out, io.embedding[b])
+            let err = maxAbsDiff(out, io.embedding[b])
             worst = max(worst, err)
             #expect(err <= 1e-4, "transcript \(b): max abs \(err)")
         }

@@ -1,6 +1,7 @@
 import Foundation
 import Numerics
 import Testing
+import TestSupport
 
 /// Numerics' `Attention` (used by the text tower without bias or mask) against a direct
 /// double-precision computation, with the additive bias and mask a Swin window needs.
@@ -14,7 +15,7 @@ import Testing
     }
 
     func makeCase(queries: Int, keys: Int, heads: Int, headDim: Int, seed: UInt64) -> Case {
-        var rng = TextSplitMix(seed: seed)
+        var rng = SplitMix64(seed: seed)
         let ld = heads * headDim + 3
         func values(_ n: Int, _ scale: Float) -> [Float] { (0..<n).map { _ in scale * rng.uniform() } }
         var mask = [Float](repeating: 0, count: queries * keys)

@@ -2,6 +2,7 @@ import CLAP
 import Foundation
 import Numerics
 import Testing
+import TestSupport
 
 /// Paper-size CLAP text tower (RoBERTa-base + pooler + projection, 125.3 M parameters, random
 /// weights) on one transcript: timing only, no assertion on speed. Runs only when
@@ -31,7 +32,7 @@ import Testing
         let encoder = try TextEncoder(configuration: config, parameters: parameters, threads: threads, kernel: kernel)
         let loadSeconds = Date().timeIntervalSince(start)
 
-        var rng = TextSplitMix(seed: 99)
+        var rng = SplitMix64(seed: 99)
         func transcript(_ n: Int) -> [Int] {
             [0] + (0..<(n - 2)).map { _ in 3 + Int(rng.next() % UInt64(config.vocabSize - 3)) } + [2]
         }
@@ -68,10 +69,10 @@ import Testing
 /// matrices; LayerNorm weights near 1), without holding a second copy: each tensor is made on
 /// request.
 final class RandomTextParameters: ParameterSource, @unchecked Sendable {
-    private var rng: TextSplitMix
+    private var rng: SplitMix64
     private let lock = NSLock()
 
-    init(config: TextEncoderConfiguration, seed: UInt64) { rng = TextSplitMix(seed: seed) }
+    init(config: TextEncoderConfiguration, seed: UInt64) { rng = SplitMix64(seed: seed) }
 
     func parameter(_ name: String, shape: [Int]) throws -> Parameter {
         lock.lock()
@@ -89,16 +90,3 @@ final class RandomTextParameters: ParameterSource, @unchecked Sendable {
     }
 }
 
-/// SplitMix64; `uniform()` in [-1, 1).
-struct TextSplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 23) - 1 }
-}

@@ -3,6 +3,7 @@ import Foundation
 import ModelPackage
 import Numerics
 import Testing
+import TestSupport
 
 /// Expected outputs written by Training/fixtures/make_clap_text_fixtures.py.
 struct TextFixture: Decodable {
@@ -25,18 +26,6 @@ struct TextFixture: Decodable {
     }
 }
 
-enum TextCompare {
-    static func maxAbs(_ a: [Float], _ b: [Float]) -> Float {
-        precondition(a.count == b.count, "length \(a.count) vs \(b.count)")
-        return zip(a, b).map { abs($0 - $1) }.max() ?? 0
-    }
-
-    static func cosine(_ a: [Float], _ b: [Float]) -> Double {
-        var ab = 0.0, aa = 0.0, bb = 0.0
-        for (x, y) in zip(a, b) { ab += Double(x) * Double(y); aa += Double(x) * Double(x); bb += Double(y) * Double(y) }
-        return ab / max((aa * bb).squareRoot(), 1e-30)
-    }
-}
 
 @Suite struct TextEncoderRobertaTests {
     let package: ModelPackage
@@ -51,8 +40,8 @@ enum TextCompare {
         #expect(encoder.maxTokens == 38)
         for (i, ids) in expected.sequences.enumerated() {
             let out = try encoder.embed(ids)
-            let err = TextCompare.maxAbs(out, expected.embeddings[i])
-            let cos = TextCompare.cosine(out, expected.embeddings[i])
+            let err = maxAbsDiff(out, expected.embeddings[i])
+            let cos = cosine(out, expected.embeddings[i])
             #expect(err <= 1e-4, "sequence \(i) (\(ids.count) tokens): max abs \(err)")
             #expect(cos >= 0.9999, "sequence \(i): cosine \(cos)")
         }
@@ -62,7 +51,7 @@ enum TextCompare {
         let encoder = try TextEncoder(package: package)
         let hidden = try #require(expected.hidden_states)
         for (i, ids) in expected.sequences.enumerated() {
-            let err = TextCompare.maxAbs(try encoder.hiddenStates(ids), hidden[i])
+            let err = maxAbsDiff(try encoder.hiddenStates(ids), hidden[i])
             #expect(err <= 1e-4, "sequence \(i) (\(ids.count) tokens): max abs \(err)")
         }
     }
@@ -76,9 +65,9 @@ enum TextCompare {
         for (i, ids) in expected.sequences.enumerated() {
             let single = try one.embed(ids)
             // Other part counts split the inner sums differently: equal up to rounding.
-            #expect(TextCompare.maxAbs(try two.embed(ids), single) <= 1e-5, "sequence \(i)")
-            #expect(TextCompare.maxAbs(try many.embed(ids), single) <= 1e-5, "sequence \(i)")
-            #expect(TextCompare.maxAbs(batch[i], try two.embed(ids)) <= 1e-6, "sequence \(i)")
+            #expect(maxAbsDiff(try two.embed(ids), single) <= 1e-5, "sequence \(i)")
+            #expect(maxAbsDiff(try many.embed(ids), single) <= 1e-5, "sequence \(i)")
+            #expect(maxAbsDiff(batch[i], try two.embed(ids)) <= 1e-6, "sequence \(i)")
         }
         #expect(try two.embed(batch: []).isEmpty)
     }
@@ -88,7 +77,7 @@ enum TextCompare {
             let encoder = try TextEncoder(package: package, threads: threads, kernel: .blas)
             try package.weights.requireAllClaimed()
             for (i, ids) in expected.sequences.enumerated() {
-                let err = TextCompare.maxAbs(try encoder.embed(ids), expected.embeddings[i])
+                let err = maxAbsDiff(try encoder.embed(ids), expected.embeddings[i])
                 #expect(err <= 1e-4, "threads \(threads) sequence \(i): max abs \(err)")
             }
         }
@@ -103,7 +92,7 @@ enum TextCompare {
             results.set(i, (try? encoder.embed(expected.sequences[k])) ?? [])
         }
         for i in 0..<16 {
-            #expect(TextCompare.maxAbs(results.get(i), reference[i % expected.sequences.count]) <= 1e-6)
+            #expect(maxAbsDiff(results.get(i), reference[i % expected.sequences.count]) <= 1e-6)
         }
     }
 
@@ -117,10 +106,10 @@ enum TextCompare {
         let pooled = try encoder.embed(batch: expected.sequences)
         for (i, ids) in expected.sequences.enumerated() {
             let first = Array(hidden[i][0..<32])
-            #expect(TextCompare.maxAbs(pooled[i], first) <= 1e-4, "sequence \(i)")
+            #expect(maxAbsDiff(pooled[i], first) <= 1e-4, "sequence \(i)")
             // The last layer run for the first rows only equals the full pass's first row.
             let full = try encoder.hiddenStates(ids)
-            #expect(TextCompare.maxAbs(pooled[i], Array(full[0..<32])) <= 1e-6, "sequence \(i)")
+            #expect(maxAbsDiff(pooled[i], Array(full[0..<32])) <= 1e-6, "sequence \(i)")
         }
     }
 
@@ -154,9 +143,9 @@ enum TextCompare {
         #expect(encoder.maxTokens == 40)
         let batch = try encoder.embed(batch: expected.sequences)
         for (i, ids) in expected.sequences.enumerated() {
-            let err = TextCompare.maxAbs(batch[i], expected.embeddings[i])
+            let err = maxAbsDiff(batch[i], expected.embeddings[i])
             #expect(err <= 1e-4, "sequence \(i) (\(ids.count) tokens): max abs \(err)")
-            #expect(TextCompare.cosine(batch[i], expected.embeddings[i]) >= 0.9999)
+            #expect(cosine(batch[i], expected.embeddings[i]) >= 0.9999)
         }
     }
 
@@ -169,7 +158,7 @@ enum TextCompare {
         let sentences = try #require(expected.sentence_embeddings)
         for (i, ids) in expected.sequences.enumerated() {
             let out = try encoder.embed(ids)
-            #expect(TextCompare.maxAbs(out, sentences[i]) <= 1e-4, "sequence \(i)")
+            #expect(maxAbsDiff(out, sentences[i]) <= 1e-4, "sequence \(i)")
             let norm = out.reduce(0) { $0 + Double($1) * Double($1) }.squareRoot()
             #expect(abs(norm - 1) < 1e-5)
         }
@@ -179,7 +168,7 @@ enum TextCompare {
         let encoder = try TextEncoder(package: package)
         let hidden = try #require(expected.hidden_states)
         for (i, ids) in expected.sequences.enumerated() {
-            #expect(TextCompare.maxAbs(try encoder.hiddenStates(ids), hidden[i]) <= 1e-4, "sequence \(i)")
+            #expect(maxAbsDiff(try encoder.hiddenStates(ids), hidden[i]) <= 1e-4, "sequence \(i)")
         }
     }
 }
@@ -194,8 +183,8 @@ enum TextCompare {
         var worstCos = 1.0
         var worstAbs: Float = 0
         for i in expected.sequences.indices {
-            worstCos = min(worstCos, TextCompare.cosine(out[i], expected.embeddings[i]))
-            worstAbs = max(worstAbs, TextCompare.maxAbs(out[i], expected.embeddings[i]))
+            worstCos = min(worstCos, cosine(out[i], expected.embeddings[i]))
+            worstAbs = max(worstAbs, maxAbsDiff(out[i], expected.embeddings[i]))
         }
         #expect(expected.sequences.count >= 50)
         #expect(worstCos >= 0.9999, "min cosine \(worstCos)")

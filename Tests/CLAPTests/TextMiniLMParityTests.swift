@@ -2,6 +2,7 @@ import CLAP
 import Foundation
 import ModelPackage
 import Testing
+import TestSupport
 
 /// The full all-MiniLM-L6-v2 against sentence-transformers, over the 64 sentences of
 /// Fixtures/text_minilm_reference.json. Runs only when MINILM_PACKAGE names a package converted
@@ -25,9 +26,9 @@ import Testing
         var worstCos = 1.0, worstAbs: Float = 0
         for i in expected.sequences.indices {
             let one = try encoder.embed(expected.sequences[i])
-            #expect(TextCompare.maxAbs(one, out[i]) <= 1e-6, "sentence \(i): batch vs single")
-            worstCos = min(worstCos, TextCompare.cosine(out[i], expected.embeddings[i]))
-            worstAbs = max(worstAbs, TextCompare.maxAbs(out[i], expected.embeddings[i]))
+            #expect(maxAbsDiff(one, out[i]) <= 1e-6, "sentence \(i): batch vs single")
+            worstCos = min(worstCos, cosine(out[i], expected.embeddings[i]))
+            worstAbs = max(worstAbs, maxAbsDiff(out[i], expected.embeddings[i]))
         }
         print("MiniLM parity over \(expected.sequences.count) sentences: min cosine \(worstCos), max abs \(worstAbs)")
         #expect(worstCos >= 0.9999, "min cosine \(worstCos)")

@@ -1,25 +1,15 @@
 import Foundation
 import Testing
 @testable import DialogicalEmotionDecoder
+import TestSupport
 
 private func params(_ p0: Double = 0.3, alpha: Double = 1, beam: Int = 5) throws -> DEDParameters {
     try DEDParameters(p0: p0, alpha: alpha, beamWidth: beam)
 }
 
-/// A deterministic pseudo-random generator (SplitMix64) so tests need no fixtures.
-private struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 private func randomDialogue(turns: Int, labels: Int, speakers: [String], seed: UInt64) -> [DialogueTurn] {
-    var rng = SplitMix(state: seed)
+    var rng = SplitMix64(seed: seed)
     return (0..<turns).map { _ in
         DialogueTurn(speaker: speakers[Int.random(in: 0..<speakers.count, using: &rng)],
                      logits: (0..<labels).map { _ in Double.random(in: -3...3, using: &rng) })

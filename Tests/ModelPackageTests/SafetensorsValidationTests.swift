@@ -2,6 +2,7 @@ import Foundation
 import Numerics
 import Testing
 @testable import ModelPackage
+import TestSupport
 
 /// Broken and hostile safetensors files: each must be refused with the right code and a message
 /// naming the problem, and nothing may crash.

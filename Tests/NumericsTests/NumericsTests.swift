@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Numerics
+import TestSupport
 
 /// Golden values from PyTorch (Training/fixtures/make_numerics_fixtures.py).
 struct Fixture {
@@ -30,10 +31,6 @@ struct Fixture {
 
 enum FixtureError: Error { case badValue(String) }
 
-func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
-    precondition(a.count == b.count)
-    return zip(a, b).map { abs($0 - $1) }.max() ?? 0
-}
 
 @Suite struct ActivationTests {
     let f: Fixture

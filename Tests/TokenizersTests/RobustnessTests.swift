@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Tokenizers
+import TestSupport
 
 @Suite("Any input: long, random, concurrent")
 struct RobustnessTests {
@@ -57,7 +58,7 @@ struct RobustnessTests {
         }
     }
 
-    static func randomText(_ rng: inout SplitMix) -> String {
+    static func randomText(_ rng: inout SplitMix64) -> String {
         var view = String.UnicodeScalarView()
         let n = Int.random(in: 0...60, using: &rng)
         for _ in 0..<n {
@@ -83,7 +84,7 @@ struct RobustnessTests {
     func randomInputs() throws {
         let bpe = try Fixtures.bpe()
         let wp = try Fixtures.wordPiece()
-        var rng = SplitMix(state: 42)
+        var rng = SplitMix64(seed: 42)
         for _ in 0..<1500 {
             let text = Self.randomText(&rng)
             for (tokenizer, first, last) in [(bpe as any Tokenizer, bpe.bosID, bpe.eosID), (wp, wp.clsID, wp.sepID)] {

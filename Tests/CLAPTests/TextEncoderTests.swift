@@ -174,7 +174,7 @@ struct TextFixture: Decodable {
 }
 
 @Suite struct TextEncoderMiniLMTruncatedTests {
-    @Test func realMiniLMWeightsFirstTwoLayers() throws {
+    @Test func realMiniLMWeightsFirstLayer() throws {
         let (package, expected) = try TextFixture.load("text_minilm_truncated")
         let encoder = try TextEncoder(package: package)
         try package.weights.requireAllClaimed()

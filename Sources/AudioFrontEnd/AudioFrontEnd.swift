@@ -30,7 +30,8 @@ public struct AudioFeatures: Sendable, Equatable {
 ///
 /// **Windows.** A clip of n samples (at the model rate) and a window of L = `maxLengthSamples`:
 /// - n < L: one window, filled per `padding` (CLAP: "repeatpad", the clip tiled floor(L / n)
-///   times, then zeros), exactly as ClapFeatureExtractor;
+///   times, then zeros), exactly as ClapFeatureExtractor; with "none" (Whisper) the window
+///   holds just the clip's own frames;
 /// - n == L: one window, as is;
 /// - n > L (ClapFeatureExtractor would take a random crop; we never do): consecutive windows
 ///   `[0, L), [L, 2L), ...`; a last, partial window is filled like a short clip, and it is
@@ -149,6 +150,8 @@ public struct AudioFrontEnd: Sendable {
             out.removeLast(out.count - length)
         case .pad:
             out.append(contentsOf: clip)
+        case .none:
+            return clip
         }
         if out.count < length { out.append(contentsOf: repeatElement(0, count: length - out.count)) }
         return out

@@ -5,7 +5,20 @@
 /// `max_length_s` 10, `padding` "repeatpad", `truncation` "rand_trunc", `top_db` null). Every key
 /// is optional in JSON (snake_case, listed in ``CodingKeys``); missing keys take these defaults,
 /// so `"audio": {}` is the paper's encoder.
+///
+/// `"front_end": "whisper"` selects Whisper's log-mel instead (``Kind/whisper``): its defaults
+/// become those of transformers' `WhisperFeatureExtractor` (16 kHz, n_fft 400, hop 160, 80 Slaney
+/// mel bins over 0-8000 Hz, 30 s windows) and the clip is not padded to the window.
 public struct AudioFrontEndConfiguration: Sendable, Equatable, Codable {
+    /// Which encoder's features the front end computes.
+    public enum Kind: String, Sendable, Codable, CaseIterable {
+        /// CLAP's `ClapFeatureExtractor`: power spectrogram in dB.
+        case clap
+        /// Whisper's `WhisperFeatureExtractor`: `log10` of the mel energies, the last frame
+        /// dropped, floored at the window's maximum minus 8, then `(x + 4) / 4`.
+        case whisper
+    }
+
     /// How clips shorter than the window are filled (ClapFeatureExtractor's `padding`).
     public enum Padding: String, Sendable, Codable, CaseIterable {
         /// Tile the clip `floor(max_length / n)` times, then pad with zeros (CLAP's default).
@@ -14,6 +27,9 @@ public struct AudioFrontEndConfiguration: Sendable, Equatable, Codable {
         case `repeat`
         /// Pad with zeros.
         case pad
+        /// Leave a short clip as it is (the window holds only the clip's own frames): Whisper's
+        /// encoder reads any length up to its window.
+        case none
     }
 
     /// ClapFeatureExtractor's `truncation`. It only selects the default mel filter bank here:
@@ -51,6 +67,8 @@ public struct AudioFrontEndConfiguration: Sendable, Equatable, Codable {
         case edge
     }
 
+    /// `clap` (default) or `whisper`: the features' log scale and post-processing.
+    public var kind: Kind
     /// The model's sample rate (Hz); decoded audio is resampled to it.
     public var sampleRate: Int
     /// FFT size; the spectrum has `n_fft / 2 + 1` bins. Any size >= 2 (fastest for 2^a 3^b 5^c).
@@ -96,7 +114,7 @@ public struct AudioFrontEndConfiguration: Sendable, Equatable, Codable {
     /// active level is this many dBFS (see ``ActiveLevel``); nil (CLAP) leaves the level as sent.
     public var activeLevelDBFS: Double?
 
-    public init(sampleRate: Int = 48_000, nFFT: Int = 1024, windowLength: Int? = nil, hopLength: Int = 480,
+    public init(kind: Kind = .clap, sampleRate: Int = 48_000, nFFT: Int = 1024, windowLength: Int? = nil, hopLength: Int = 480,
                 nMels: Int = 64, fMin: Double = 50, fMax: Double = 14_000, maxLengthSeconds: Double = 10,
                 padding: Padding = .repeatpad, truncation: Truncation = .randTrunc,
                 melScale: MelScale? = nil, melNorm: MelNorm? = nil, window: Window = .hann,
@@ -105,6 +123,7 @@ public struct AudioFrontEndConfiguration: Sendable, Equatable, Codable {
                 dbMinValue: Double = 1e-10, topDB: Double? = nil,
                 resampleQuality: ResamplerQuality = .hq, minTailSeconds: Double = 1,
                 activeLevelDBFS: Double? = nil) {
+        self.kind = kind
         self.sampleRate = sampleRate
         self.nFFT = nFFT
         self.windowLength = windowLength
@@ -134,6 +153,18 @@ public struct AudioFrontEndConfiguration: Sendable, Equatable, Codable {
     /// LAION clap-htsat-unfused (the paper's encoder).
     public static let clapUnfused = AudioFrontEndConfiguration()
 
+    /// transformers' `WhisperFeatureExtractor()` (Whisper base, small, ...): 16 kHz, n_fft 400,
+    /// hop 160, 80 mel bins with Slaney scale and norm over 0-8000 Hz, periodic Hann, reflect
+    /// padding, 30 s windows, short clips left unpadded.
+    public static let whisper = AudioFrontEndConfiguration(
+        kind: .whisper, sampleRate: 16_000, nFFT: 400, hopLength: 160, nMels: 80, fMin: 0, fMax: 8_000,
+        maxLengthSeconds: 30, padding: .none, melScale: .slaney, melNorm: .slaney)
+
+    /// The defaults of a front-end kind (``clapUnfused`` or ``whisper``).
+    public static func defaults(for kind: Kind) -> AudioFrontEndConfiguration {
+        kind == .whisper ? .whisper : .clapUnfused
+    }
+
     // MARK: Derived values
 
     /// The mel scale in effect (explicit, or from `truncation`).
@@ -145,8 +176,15 @@ public struct AudioFrontEndConfiguration: Sendable, Equatable, Codable {
     public var maxLengthSamples: Int { Int((maxLengthSeconds * Double(sampleRate)).rounded()) }
     /// Spectrum bins, `n_fft / 2 + 1`.
     public var frequencyBins: Int { nFFT / 2 + 1 }
-    /// Frames of a window of `maxLengthSamples` samples (1001 for CLAP).
-    public var framesPerWindow: Int { Self.frameCount(samples: maxLengthSamples, nFFT: nFFT, hop: hopLength, center: center) }
+    /// Frames of a window of `maxLengthSamples` samples (1001 for CLAP, 3000 for Whisper).
+    public var framesPerWindow: Int { frameCount(samples: maxLengthSamples) }
+
+    /// Feature frames of `n` samples: the STFT's frames, less the last one for Whisper
+    /// (`WhisperFeatureExtractor` drops it).
+    public func frameCount(samples n: Int) -> Int {
+        let frames = Self.frameCount(samples: n, nFFT: nFFT, hop: hopLength, center: center)
+        return kind == .whisper ? max(0, frames - 1) : frames
+    }
 
     /// numpy/transformers' frame count: `1 + floor((n + 2 * (n_fft / 2) - n_fft) / hop)` when
     /// centred, `1 + floor((n - n_fft) / hop)` otherwise (0 when the signal is shorter than a frame).
@@ -186,6 +224,7 @@ public struct AudioFrontEndConfiguration: Sendable, Equatable, Codable {
     // MARK: Coding
 
     public enum CodingKeys: String, CodingKey {
+        case kind = "front_end"
         case sampleRate = "sample_rate", nFFT = "n_fft", windowLength = "win_length", hopLength = "hop_length"
         case nMels = "n_mels", fMin = "f_min", fMax = "f_max", maxLengthSeconds = "max_length_s"
         case padding, truncation, melScale = "mel_scale", melNorm = "mel_norm", window
@@ -199,8 +238,10 @@ public struct AudioFrontEndConfiguration: Sendable, Equatable, Codable {
     /// whose description names the parameter.
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = AudioFrontEndConfiguration()
+        let kind = try c.decodeIfPresent(Kind.self, forKey: .kind) ?? .clap
+        let d = AudioFrontEndConfiguration.defaults(for: kind)
         self.init(
+            kind: kind,
             sampleRate: try c.decodeIfPresent(Int.self, forKey: .sampleRate) ?? d.sampleRate,
             nFFT: try c.decodeIfPresent(Int.self, forKey: .nFFT) ?? d.nFFT,
             windowLength: try c.decodeIfPresent(Int.self, forKey: .windowLength),
@@ -211,8 +252,8 @@ public struct AudioFrontEndConfiguration: Sendable, Equatable, Codable {
             maxLengthSeconds: try c.decodeIfPresent(Double.self, forKey: .maxLengthSeconds) ?? d.maxLengthSeconds,
             padding: try c.decodeIfPresent(Padding.self, forKey: .padding) ?? d.padding,
             truncation: try c.decodeIfPresent(Truncation.self, forKey: .truncation) ?? d.truncation,
-            melScale: try c.decodeIfPresent(MelScale.self, forKey: .melScale),
-            melNorm: try c.decodeIfPresent(MelNorm.self, forKey: .melNorm),
+            melScale: try c.decodeIfPresent(MelScale.self, forKey: .melScale) ?? d.melScale,
+            melNorm: try c.decodeIfPresent(MelNorm.self, forKey: .melNorm) ?? d.melNorm,
             window: try c.decodeIfPresent(Window.self, forKey: .window) ?? d.window,
             periodicWindow: try c.decodeIfPresent(Bool.self, forKey: .periodicWindow) ?? d.periodicWindow,
             center: try c.decodeIfPresent(Bool.self, forKey: .center) ?? d.center,
@@ -234,6 +275,7 @@ public struct AudioFrontEndConfiguration: Sendable, Equatable, Codable {
 
     public func encode(to encoder: any Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(kind, forKey: .kind)
         try c.encode(sampleRate, forKey: .sampleRate)
         try c.encode(nFFT, forKey: .nFFT)
         try c.encodeIfPresent(windowLength, forKey: .windowLength)

@@ -32,6 +32,10 @@ public struct LogMelSpectrogram: Sendable, Equatable {
 /// 5. `10 * (log10(max(x, min_value)) - log10(max(min_value, reference)))` (20 for power 1),
 ///    clipped at `max - top_db` when `top_db` is set; stored as float32.
 ///
+/// For the `whisper` kind (`WhisperFeatureExtractor._np_extract_fbank_features`) step 5 is
+/// `log10(max(x, mel_floor))`, the last frame is dropped (not computed), and the values become
+/// `(max(x, max - 8) + 4) / 4` with the maximum over the whole spectrogram.
+///
 /// The plan (window, FFT twiddles, sparse filters) is built once; `spectrogram(_:)` is
 /// thread-safe and allocates only its own scratch.
 public struct LogMelExtractor: Sendable {
@@ -91,10 +95,7 @@ public struct LogMelExtractor: Sendable {
     }
 
     /// Frames for a waveform of `samples` samples.
-    public func frameCount(samples: Int) -> Int {
-        AudioFrontEndConfiguration.frameCount(samples: samples, nFFT: configuration.nFFT,
-                                              hop: configuration.hopLength, center: configuration.center)
-    }
+    public func frameCount(samples: Int) -> Int { configuration.frameCount(samples: samples) }
 
     /// The log-mel spectrogram of exactly `waveform` (no repeat-padding or windowing; see
     /// ``AudioFrontEnd`` for that). Returns 0 frames when the waveform is shorter than a frame.
@@ -122,7 +123,9 @@ public struct LogMelExtractor: Sendable {
             re.deallocate(); im.deallocate(); scratchRe.deallocate(); scratchIm.deallocate(); spectrum.deallocate()
         }
         let power = c.power
-        let dbScale = power == 1 ? 20.0 : 10.0
+        let whisper = c.kind == .whisper
+        // Whisper: plain log10 (its `log_mel="log10"`); CLAP: dB.
+        let dbScale = whisper ? 1.0 : (power == 1 ? 20.0 : 10.0)
         let minValue = c.dbMinValue
         let logReference = log10(max(minValue, c.dbReference))
         let melFloor = c.melFloor
@@ -198,6 +201,11 @@ public struct LogMelExtractor: Sendable {
         }
         }
         }
+        }
+        if whisper, let peak = out.max() {
+            // WhisperFeatureExtractor: max(x, max - 8), then (x + 4) / 4.
+            let floorValue = peak - 8
+            for i in out.indices { out[i] = (max(out[i], floorValue) + 4) / 4 }
         }
         if let topDB = c.topDB, let peak = out.max() {
             let floorValue = Float(Double(peak) - topDB)

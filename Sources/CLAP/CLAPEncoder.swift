@@ -27,24 +27,25 @@ public struct TokenizerSection: Codable, Sendable, Equatable {
 /// The encoder half of the pipeline: a turn's encoded audio and its transcript to two
 /// L2-normalised embeddings, by the same code for the paper's CLAP and the default model.
 ///
-/// Audio: decode -> mono -> resample -> log-mel windows (AudioFrontEnd) -> HTSAT + projection per
-/// window -> mean of the window embeddings, renormalised (a clip longer than the window is
+/// Audio: decode -> mono -> resample -> log-mel windows (AudioFrontEnd) -> the audio tower
+/// (HTSAT + projection, or Whisper + pooling + projection) per window -> mean of the window
+/// embeddings, renormalised (a clip longer than the window is
 /// embedded window by window, deterministically). Text: tokenizer -> transformer + pooling +
 /// projection. Thread-safe.
 public final class CLAPEncoder: Sendable {
     public let frontEnd: AudioFrontEnd
-    public let audio: CLAPAudioEncoder
+    public let audio: any AudioTower
     public let text: TextEncoder
     public let tokenizer: any Tokenizer
 
-    public init(frontEnd: AudioFrontEnd, audio: CLAPAudioEncoder, text: TextEncoder, tokenizer: any Tokenizer) throws {
-        guard frontEnd.configuration.nMels == audio.configuration.numMelBins else {
+    public init(frontEnd: AudioFrontEnd, audio: any AudioTower, text: TextEncoder, tokenizer: any Tokenizer) throws {
+        guard frontEnd.configuration.nMels == audio.melBins else {
             throw CLAPEncoderError(code: "invalid_configuration",
-                                   message: "audio: n_mels \(frontEnd.configuration.nMels) != num_mel_bins \(audio.configuration.numMelBins)")
+                                   message: "audio: n_mels \(frontEnd.configuration.nMels) != the tower's mel bins \(audio.melBins)")
         }
-        guard audio.configuration.projectionDim == text.outputSize else {
+        guard audio.embeddingSize == text.outputSize else {
             throw CLAPEncoderError(code: "invalid_configuration",
-                                   message: "audio embeddings (\(audio.configuration.projectionDim)) and text embeddings (\(text.outputSize)) differ in size")
+                                   message: "audio embeddings (\(audio.embeddingSize)) and text embeddings (\(text.outputSize)) differ in size")
         }
         self.frontEnd = frontEnd
         self.audio = audio
@@ -58,7 +59,7 @@ public final class CLAPEncoder: Sendable {
     public convenience init(package: ModelPackage, maxAudioSeconds: Double = 120) throws {
         let frontEnd = try AudioFrontEnd(configuration: package.section("audio", as: AudioFrontEndConfiguration.self),
                                          decodingOptions: AudioDecodingOptions(maxDurationSeconds: maxAudioSeconds))
-        let audio = try CLAPAudioEncoder(package: package)
+        let audio = try loadAudioTower(package: package)
         let text = try TextEncoder(package: package)
         struct TextSection: Decodable { let tokenizer: TokenizerSection }
         let section = try package.section("text", as: TextSection.self).tokenizer
@@ -107,6 +108,11 @@ public final class CLAPEncoder: Sendable {
     }
 
     func embed(_ features: AudioFeatures) throws -> [Float] {
+        // Unpadded windows (Whisper) of a clip shorter than one hop have no frame to encode.
+        guard features.windows.allSatisfy({ $0.features.frameCount > 0 }) else {
+            throw CLAPEncoderError(code: "audio_too_short", message:
+                "the clip is shorter than one analysis frame (\(frontEnd.configuration.hopLength) samples at \(frontEnd.configuration.sampleRate) Hz)")
+        }
         let windows = try audio.embed(batch: features.windows.map(\.features.values))
         guard var mean = windows.first else {
             throw CLAPEncoderError(code: "empty_audio", message: "the clip has no audio window")

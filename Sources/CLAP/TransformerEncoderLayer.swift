@@ -1,14 +1,23 @@
 import Foundation
 import Numerics
 
-/// One post-LN transformer encoder layer as BERT/RoBERTa (`BertLayer`, `ClapTextLayer`):
+/// One transformer encoder layer, in either of two arrangements (``Arrangement``):
+///
+/// post-LN, as BERT/RoBERTa (`BertLayer`, `ClapTextLayer`):
 ///
 ///     a = LayerNorm(x + dense(attention(x)))
 ///     y = LayerNorm(a + output(gelu(intermediate(a))))
 ///
-/// Parameters by their transformers names under `prefix` (`...encoder.layer.N.`):
-/// `attention.self.{query,key,value}.{weight,bias}`, `attention.output.dense.*`,
-/// `attention.output.LayerNorm.*`, `intermediate.dense.*`, `output.dense.*`, `output.LayerNorm.*`.
+/// pre-LN, as Whisper's encoder (`WhisperEncoderLayer`; no key bias):
+///
+///     a = x + out_proj(attention(LayerNorm(x)))
+///     y = a + fc2(gelu(fc1(LayerNorm(a))))
+///
+/// Parameters by their transformers names under `prefix` (``TensorNames``): for BERT
+/// (`...encoder.layer.N.`) `attention.self.{query,key,value}.{weight,bias}`,
+/// `attention.output.dense.*`, `attention.output.LayerNorm.*`, `intermediate.dense.*`,
+/// `output.dense.*`, `output.LayerNorm.*`; for Whisper (`...layers.N.`) `self_attn.{q,k,v}_proj.*`,
+/// `self_attn.out_proj.*`, `self_attn_layer_norm.*`, `fc1.*`, `fc2.*`, `final_layer_norm.*`.
 ///
 /// Rows of several sequences are processed together (their products are row-independent), and
 /// attention is computed within each sequence only, at its own length: padding is never computed.
@@ -24,6 +33,46 @@ import Numerics
 /// layer costs two parallel regions, each core reads only its slices of the weights, and the
 /// q/k/v values it produces are consumed by the same core.
 struct TransformerEncoderLayer: Sendable {
+    /// Where the layer norms sit.
+    enum Arrangement: Sendable {
+        /// After each residual sum (BERT).
+        case postNorm
+        /// Before each sub-block, on its input (Whisper); the residual stream is never normalised.
+        case preNorm
+    }
+
+    /// The layer's tensor names (relative to its prefix); `keyBias` nil for a key projection without bias.
+    struct TensorNames: Sendable {
+        var query, queryBias, key: String
+        var keyBias: String?
+        var value, valueBias, attentionOutput, attentionOutputBias: String
+        var attentionNorm, attentionNormBias: String
+        var intermediate, intermediateBias, output, outputBias: String
+        var outputNorm, outputNormBias: String
+
+        /// BERT/RoBERTa (`BertLayer`).
+        static let bert = TensorNames(
+            query: "attention.self.query.weight", queryBias: "attention.self.query.bias",
+            key: "attention.self.key.weight", keyBias: "attention.self.key.bias",
+            value: "attention.self.value.weight", valueBias: "attention.self.value.bias",
+            attentionOutput: "attention.output.dense.weight", attentionOutputBias: "attention.output.dense.bias",
+            attentionNorm: "attention.output.LayerNorm.weight", attentionNormBias: "attention.output.LayerNorm.bias",
+            intermediate: "intermediate.dense.weight", intermediateBias: "intermediate.dense.bias",
+            output: "output.dense.weight", outputBias: "output.dense.bias",
+            outputNorm: "output.LayerNorm.weight", outputNormBias: "output.LayerNorm.bias")
+
+        /// Whisper's encoder (`WhisperEncoderLayer`): the key projection has no bias.
+        static let whisper = TensorNames(
+            query: "self_attn.q_proj.weight", queryBias: "self_attn.q_proj.bias",
+            key: "self_attn.k_proj.weight", keyBias: nil,
+            value: "self_attn.v_proj.weight", valueBias: "self_attn.v_proj.bias",
+            attentionOutput: "self_attn.out_proj.weight", attentionOutputBias: "self_attn.out_proj.bias",
+            attentionNorm: "self_attn_layer_norm.weight", attentionNormBias: "self_attn_layer_norm.bias",
+            intermediate: "fc1.weight", intermediateBias: "fc1.bias",
+            output: "fc2.weight", outputBias: "fc2.bias",
+            outputNorm: "final_layer_norm.weight", outputNormBias: "final_layer_norm.bias")
+    }
+
     struct Part: Sendable {
         let heads: Range<Int>
         let columns: Range<Int>        // intermediate columns
@@ -34,6 +83,7 @@ struct TransformerEncoderLayer: Sendable {
         let output: PackedLinear           // [H, |columns|], no bias
     }
 
+    let arrangement: Arrangement
     let hidden: Int
     let heads: Int
     let intermediateSize: Int
@@ -45,22 +95,25 @@ struct TransformerEncoderLayer: Sendable {
     let outputNorm: (weight: Parameter, bias: Parameter)
 
     init(parameters: ParameterSource, prefix: String, hidden h: Int, heads: Int, intermediate i: Int,
-         eps: Float, parts requested: Int, backend: PackedLinear.Backend) throws {
+         eps: Float, parts requested: Int, backend: PackedLinear.Backend,
+         arrangement: Arrangement = .postNorm, names: TensorNames = .bert) throws {
         func p(_ name: String, _ shape: [Int]) throws -> Parameter {
             try parameters.parameter(prefix + name, shape: shape)
         }
+        self.arrangement = arrangement
         hidden = h
         self.heads = heads
         intermediateSize = i
         self.eps = eps
-        let q = try p("attention.self.query.weight", [h, h]), qb = try p("attention.self.query.bias", [h])
-        let k = try p("attention.self.key.weight", [h, h]), kb = try p("attention.self.key.bias", [h])
-        let v = try p("attention.self.value.weight", [h, h]), vb = try p("attention.self.value.bias", [h])
-        let ao = try p("attention.output.dense.weight", [h, h]), aob = try p("attention.output.dense.bias", [h])
-        attentionNorm = (try p("attention.output.LayerNorm.weight", [h]), try p("attention.output.LayerNorm.bias", [h]))
-        let up = try p("intermediate.dense.weight", [i, h]), upb = try p("intermediate.dense.bias", [i])
-        let down = try p("output.dense.weight", [h, i]), downb = try p("output.dense.bias", [h])
-        outputNorm = (try p("output.LayerNorm.weight", [h]), try p("output.LayerNorm.bias", [h]))
+        let q = try p(names.query, [h, h]), qb = try p(names.queryBias, [h])
+        let k = try p(names.key, [h, h])
+        let kb = try names.keyBias.map { try p($0, [h]) } ?? Parameter(name: prefix + "(no key bias)", shape: [h], values: [Float](repeating: 0, count: h))
+        let v = try p(names.value, [h, h]), vb = try p(names.valueBias, [h])
+        let ao = try p(names.attentionOutput, [h, h]), aob = try p(names.attentionOutputBias, [h])
+        attentionNorm = (try p(names.attentionNorm, [h]), try p(names.attentionNormBias, [h]))
+        let up = try p(names.intermediate, [i, h]), upb = try p(names.intermediateBias, [i])
+        let down = try p(names.output, [h, i]), downb = try p(names.outputBias, [h])
+        outputNorm = (try p(names.outputNorm, [h]), try p(names.outputNormBias, [h]))
 
         let dh = h / heads
         let count = max(1, min(requested, heads))
@@ -92,7 +145,8 @@ struct TransformerEncoderLayer: Sendable {
         attentionOutputBias = FloatStorage(aob.values)
         outputBias = FloatStorage(downb.values)
         // Every large tensor now lives in the parts' copies: the originals can go.
-        for used in [q, k, v, ao, up, down, qb, kb, vb, aob, upb, downb] { parameters.release(used) }
+        for used in [q, k, v, ao, up, down, qb, vb, aob, upb, downb] { parameters.release(used) }
+        if names.keyBias != nil { parameters.release(kb) }
     }
 
     /// Scratch floats each part needs for `rows` rows whose longest sequence has `longest` rows.
@@ -118,6 +172,15 @@ struct TransformerEncoderLayer: Sendable {
         let parts = self.parts
         let single = parts.count == 1
         let scale = 1 / Float(dh).squareRoot()
+        // Pre-LN: the sub-block reads a normalised copy, the residual stream stays in x.
+        let normed: UnsafeMutablePointer<Float>? = arrangement == .preNorm ? .allocate(capacity: rows * h) : nil
+        defer { normed?.deallocate() }
+        if let normed {
+            normed.update(from: x, count: rows * h)
+            Normalization.layerNorm(normed, rows: rows, width: h, weight: attentionNorm.weight.pointer,
+                                    bias: attentionNorm.bias.pointer, eps: eps)
+        }
+        let input = UnsafePointer(normed ?? x)
 
         // 1. q/k/v, attention and the attention output product, per part.
         Parallel.forEach(parts.count) { index in
@@ -126,8 +189,8 @@ struct TransformerEncoderLayer: Sendable {
             let base = scratch + index * scratchStride
             let qkv = base, context = qkv + rows * 3 * width, partial = context + rows * width
             let attention = partial + rows * h  // the intermediate area, unused until step 2
-            part.query.apply(x, rows: rows, into: qkv, ldy: 3 * width)
-            part.keyValue.apply(x, rows: rows, into: qkv + width, ldy: 3 * width)
+            part.query.apply(input, rows: rows, into: qkv, ldy: 3 * width)
+            part.keyValue.apply(input, rows: rows, into: qkv + width, ldy: 3 * width)
             for range in sequences {
                 for head in 0..<part.heads.count {
                     let q = qkv + range.lowerBound * 3 * width + head * dh
@@ -145,7 +208,16 @@ struct TransformerEncoderLayer: Sendable {
                scratch: scratch, scratchStride: scratchStride,
                partialOffset: { rows * 4 * (parts[$0].heads.count * dh) })
         // 2. Intermediate columns + GELU and the output product, per part.
-        normAndFeedForward(x, rows: rows, layoutRows: rows, inPlace: single, scratch: scratch, scratchStride: scratchStride)
+        if let normed {
+            normed.update(from: x, count: rows * h)
+            Normalization.layerNorm(normed, rows: rows, width: h, weight: outputNorm.weight.pointer,
+                                    bias: outputNorm.bias.pointer, eps: eps)
+            feedForward(from: normed, into: x, rows: rows, layoutRows: rows, inPlace: single,
+                        scratch: scratch, scratchStride: scratchStride)
+        } else {
+            normAndFeedForward(x, rows: rows, layoutRows: rows, inPlace: single, scratch: scratch,
+                               scratchStride: scratchStride)
+        }
     }
 
     /// The second half of a layer on `rows` rows of `y`: attention LayerNorm, then per part its
@@ -154,22 +226,31 @@ struct TransformerEncoderLayer: Sendable {
     /// LayerNorm. Part scratch is laid out for `layoutRows` rows.
     private func normAndFeedForward(_ y: UnsafeMutablePointer<Float>, rows: Int, layoutRows: Int, inPlace: Bool,
                                     scratch: UnsafeMutablePointer<Float>, scratchStride: Int) {
-        let h = hidden, dh = hidden / heads
+        let h = hidden
         Normalization.layerNorm(y, rows: rows, width: h, weight: attentionNorm.weight.pointer,
                                 bias: attentionNorm.bias.pointer, eps: eps)
+        feedForward(from: y, into: y, rows: rows, layoutRows: layoutRows, inPlace: inPlace, scratch: scratch,
+                    scratchStride: scratchStride)
+        Normalization.layerNorm(y, rows: rows, width: h, weight: outputNorm.weight.pointer,
+                                bias: outputNorm.bias.pointer, eps: eps)
+    }
+
+    /// `y += output(gelu(intermediate(source))) + bias` on `rows` rows, per part (accumulated
+    /// straight into `y` when `inPlace`, else as partial sums reduced afterwards). `source` may be `y`.
+    private func feedForward(from source: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>, rows: Int,
+                             layoutRows: Int, inPlace: Bool, scratch: UnsafeMutablePointer<Float>, scratchStride: Int) {
+        let h = hidden, dh = hidden / heads
         Parallel.forEach(parts.count) { index in
             let part = parts[index]
             let width = part.heads.count * dh
             let base = scratch + index * scratchStride
             let partial = base + layoutRows * 4 * width, inter = partial + layoutRows * h
-            part.intermediate.apply(y, rows: rows, into: inter, epilogue: .gelu)
+            part.intermediate.apply(source, rows: rows, into: inter, epilogue: .gelu)
             part.output.apply(inter, rows: rows, into: inPlace ? y : partial, accumulate: inPlace)
         }
         reduce(into: y, rows: rows, bias: outputBias.pointer, partials: inPlace ? 0 : parts.count,
                scratch: scratch, scratchStride: scratchStride,
                partialOffset: { layoutRows * 4 * (parts[$0].heads.count * dh) })
-        Normalization.layerNorm(y, rows: rows, width: h, weight: outputNorm.weight.pointer,
-                                bias: outputNorm.bias.pointer, eps: eps)
     }
 
     /// The layer for the first row of each sequence only: what first-token pooling reads from
@@ -178,8 +259,10 @@ struct TransformerEncoderLayer: Sendable {
     /// for those rows equals `forward`'s (about 80% of the last layer's work is skipped).
     /// On return the first row of each sequence in `x` holds the layer output; other rows are
     /// left as they were.
+    /// Post-LN layers only.
     func forwardFirstRows(_ x: UnsafeMutablePointer<Float>, sequences: [Range<Int>],
                           scratch: UnsafeMutablePointer<Float>, scratchStride: Int) {
+        precondition(arrangement == .postNorm, "forwardFirstRows serves post-LN layers")
         let h = hidden, dh = hidden / heads, rows = sequences.last?.upperBound ?? 0
         let count = sequences.count
         guard rows > 0 else { return }

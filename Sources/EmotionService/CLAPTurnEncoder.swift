@@ -14,7 +14,7 @@ public struct CLAPTurnEncoder: TurnEncoder {
 
     /// Codes that describe the client's audio, not a fault of the service.
     static let clientAudioCodes: Set<String> = [
-        "empty_audio", "unreadable_audio", "unsupported_encoding", "audio_too_long", "invalid_sample_rate",
+        "empty_audio", "audio_too_short", "unreadable_audio", "unsupported_encoding", "audio_too_long", "invalid_sample_rate",
         "invalid_channel_count", "non_finite_samples",
     ]
 

@@ -1,0 +1,28 @@
+import ModelPackage
+
+/// An audio tower: one window's log-mel features (`frames x melBins`, frame-major) in, an
+/// L2-normalised embedding out. CLAP's HTSAT (``CLAPAudioEncoder``) and a frozen Whisper encoder
+/// with learned pooling (``WhisperAudioTower``) both serve; `model.json` names the kind
+/// (`audio.tower`), and everything after the embedding is the same code.
+public protocol AudioTower: Sendable {
+    /// Mel bins each frame must have.
+    var melBins: Int { get }
+    /// Size of the embedding.
+    var embeddingSize: Int { get }
+    /// The embeddings of several windows.
+    func embed(batch: [[Float]]) throws -> [[Float]]
+}
+
+/// Loads the audio tower a package's `audio.tower` names (absent: HTSAT).
+public func loadAudioTower(package: ModelPackage, threads: Int? = nil) throws -> any AudioTower {
+    struct Kind: Decodable { let tower: AudioTowerKind? }
+    switch try package.section("audio", as: Kind.self).tower ?? .htsat {
+    case .htsat: return try CLAPAudioEncoder(package: package)
+    case .whisper: return try WhisperAudioTower(package: package, threads: threads)
+    }
+}
+
+extension CLAPAudioEncoder: AudioTower {
+    public var melBins: Int { configuration.numMelBins }
+    public var embeddingSize: Int { configuration.projectionDim }
+}

@@ -7,17 +7,22 @@ import Numerics
 /// states, and the projection MLP to the shared embedding space, L2-normalised.
 ///
 ///     s_l    = [mean_t h_l, sqrt(var_t h_l + eps)]     l = 0 ... layers (hidden states)
-///     pooled = sum_l softmax(layer_weights)_l * s_l
+///     z_l    = (s_l - state_mean_l) * state_scale_l    fixed standardisation (the training set's)
+///     pooled = sum_l softmax(layer_weights)_l * z_l
 ///     e      = normalize(linear2(relu(linear1(pooled))))
 ///
 /// Tensors: the encoder under `audio_model.encoder.`, the mixing logits
-/// `audio_model.layer_weights` (`[layers + 1]`), and `audio_projection.linear1.*`, `linear2.*`.
+/// `audio_model.layer_weights` (`[layers + 1]`), the standardisation `audio_model.state_mean` and
+/// `audio_model.state_scale` (`[layers + 1, pooled width]`; the states' scales differ by orders of
+/// magnitude, so the mix weighs standardised states), and `audio_projection.linear1.*`, `linear2.*`.
 /// Thread-safe.
 public final class WhisperAudioTower: AudioTower {
     public let configuration: WhisperTowerConfiguration
     public let encoder: WhisperEncoder
     /// softmax of the mixing logits.
     public let stateWeights: [Float]
+    let stateMean: [Float]
+    let stateScale: [Float]
     let linear1: PackedLinear
     let linear2: PackedLinear
 
@@ -39,6 +44,11 @@ public final class WhisperAudioTower: AudioTower {
         let total = e.reduce(0, +)
         stateWeights = e.map { Float($0 / total) }
         let p = configuration.projection, width = configuration.pooledWidth
+        stateMean = try parameters.parameter(prefix + "state_mean", shape: [configuration.states, width]).values
+        stateScale = try parameters.parameter(prefix + "state_scale", shape: [configuration.states, width]).values
+        guard (stateMean + stateScale).allSatisfy(\.isFinite) else {
+            throw CLAPAudioError(code: "invalid_configuration", message: "\(prefix)state_mean/state_scale: non-finite value")
+        }
         let w1 = try parameters.parameter(projectionPrefix + "linear1.weight", shape: [p.hiddenSize, width])
         let b1 = try parameters.parameter(projectionPrefix + "linear1.bias", shape: [p.hiddenSize])
         let w2 = try parameters.parameter(projectionPrefix + "linear2.weight", shape: [p.outputSize, p.hiddenSize])
@@ -97,8 +107,8 @@ public final class WhisperAudioTower: AudioTower {
         var pooled = [Float](repeating: 0, count: batch.count * width)
         for (b, states) in statistics.enumerated() {
             for (l, stats) in states.enumerated() {
-                let w = stateWeights[l]
-                for j in 0..<width { pooled[b * width + j] += w * stats[j] }
+                let w = stateWeights[l], o = l * width
+                for j in 0..<width { pooled[b * width + j] += w * ((stats[j] - stateMean[o + j]) * stateScale[o + j]) }
             }
         }
         var hidden = [Float](repeating: 0, count: batch.count * p.hiddenSize)

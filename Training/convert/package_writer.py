@@ -19,11 +19,12 @@ DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 
 def write_stage(out, key: str, section: dict, tensors: dict, owned_prefixes: tuple[str, ...], *, name=None,
                 labels=None, dtype="f32", provenance=None, checksum=True, replace=False,
-                tokenizer_files=None) -> pathlib.Path:
+                tokenizer_files=None, keep_f32=()) -> pathlib.Path:
     """Writes (or adds to) the package in `out`: `tensors` (cast to `dtype`) replace every tensor
     whose name starts with one of `owned_prefixes`; `section` is merged into model.json[`key`];
     `tokenizer_files` ({file name: source path}) are copied to `out/tokenizer/`. `replace`
-    starts a new package even if one exists."""
+    starts a new package even if one exists. Tensors named in `keep_f32` stay float32 whatever
+    `dtype` says (small tensors whose values need the precision, e.g. a standardisation)."""
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / "model.json"
@@ -40,7 +41,8 @@ def write_stage(out, key: str, section: dict, tensors: dict, owned_prefixes: tup
         manifest["name"] = name
     dt = DTYPES[dtype]
     weights = dict(existing)
-    weights.update({k: v.detach().to(dt).contiguous().clone() for k, v in tensors.items()})
+    weights.update({k: v.detach().to(torch.float32 if k in keep_f32 else dt).contiguous().clone()
+                    for k, v in tensors.items()})
     weights_name = manifest.get("weights", "weights.safetensors")
     save_file(dict(sorted(weights.items())), str(out / weights_name))
     (out / weights_name).chmod(0o644)  # safetensors writes 0600; packages are read by services

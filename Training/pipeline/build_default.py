@@ -3,8 +3,10 @@
 
   1. acted clips (RAVDESS, TESS) -> augmented copies (clean, 8 kHz telephone, noisy, both)
   2. text tower: all-MiniLM-L6-v2 + a fixed isometric projection to 512
-  3. audio tower: a small HTSAT trained with the CLAP contrastive loss against caption embeddings
-     (+ an auxiliary emotion loss) on the training speakers
+  3. audio tower: the frozen Whisper-base encoder (PyPI CTranslate2 wheels, SHA-256 checked) with
+     a learned pooling and projection, trained with the CLAP contrastive loss against caption
+     embeddings (+ an auxiliary emotion loss) on the training speakers, its recipe chosen by
+     speaker-grouped cross-validation (`--audio-tower htsat`: the earlier small HTSAT from scratch)
   4. embeddings of every clip copy and IEMOCAP transcript with the Swift `emotion embed`
   5. the gated xLSTM classifier on IEMOCAP sessions 1-3 (validation: session 4), turns voiced by
      acted clips of their label, with modality dropout
@@ -19,6 +21,7 @@ Deterministic for a seed; every stage caches its output in --work, so a rerun re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import shutil
@@ -32,7 +35,8 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "convert"))
 from gatedxlstm.model import ClassifierConfig  # noqa: E402
-from pipeline import audio_tower, classifier, ded, fusion, iemocap, model_card, parity, speech, swift, text_tower  # noqa: E402
+from pipeline import (audio_tower, classifier, ded, fusion, iemocap, model_card, parity, speech, swift,  # noqa: E402
+                      text_tower, whisper_tower)
 
 REPO = HERE.parents[1]
 LABELS = fusion.LABELS
@@ -54,12 +58,72 @@ def clip_key(path: pathlib.Path, kind: str) -> str:
     return f"audio:{path.stem}.{kind}"
 
 
+def build_whisper_tower(a, work, package, train_clips, held_out, copies, train_kinds, held_kinds, q, log) -> dict:
+    """Stage 3 with the Whisper tower: convert the encoder, cache every copy's state statistics,
+    choose the recipe by speaker-grouped cross-validation on the training speakers, train on all
+    of them, score the held-out speakers, and write the tower into the package."""
+    import whisper_audio
+    from package_writer import DTYPES
+    model_bin = whisper_audio.join_wheels(work / "whisper-base.model.bin") if not (work / "whisper-base.model.bin").exists() \
+        else work / "whisper-base.model.bin"
+    whisper_audio.check_model_bin(model_bin)
+    enc_section, enc_tensors = whisper_audio.encoder_from_ctranslate2(whisper_audio.read_ctranslate2(model_bin)["variables"])
+    stored = {k: v.to(DTYPES[a.dtype]) for k, v in enc_tensors.items()}  # what the package will hold
+    encoder = whisper_tower.load_encoder(stored, enc_section)
+    log(f"whisper: encoder {sum(v.numel() for v in enc_tensors.values()) / 1e6:.1f} M parameters from {model_bin.name}")
+    stats = whisper_tower.cache_stats({v: [copies[(c.path, v)] for c in train_clips] for v in train_kinds},
+                                      work / "whisper-stats-train.npz", encoder, log=log)
+    held = whisper_tower.cache_stats({v: [copies[(c.path, v)] for c in held_out] for v in held_kinds},
+                                     work / "whisper-stats-held-out.npz", encoder, log=log)
+    y = np.array([LABELS.index(c.label) for c in train_clips])
+    y_held = np.array([LABELS.index(c.label) for c in held_out])
+    speakers = [c.speaker for c in train_clips]
+    captions = [(k, c) for k in LABELS for c in audio_tower.CAPTIONS[k]]
+    bank = torch.from_numpy(text_tower.CaptionEncoder(q)([c for _, c in captions]))
+    bank_labels = torch.tensor([LABELS.index(k) for k, _ in captions])
+    # Folds of whole speakers: RAVDESS actors in four groups; TESS YAF (the one training TESS voice) stays in training.
+    ravdess = sorted({s for s in speakers if s.startswith("ravdess")})
+    folds = [set(ravdess[i::4]) for i in range(4)]
+    base = whisper_tower.Recipe()
+    grid = [base, dataclasses.replace(base, statistics=("mean",)), dataclasses.replace(base, dropout=0.4),
+            dataclasses.replace(base, epochs=80), dataclasses.replace(base, mixup=0.0),
+            dataclasses.replace(base, hidden=1024)]
+    cv = []
+    for recipe in grid:
+        t0 = time.time()
+        scores = whisper_tower.cross_validate(stats, y, speakers, folds, bank, bank_labels, recipe, seed=a.seed)
+        score = float(np.mean([s["speaker_mean"] for s in scores.values()]))
+        cv.append({"recipe": recipe.as_dict(), "score": score,
+                   "views": {v: {k: s[k] for k in ("speaker_mean", "worst", "clip_weighted")} for v, s in scores.items()}})
+        log(f"whisper CV {recipe.as_dict()}: speaker mean {score:.3f} "
+            + " ".join(f"{v} {s['speaker_mean']:.3f}/{s['worst']:.2f}" for v, s in scores.items())
+            + f" ({time.time() - t0:.0f} s)")
+    chosen = grid[int(np.argmax([c["score"] for c in cv]))]
+    log(f"whisper: chosen recipe {chosen.as_dict()}")
+    model = whisper_tower.train(stats, y, bank, bank_labels, chosen, seed=a.seed, log=log)
+    held_scores = {v: whisper_tower.speaker_scores(whisper_tower.predict(model, held[v], chosen.statistics), y_held,
+                                                   [c.speaker for c in held_out]) for v in held_kinds}
+    for v, s in held_scores.items():
+        log(f"whisper held-out head {v}: speaker mean {s['speaker_mean']:.3f}, worst {s['worst']:.3f}, "
+            f"clips {s['clip_weighted']:.3f}")
+    section, tensors = whisper_tower.export(model, enc_section, chosen)
+    from package_writer import write_stage
+    write_stage(package, "audio", section, {**stored, **tensors}, ("audio_model.", "audio_projection."),
+                dtype=a.dtype, keep_f32=whisper_tower.KEEP_F32,
+                provenance={"audio": {"encoder": whisper_audio.PROVENANCE_CT2, "encoder_license": "MIT",
+                                      "trained": "pooling and projection on RAVDESS actors 1-16 + TESS YAF (see model card)"}})
+    return {"tower": "whisper", "recipe": chosen.as_dict(), "cross_validation": cv, "held_out_head": held_scores,
+            "folds": [sorted(f) for f in folds]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
     ap.add_argument("--work", default=str(REPO / "Training" / "work" / "default"))
     ap.add_argument("--out", default=str(REPO / "Models" / "default"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--audio-tower", choices=["whisper", "htsat"], default="whisper",
+                    help="whisper: frozen Whisper-base + learned pooling (default); htsat: a small HTSAT trained from scratch")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--audio-epochs", type=int, default=25)
     ap.add_argument("--audio-mixup", type=float, default=0.4, help="mixup Beta(a, a) of the audio tower's inputs (0: off)")
@@ -68,8 +132,9 @@ def main(argv=None) -> int:
                     help="every audio training example also at a random gain in [LOW, HIGH] dB, on top of the "
                          "gain-varied copies (off by default: it cost clean accuracy and bought nothing at 8 kHz "
                          "with gain; see Training/README.md)")
-    ap.add_argument("--train-variants", nargs="+", default=list(speech.TRAIN_VARIANTS),
-                    choices=speech.HELD_OUT_VARIANTS, help="the copies of each training clip (speech.variant)")
+    ap.add_argument("--train-variants", nargs="+", default=None,
+                    choices=sorted(set(speech.HELD_OUT_VARIANTS) | set(whisper_tower.TRAIN_VARIANTS)),
+                    help="the copies of each training clip (speech.variant; default: the tower's own list)")
     ap.add_argument("--classifier-epochs", type=int, default=20)
     ap.add_argument("--patience", type=int, default=5)
     ap.add_argument("--audio-mismatch", type=float, default=0.25,
@@ -83,7 +148,10 @@ def main(argv=None) -> int:
     ap.add_argument("--dtype", choices=["f32", "f16", "bf16"], default="f16")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    train_kinds = tuple(a.train_variants)
+    whisper = a.audio_tower == "whisper"
+    train_kinds = tuple(a.train_variants or (whisper_tower.TRAIN_VARIANTS if whisper else speech.TRAIN_VARIANTS))
+    held_kinds = tuple(dict.fromkeys((whisper_tower.HELD_OUT_VARIANTS if whisper else speech.HELD_OUT_VARIANTS)
+                                     + ("telephone",)))
     torch.use_deterministic_algorithms(True)
     data, work, out = (pathlib.Path(p).resolve() for p in (a.data, a.work, a.out))
     work.mkdir(parents=True, exist_ok=True)
@@ -103,7 +171,7 @@ def main(argv=None) -> int:
     clips = speech.load_clips(data)
     train_clips, held_out = speech.split(clips)
     copies = speech.write_variants(train_clips, work / "clips", a.seed, train_kinds)
-    copies.update(speech.write_variants(held_out, work / "clips", a.seed, speech.HELD_OUT_VARIANTS))
+    copies.update(speech.write_variants(held_out, work / "clips", a.seed, held_kinds))
     log(f"clips: {len(train_clips)} training, {len(held_out)} held out ({sorted(speech.HELD_OUT)})")
 
     # 2. Text tower.
@@ -119,6 +187,10 @@ def main(argv=None) -> int:
 
     # 3. Audio tower.
     stage_audio = work / "stage-audio.json"
+    if whisper and not stage_audio.exists():
+        audio_result = build_whisper_tower(a, work, package, train_clips, held_out, copies, train_kinds, held_kinds,
+                                           q, log)
+        stage_audio.write_text(json.dumps(audio_result) + "\n")
     if not stage_audio.exists():
         feats = audio_tower.cache_features(
             {v: [copies[(c.path, v)] for c in train_clips] for v in train_kinds}, work / "features-train.npz")
@@ -152,7 +224,8 @@ def main(argv=None) -> int:
         recipe = {"epochs": a.audio_epochs, "mixup": a.audio_mixup, "average_last": a.audio_average,
                   "gain_db": a.audio_gain}
         stage_audio.write_text(json.dumps({"held_out_head": evaluate(model), "recipe": recipe}) + "\n")
-    log(f"audio tower: {json.loads(stage_audio.read_text())}")
+    audio_stage = json.loads(stage_audio.read_text())
+    log(f"audio tower: recipe {audio_stage.get('recipe')}")
 
     # 4. Embeddings with the serving code.
     emotion = swift.tool()
@@ -181,7 +254,7 @@ def main(argv=None) -> int:
         return fusion.ClipBank(audio_emb, index)
 
     train_bank = bank(train_clips, train_kinds)
-    val_bank = bank(held_out, speech.VARIANTS)
+    val_bank = bank(held_out, held_kinds)
 
     # 5. Classifier.
     cfg = ClassifierConfig(width=a.width, blocks=a.blocks, heads=a.heads, dropout=0.1, steps=a.steps,
@@ -251,13 +324,14 @@ def main(argv=None) -> int:
     ids_to_path = {clip_key(p, kind): str(path) for (p, kind), path in copies.items()}
     write_dialogues(evaluation / "session4-clean.jsonl", val_clean)
     write_dialogues(evaluation / "session4-8k.jsonl", val_tel)
-    for kind in ("clean", "narrowband", "gain", "telephone"):
+    acted_views = [k for k in ("clean", "narrowband", "gain", "telephone", "mulaw", "alaw") if k in held_kinds]
+    for kind in acted_views:
         with open(evaluation / f"acted-{kind}.jsonl", "w") as f:
             for c in held_out:
                 f.write(json.dumps({"dialogue": f"{c.path.stem}.{kind}", "turns": [
                     {"id": c.path.stem, "speaker": c.speaker, "audio": str(copies[(c.path, kind)]), "label": c.label}]}) + "\n")
     results = {}
-    for name, file, modality in (("session4 text", "session4-clean", "text"),
+    views = (("session4 text", "session4-clean", "text"),
                                  ("session4 audio", "session4-clean", "audio"),
                                  ("session4 both", "session4-clean", "both"),
                                  ("session4 audio 8k", "session4-8k", "audio"),
@@ -265,7 +339,9 @@ def main(argv=None) -> int:
                                  ("acted audio", "acted-clean", "audio"),
                                  ("acted audio 8k", "acted-narrowband", "audio"),
                                  ("acted audio gain", "acted-gain", "audio"),
-                                 ("acted audio 8k gain", "acted-telephone", "audio")):
+                                 ("acted audio 8k gain", "acted-telephone", "audio"))
+    views += tuple((f"acted audio {k}", f"acted-{k}", "audio") for k in ("mulaw", "alaw") if k in acted_views)
+    for name, file, modality in views:
         metrics, turns = swift.evaluate(emotion, package, evaluation / f"{file}.jsonl", modality,
                                         evaluation / name.replace(" ", "-"))
         if name.startswith("acted"):

@@ -88,6 +88,10 @@ def gain(x: np.ndarray, db: float) -> np.ndarray:
 
 
 VARIANTS = ("clean", "telephone", "noisy", "telephone_noisy")
+# G.711 at 8 kHz (the telephone band at the clip's own level, companded): written as mu-law and
+# A-law WAV files, so the service decodes them with libsndfile as it would a call's recording.
+G711 = ("mulaw", "alaw")
+G711_SUBTYPES = {"mulaw": "ULAW", "alaw": "ALAW"}
 # "narrowband" is the 8 kHz telephone band at the clip's own level, so that band and level vary
 # apart in training ("telephone" has both): with it, the held-out 8 kHz copies scored as well as
 # full band (0.80 both) instead of 5.5 points lower, and random gains cost 9 points instead of 12
@@ -98,12 +102,13 @@ HELD_OUT_VARIANTS = TRAIN_VARIANTS + ("gain",)
 
 
 def variant(x: np.ndarray, sr: int, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """One copy as a client would send it: (samples, rate). Telephone kinds and "narrowband" are
-    8 kHz; noisy kinds have white or brown noise at 5-25 dB SNR; every kind but "clean" and
-    "narrowband" has a random gain (-12..+6 dB)."""
+    """One copy as a client would send it: (samples, rate). Telephone kinds, "narrowband" and
+    the G.711 kinds (companded when written) are 8 kHz; noisy kinds have white or brown noise at
+    5-25 dB SNR; every kind but "clean", "narrowband" and the G.711 kinds has a random gain
+    (-12..+6 dB)."""
     if kind == "clean":
         return x, sr
-    if kind == "narrowband":
+    if kind == "narrowband" or kind in G711:
         return telephone(x, sr), 8000
     if kind in ("telephone", "telephone_noisy"):
         x, sr = telephone(x, sr), 8000
@@ -138,7 +143,7 @@ def write_variants(clips, out_dir, seed: int, kinds=VARIANTS) -> dict:
             y, rate = variant(x, sr, kind, y_rng)
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(".tmp.wav")
-            sf.write(str(tmp), y, rate, subtype="PCM_16")
+            sf.write(str(tmp), np.clip(y, -1, 1), rate, subtype=G711_SUBTYPES.get(kind, "PCM_16"))
             tmp.rename(target)
     return paths
 

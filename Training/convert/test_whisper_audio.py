@@ -199,15 +199,24 @@ def test_ct2_cli_writes_package():
         with contextlib.redirect_stderr(io.StringIO()) as err:
             assert W.main(["ct2", "--model-bin", str(path), "--out", str(out)]) == 2  # not the wheels' file
         assert "expected 145,217,532" in err.getvalue()
+        # An existing package with a CLAP (HTSAT) audio tower and a text tower: the text side stays, the
+        # HTSAT tensors and section keys go.
+        from safetensors.torch import save_file
+        out.mkdir()
+        save_file({"text_model.x": torch.ones(2), "audio_model.audio_encoder.y": torch.ones(3)},
+                  str(out / "weights.safetensors"))
+        (out / "model.json").write_text(json.dumps({"format": "gatedxlstm-model", "format_version": 1, "name": "x",
+                                                    "labels": ["a"], "text": {"k": 1}, "audio": {"depths": [2]}}))
         with contextlib.redirect_stdout(io.StringIO()):
             assert W.main(["ct2", "--model-bin", str(path), "--no-check", "--out", str(out), "--dtype", "f32"]) == 0
         manifest = json.loads((out / "model.json").read_text())
         audio = manifest["audio"]
-        assert audio["tower"] == "whisper" and audio["encoder"] == SMALL
+        assert audio["tower"] == "whisper" and audio["encoder"] == SMALL and "depths" not in audio
+        assert manifest["text"] == {"k": 1}
         assert {k: audio[k] for k in W.FRONT_END} == W.FRONT_END
         assert manifest["provenance"]["audio"]["converted_from"] == "ctranslate2"
         weights = load_file(str(out / "weights.safetensors"))
-        assert set(weights) == {W.PREFIX + k for k in enc.state_dict()}
+        assert set(weights) == {W.PREFIX + k for k in enc.state_dict()} | {"text_model.x"}
         assert all(v.dtype == torch.float32 for v in weights.values())
         assert torch.equal(weights[W.PREFIX + "layers.0.self_attn.k_proj.weight"],
                            enc.layers[0].self_attn.k_proj.weight.detach().half().float())

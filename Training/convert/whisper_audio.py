@@ -429,7 +429,15 @@ def encoder_forward(encoder, mel: torch.Tensor) -> list[torch.Tensor]:
 
 def write_package(out, section, tensors, *, name=None, labels=None, dtype="f32", provenance=None,
                   checksum=True, replace=False) -> pathlib.Path:
-    """Writes (or adds to) the package in `out`: the audio tensors and the `audio` section."""
+    """Writes (or adds to) the package in `out`: the audio tensors and the `audio` section. An existing
+    package's `audio` section of another tower (e.g. CLAP's HTSAT keys) is dropped rather than merged;
+    write_stage drops its `audio_model.*` tensors."""
+    manifest_path = pathlib.Path(out) / "model.json"
+    if manifest_path.exists() and not replace:
+        manifest = json.loads(manifest_path.read_text())
+        if (manifest.get("audio") or {}).get("tower") != "whisper" and "audio" in manifest:
+            del manifest["audio"]
+            manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
     audio = {"tower": "whisper", "encoder": section, **FRONT_END}
     return write_stage(out, "audio", audio, tensors, ("audio_model.",), name=name, labels=labels, dtype=dtype,
                        provenance=provenance, checksum=checksum, replace=replace)

@@ -340,7 +340,8 @@ public final class ConversationEngine: @unchecked Sendable {
             let t1 = DispatchTime.now()
             let previous = state.decoded
             do {
-                state.decoded = try state.decoder.append(DialogueTurn(speaker: input.speaker, classification: classification))
+                state.decoded = try state.decoder.append(decoderTurn(speaker: input.speaker, hasAudio: item.audio != nil,
+                                                                     hasText: item.text != nil, classification: classification))
             } catch {
                 lock.unlock()
                 finish(job, .failure(ConversationError(.internal, code: "decoder_failed", "\(error)")))
@@ -442,8 +443,7 @@ public final class ConversationEngine: @unchecked Sendable {
                 }
             }
             let classifications = try classify(dialogue: history)
-            let decoded = try decodeOffline(speakers: job.turns.map(\.speaker), classifications: classifications,
-                                            repeatTwice: job.repeatTwice)
+            let decoded = try decodeOffline(history, classifications: classifications, repeatTwice: job.repeatTwice)
             job.completion(.success(DialogueAnalysis(classifications: classifications, decoded: decoded,
                                                      milliseconds: Self.milliseconds(since: job.enqueuedAt))))
         } catch let error as ConversationError {
@@ -488,21 +488,30 @@ public final class ConversationEngine: @unchecked Sendable {
         return classifications
     }
 
+    /// A classified turn as DED sees it: its logits times the emission scale of its modality mix.
+    func decoderTurn(speaker: String, hasAudio: Bool, hasText: Bool, classification: Classification) -> DialogueTurn {
+        DialogueTurn(speaker: speaker, logits: classification.logits.map(Double.init),
+                     scale: ded.emissionScale.factor(hasAudio: hasAudio, hasText: hasText))
+    }
+
+    private func decoderTurns(_ turns: [TurnEmbeddings], _ classifications: [Classification]) -> [DialogueTurn] {
+        zip(turns, classifications).map {
+            decoderTurn(speaker: $0.0.speaker, hasAudio: $0.0.audio != nil, hasText: $0.0.text != nil, classification: $0.1)
+        }
+    }
+
     /// Offline DED over a classified dialogue (repeated twice, keeping the last copy, when
     /// `repeatTwice`): what `analyze` answers.
-    public func decodeOffline(speakers: [String], classifications: [Classification], repeatTwice: Bool) throws -> [Int] {
-        let dialogue = zip(speakers, classifications).map { DialogueTurn(speaker: $0.0, classification: $0.1) }
-        return try OfflineDecoder.decode(dialogue, parameters: ded, labelCount: classifier.labels.count,
-                                         repeatTwice: repeatTwice)
+    public func decodeOffline(_ turns: [TurnEmbeddings], classifications: [Classification], repeatTwice: Bool) throws -> [Int] {
+        try OfflineDecoder.decode(decoderTurns(turns, classifications), parameters: ded,
+                                  labelCount: classifier.labels.count, repeatTwice: repeatTwice)
     }
 
     /// Online DED over a classified dialogue, one turn at a time as a session receives them: the
     /// session's decoded sequence after its last turn.
-    public func decodeOnline(speakers: [String], classifications: [Classification]) throws -> [Int] {
+    public func decodeOnline(_ turns: [TurnEmbeddings], classifications: [Classification]) throws -> [Int] {
         var decoder = try OnlineDecoder(labelCount: classifier.labels.count, parameters: ded)
-        for (speaker, classification) in zip(speakers, classifications) {
-            try decoder.append(DialogueTurn(speaker: speaker, classification: classification))
-        }
+        for turn in decoderTurns(turns, classifications) { try decoder.append(turn) }
         return decoder.bestPath
     }
 
@@ -599,9 +608,4 @@ public final class ConversationEngine: @unchecked Sendable {
     }
 }
 
-extension DialogueTurn {
-    /// A classified turn as DED sees it: the classifier's logits (DED takes their log-softmax).
-    public init(speaker: String, classification: Classification) {
-        self.init(speaker: speaker, logits: classification.logits.map(Double.init))
-    }
-}
+

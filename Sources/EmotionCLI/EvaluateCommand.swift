@@ -351,11 +351,10 @@ struct EvaluateCommand: ParsableCommand {
         DispatchQueue.concurrentPerform(iterations: dialogues.count) { d in
             slots.set(d, Result {
                 let classifications = try engine.classify(dialogue: embeddings[d])
-                let speakers = dialogues[d].turns.map(\.speaker)
                 return DialogueResult(
                     classifications: classifications,
-                    online: try engine.decodeOnline(speakers: speakers, classifications: classifications),
-                    offline: try engine.decodeOffline(speakers: speakers, classifications: classifications,
+                    online: try engine.decodeOnline(embeddings[d], classifications: classifications),
+                    offline: try engine.decodeOffline(embeddings[d], classifications: classifications,
                                                       repeatTwice: true))
             })
             progress.step()

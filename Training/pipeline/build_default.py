@@ -69,12 +69,12 @@ def build_whisper_tower(a, work, package, train_clips, held_out, copies, train_k
     whisper_audio.check_model_bin(model_bin)
     enc_section, enc_tensors = whisper_audio.encoder_from_ctranslate2(whisper_audio.read_ctranslate2(model_bin)["variables"])
     stored = {k: v.to(DTYPES[a.dtype]) for k, v in enc_tensors.items()}  # what the package will hold
-    encoder = whisper_tower.load_encoder(stored, enc_section)
     log(f"whisper: encoder {sum(v.numel() for v in enc_tensors.values()) / 1e6:.1f} M parameters from {model_bin.name}")
     stats = whisper_tower.cache_stats({v: [copies[(c.path, v)] for c in train_clips] for v in train_kinds},
-                                      work / "whisper-stats-train.npz", encoder, log=log)
-    held = whisper_tower.cache_stats({v: [copies[(c.path, v)] for c in held_out] for v in held_kinds},
-                                     work / "whisper-stats-held-out.npz", encoder, log=log)
+                                      work / "whisper-stats-train.npz", enc_section, stored, a.threads, log=log)
+    head_views = [v for v in whisper_tower.HEAD_VIEWS if v in held_kinds]
+    held = whisper_tower.cache_stats({v: [copies[(c.path, v)] for c in held_out] for v in head_views},
+                                     work / "whisper-stats-held-out.npz", enc_section, stored, a.threads, log=log)
     y = np.array([LABELS.index(c.label) for c in train_clips])
     y_held = np.array([LABELS.index(c.label) for c in held_out])
     speakers = [c.speaker for c in train_clips]
@@ -102,7 +102,7 @@ def build_whisper_tower(a, work, package, train_clips, held_out, copies, train_k
     log(f"whisper: chosen recipe {chosen.as_dict()}")
     model = whisper_tower.train(stats, y, bank, bank_labels, chosen, seed=a.seed, log=log)
     held_scores = {v: whisper_tower.speaker_scores(whisper_tower.predict(model, held[v], chosen.statistics), y_held,
-                                                   [c.speaker for c in held_out]) for v in held_kinds}
+                                                   [c.speaker for c in held_out]) for v in head_views}
     for v, s in held_scores.items():
         log(f"whisper held-out head {v}: speaker mean {s['speaker_mean']:.3f}, worst {s['worst']:.3f}, "
             f"clips {s['clip_weighted']:.3f}")
@@ -303,8 +303,11 @@ def main(argv=None) -> int:
     logits_sets = {"text": dialogue_logits(val_clean, "text"), "both": dialogue_logits(val_clean, "both")}
     alpha, beam, grid = ded.choose(split["validation"], logits_sets, p0, log=log)
     log(f"DED alpha {alpha} beam {beam}")
+    logits_sets["audio"] = dialogue_logits(val_clean, "audio")
+    scales, scale_grid = ded.choose_scales(split["validation"], logits_sets, p0, alpha, beam, log=log)
+    log(f"DED emission scales {scales}")
     from package_writer import write_stage
-    write_stage(package, "ded", {"p0": p0, "alpha": alpha, "beam": beam}, {}, ())
+    write_stage(package, "ded", {"p0": p0, "alpha": alpha, "beam": beam, "emission_scale": scales}, {}, ())
 
     # 7. Evaluation with the serving code, and parity.
     evaluation = work / "evaluation"
@@ -360,6 +363,7 @@ def main(argv=None) -> int:
                         for dd in val_dd], turns, ids=[(dd.id, t.id) for dd in val_dd for t in dd.turns], log=log)
     card = {
         "seed": a.seed, "p0": p0, "p0_counts": [shifts, pairs], "alpha": alpha, "beam": beam, "ded_grid": grid,
+        "emission_scale": scales, "emission_scale_grid": scale_grid,
         "classifier_config": cfg.manifest_section(), "history": history, "results": results, "parity": parity_result,
         "audio_tower": json.loads(stage_audio.read_text()), "minutes": (time.time() - started) / 60,
         "minutes_from_scratch": (time.time() - started) / 60 if from_scratch else scratch_minutes,

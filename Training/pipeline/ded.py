@@ -65,3 +65,30 @@ def choose(dialogues, logits_sets: dict, p0: float, log=print) -> tuple[float, i
             log(f"DED alpha {alpha} beam {beam}: " + " ".join(f"{k} {v:.4f}" for k, v in accs.items()))
     best = max(grid, key=lambda g: (round(g["mean"], 6), -g["beam"], -abs(np.log(g["alpha"]))))
     return best["alpha"], best["beam"], grid
+
+
+SCALES = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0)
+
+
+def choose_scales(dialogues, logits_sets: dict, p0: float, alpha: float, beam: int, log=print) -> tuple[dict, list]:
+    """Per modality mix ("text", "audio", "both": the keys of `logits_sets`), the factor on the
+    logits (the `ded.emission_scale` of the package) that maximises the mean of online and offline
+    DED accuracy on validation. DED must not lower the classifier's own accuracy: when no factor
+    reaches it, the largest is taken (DED then follows the classifier). Ties go to the factor
+    closest to 1."""
+    chosen, grid = {}, []
+    for name, logits in logits_sets.items():
+        argmax = [np.asarray(lg).argmax(1) if len(lg) else np.zeros(0, np.int64) for lg in logits]
+        plain = accuracy(dialogues, argmax)
+        rows = []
+        for s in SCALES:
+            scaled = [np.asarray(lg, dtype=np.float64) * s for lg in logits]
+            off = accuracy(dialogues, decode(dialogues, scaled, p0, alpha, beam, offline=True))
+            on = accuracy(dialogues, decode(dialogues, scaled, p0, alpha, beam, offline=False))
+            rows.append({"modality": name, "scale": s, "offline": off, "online": on, "classifier": plain})
+            log(f"DED {name} scale {s}: online {on:.4f} offline {off:.4f} (classifier {plain:.4f})")
+        ok = [r for r in rows if min(r["online"], r["offline"]) >= plain]
+        best = max(ok or rows[-1:], key=lambda r: (round((r["online"] + r["offline"]) / 2, 6), -abs(np.log(r["scale"]))))
+        chosen[name] = best["scale"]
+        grid += rows
+    return chosen, grid

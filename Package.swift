@@ -62,7 +62,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "NumericsTests", dependencies: ["Numerics", "TestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "AudioFrontEndTests", dependencies: ["AudioFrontEnd", "TestSupport"],
+        .testTarget(name: "AudioFrontEndTests", dependencies: ["AudioFrontEnd", "ModelPackage", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "TestSupport"],
                     resources: [.copy("Fixtures")]),

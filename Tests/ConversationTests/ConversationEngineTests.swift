@@ -54,6 +54,34 @@ import Testing
         #expect(state.turns[3].audioEmbedding == nil && state.turns[2].textEmbedding == nil)
     }
 
+    /// Each turn's logits reach DED times the emission scale of its modality mix (script: both,
+    /// both, audio only, text only, both), in sessions, offline analysis and online replay alike.
+    @Test func emissionScaleFollowsEachTurnsModalities() async throws {
+        let scale = DEDParameters.EmissionScale(text: 0.5, audio: 7, both: 2)
+        let scaled = try DEDParameters(p0: 0.2, alpha: 1, beamWidth: 5, emissionScale: scale)
+        let encoder = FakeEncoder()
+        let engine = try ConversationEngine(classifier: classifier, encoder: encoder, ded: scaled,
+                                            configuration: ConversationConfiguration())
+        var reference = try OnlineDecoder(labelCount: 4, parameters: scaled)
+        let factors = [2.0, 2, 7, 0.5, 2]
+        for (i, turn) in script.enumerated() {
+            let outcome = try await engine.submit(sessionId: "scaled", turn: turn)
+            let path = try reference.append(DialogueTurn(speaker: turn.speaker,
+                                                         logits: outcome.turn.logits.map { Double($0) * factors[i] }))
+            #expect(outcome.decoded == path, "turn \(i)")
+        }
+        let history = try script.map { try engine.embeddings(of: $0) }
+        let classifications = try engine.classify(dialogue: history)
+        #expect(try engine.decodeOnline(history, classifications: classifications) == reference.bestPath)
+        let turns = script.indices.map { i in
+            DialogueTurn(speaker: script[i].speaker, logits: classifications[i].logits.map { Double($0) * factors[i] })
+        }
+        let offline = try OfflineDecoder.decode(turns, parameters: scaled, labelCount: 4, repeatTwice: true)
+        #expect(try engine.decodeOffline(history, classifications: classifications, repeatTwice: true) == offline)
+        let analysis = try await engine.analyze(script, repeatTwice: true)
+        #expect(analysis.decoded == offline)
+    }
+
     @Test func retriedTurnIdReturnsTheStoredAnswer() async throws {
         let engine = try engine()
         let first = try await engine.submit(sessionId: "s", turn: script[0])

@@ -39,7 +39,30 @@ struct ValidationTests {
 
     @Test func defaults() throws {
         let p = try DEDParameters(p0: 0.5)
-        #expect(p.alpha == 1 && p.beamWidth == 5)
+        #expect(p.alpha == 1 && p.beamWidth == 5 && p.emissionScale == .identity)
+    }
+
+    /// `emission_scale` in a package's `ded` section: optional (identity), per modality mix,
+    /// positive and finite; the factor a turn gets follows its modalities.
+    @Test func emissionScaleDecodesAndValidates() throws {
+        let plain = try JSONDecoder().decode(DEDParameters.self, from: Data(#"{"p0": 0.2, "alpha": 1, "beam": 5}"#.utf8))
+        #expect(plain.emissionScale == .identity)
+        let json = #"{"p0": 0.2, "alpha": 1, "beam": 5, "emission_scale": {"text": 1, "audio": 8, "both": 2}}"#
+        let p = try JSONDecoder().decode(DEDParameters.self, from: Data(json.utf8))
+        #expect(p.emissionScale.factor(hasAudio: true, hasText: false) == 8)
+        #expect(p.emissionScale.factor(hasAudio: true, hasText: true) == 2)
+        #expect(p.emissionScale.factor(hasAudio: false, hasText: true) == 1)
+        let again = try JSONDecoder().decode(DEDParameters.self, from: JSONEncoder().encode(p))
+        #expect(again == p)
+        for bad in ["0", "-1", "1e9"] {
+            let text = #"{"p0": 0.2, "alpha": 1, "beam": 5, "emission_scale": {"text": 1, "audio": "# + bad + #", "both": 1}}"#
+            #expect(throws: DecodingError.self) { try JSONDecoder().decode(DEDParameters.self, from: Data(text.utf8)) }
+        }
+        // A large factor makes DED follow the classifier: each turn's argmax.
+        let dialogue = randomDialogue(turns: 30, labels: 4, speakers: ["a", "b"], seed: 11)
+        let sharp = try OfflineDecoder.decode(dialogue.map { DialogueTurn(speaker: $0.speaker, logits: $0.logits, scale: 1000) },
+                                              parameters: params(0.2), labelCount: 4, repeatTwice: true)
+        #expect(sharp == dialogue.map { t in t.logits.indices.max { t.logits[$0] < t.logits[$1] }! })
     }
 
     @Test func invalidLabelCount() throws {

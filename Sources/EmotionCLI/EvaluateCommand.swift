@@ -286,32 +286,59 @@ struct EvaluateCommand: ParsableCommand {
         }
     }
 
-    /// Every turn's embeddings through the engine's own `embeddings(of:)`, turns in parallel on
-    /// all cores (the encoder is thread-safe; its inner parallel loops run serially when nested).
-    /// Every failing turn is reported, then the command fails.
+    /// Every turn's embeddings through the engine's own `embeddings(of:)`, on all cores (the
+    /// encoder is thread-safe; its inner parallel loops run serially when nested). Each distinct
+    /// clip (by path) and each distinct transcript is embedded once: dialogues voiced from a bank
+    /// of clips reuse them. Every failing turn is reported, then the command fails.
     func embedAll(_ dialogues: [Dialogue], engine: ConversationEngine) throws -> [[TurnEmbeddings]] {
         let items = dialogues.enumerated().flatMap { d, dialogue in dialogue.turns.indices.map { (d, $0) } }
-        let slots = Slots<Result<TurnEmbeddings, Error>>(count: items.count)
-        let progress = Progress(total: items.count, what: "embedded turns")
-        DispatchQueue.concurrentPerform(iterations: items.count) { k in
-            let turn = dialogues[items[k].0].turns[items[k].1]
+        enum Job: Hashable { case audio(String), text(String) }
+        var jobs: [Job] = [], jobIndex: [Job: Int] = [:]
+        func add(_ job: Job) {
+            if jobIndex[job] == nil { jobIndex[job] = jobs.count; jobs.append(job) }
+        }
+        for (d, t) in items {
+            let turn = dialogues[d].turns[t]
+            if let path = turn.audioPath { add(.audio(path)) }
+            add(.text(turn.transcript))
+        }
+        let unique = jobs
+        let slots = Slots<Result<[Float]?, Error>>(count: unique.count)
+        let progress = Progress(total: unique.count, what: "embedded clips and transcripts")
+        DispatchQueue.concurrentPerform(iterations: unique.count) { k in
             slots.set(k, Result {
-                var audio: Data?
-                if let path = turn.audioPath {
+                switch unique[k] {
+                case .audio(let path):
                     guard let data = FileManager.default.contents(atPath: path) else {
                         throw ConversationError(.invalidInput, code: "file_unreadable", "cannot read \(path)")
                     }
-                    audio = data
+                    return try engine.embeddings(of: TurnInput(speaker: "-", transcript: "", audio: data)).audio
+                case .text(let transcript):
+                    return try engine.embeddings(of: TurnInput(speaker: "-", transcript: transcript)).text
                 }
-                return try engine.embeddings(of: TurnInput(speaker: turn.speaker, transcript: turn.transcript, audio: audio))
             })
             progress.step()
+        }
+        let results = slots.all
+        let slotsByTurn = Slots<Result<TurnEmbeddings, Error>>(count: items.count)
+        for (k, (d, t)) in items.enumerated() {
+            let turn = dialogues[d].turns[t]
+            slotsByTurn.set(k, Result {
+                func value(_ job: Job) throws -> [Float]? {
+                    guard let slot = results[jobIndex[job]!] else {
+                        throw ConversationError(.internal, code: "not_embedded", "not embedded")
+                    }
+                    return try slot.get()
+                }
+                let audio = try turn.audioPath.map { try value(.audio($0)) } ?? nil
+                return TurnEmbeddings(speaker: turn.speaker, audio: audio, text: try value(.text(turn.transcript)))
+            })
         }
         var embeddings = dialogues.map { [TurnEmbeddings](repeating: TurnEmbeddings(speaker: "", audio: nil, text: nil),
                                                           count: $0.turns.count) }
         var failures: [String] = []
         var onlyInputErrors = true
-        for (k, slot) in slots.all.enumerated() {
+        for (k, slot) in slotsByTurn.all.enumerated() {
             let (d, t) = items[k]
             switch slot {
             case .success(let value)?:

@@ -86,12 +86,14 @@ def build_whisper_tower(a, work, package, train_clips, held_out, copies, train_k
     folds = [set(ravdess[i::4]) for i in range(4)]
     base = whisper_tower.Recipe()
     grid = [base, dataclasses.replace(base, statistics=("mean",)), dataclasses.replace(base, dropout=0.4),
-            dataclasses.replace(base, epochs=80), dataclasses.replace(base, mixup=0.0),
             dataclasses.replace(base, hidden=1024)]
+    four_labels = np.array([c.emotion in LABELS for c in train_clips])
     cv = []
     for recipe in grid:
         t0 = time.time()
-        scores = whisper_tower.cross_validate(stats, y, speakers, folds, bank, bank_labels, recipe, seed=a.seed)
+        scores = whisper_tower.cross_validate(stats, y, speakers, folds, bank, bank_labels, recipe, seed=a.seed,
+                                              views=[v for v in whisper_tower.HEAD_VIEWS + ("narrowband", "gain")
+                                                     if v in stats], scored=four_labels)
         score = float(np.mean([s["speaker_mean"] for s in scores.values()]))
         cv.append({"recipe": recipe.as_dict(), "score": score,
                    "views": {v: {k: s[k] for k in ("speaker_mean", "worst", "clip_weighted")} for v, s in scores.items()}})

@@ -253,10 +253,12 @@ def speaker_scores(pred: np.ndarray, labels: np.ndarray, speakers: list[str]) ->
 
 
 def cross_validate(stats: dict, labels: np.ndarray, speakers: list[str], folds: list[set], caption_bank,
-                   caption_labels, recipe: Recipe, *, views=("clean", "narrowband", "gain", "mulaw"), seed=0):
+                   caption_labels, recipe: Recipe, *, views=("clean", "narrowband", "gain", "mulaw"), seed=0,
+                   scored=None):
     """Speaker-grouped cross-validation: for each fold, train on the other speakers' clips and
     score the fold's speakers with the head, in every view. Returns {view: speaker_scores} over
-    all folds' held-out speakers."""
+    all folds' held-out speakers (only the clips `scored` marks, e.g. the four labels proper,
+    when given: RAVDESS "calm" trains as neutral but is not scored, as on the held-out speakers)."""
     preds = {v: np.full(len(labels), -1) for v in views}
     for k, fold in enumerate(folds):
         test = np.array([s in fold for s in speakers])
@@ -264,7 +266,8 @@ def cross_validate(stats: dict, labels: np.ndarray, speakers: list[str], folds: 
         model = train(train_rows, labels[~test], caption_bank, caption_labels, recipe, seed=seed + k)
         for v in views:
             preds[v][test] = predict(model, stats[v][test], recipe.statistics)
-    scored = np.array([any(s in f for f in folds) for s in speakers])
+    scored = np.array([any(s in f for f in folds) for s in speakers]) & (np.ones(len(labels), bool)
+                                                                         if scored is None else np.asarray(scored))
     return {v: speaker_scores(preds[v][scored], labels[scored], [s for s, m in zip(speakers, scored) if m])
             for v in views}
 

@@ -10,6 +10,7 @@ let package = Package(
         .executable(name: "emotion", targets: ["EmotionCLI"]),
         .executable(name: "emotion-server", targets: ["EmotionServer"]),
         .executable(name: "classifier-bench", targets: ["ClassifierBenchmark"]),
+        .executable(name: "whisper-bench", targets: ["WhisperBenchmark"]),
         .library(name: "GatedXLSTM", targets: ["GatedXLSTM"]),
         .library(name: "DialogicalEmotionDecoder", targets: ["DialogicalEmotionDecoder"]),
     ],
@@ -56,6 +57,8 @@ let package = Package(
         .executableTarget(name: "ClassifierBenchmark",
                           dependencies: ["GatedXLSTM", "ModelPackage", "Numerics"],
                           path: "Benchmarks/ClassifierBenchmark"),
+        .executableTarget(name: "WhisperBenchmark", dependencies: ["CLAP", "ModelPackage", "Numerics"],
+                          path: "Benchmarks/WhisperBenchmark"),
 
         // Tests: one target per module.
         // Seeded generator and reference comparisons shared by the numerical test targets.

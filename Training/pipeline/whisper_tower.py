@@ -225,7 +225,7 @@ def train(train_stats: dict, labels: np.ndarray, caption_bank: torch.Tensor, cap
             loss.backward()
             opt.step()
             sched.step()
-            loss_sum += float(loss) * len(idx)
+            loss_sum += float(loss.detach()) * len(idx)
         if log and ((epoch + 1) % 10 == 0 or epoch + 1 == recipe.epochs):
             log(f"  epoch {epoch + 1}/{recipe.epochs} loss {loss_sum / n:.3f}")
     return model.eval()

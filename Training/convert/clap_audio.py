@@ -37,7 +37,8 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from package_writer import DEFAULT_LABELS, DTYPES, write_stage  # noqa: E402
+from package_writer import (DEFAULT_LABELS, DTYPES, ConversionError, check_tensor_set, load_state_dict,  # noqa: E402
+                            write_stage)
 
 TOWER = "audio_model.audio_encoder."
 PROJECTION = "audio_projection."
@@ -70,10 +71,6 @@ LAION_DROPPED = re.compile(
     r"(attn_mask|relative_position_index|num_batches_tracked)$")
 
 
-class ConversionError(Exception):
-    pass
-
-
 # ---------------------------------------------------------------------------------------------
 # Section
 
@@ -98,35 +95,11 @@ def check_tensors(section: dict, tensors: dict) -> None:
     with torch.device("meta"):
         reference = ClapAudioModelWithProjection(cfg)
     expected = {k: tuple(v.shape) for k, v in reference.state_dict().items() if v.is_floating_point()}
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(tensors) if tuple(tensors[k].shape) != expected[k])
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)} tensors, e.g. {missing[:3]}")
-    if unexpected:
-        problems.append(f"unexpected {len(unexpected)} tensors, e.g. {unexpected[:3]}")
-    if wrong:
-        problems.append("shape mismatch: " + ", ".join(f"{k} {tuple(tensors[k].shape)} != {expected[k]}" for k in wrong[:3]))
-    if problems:
-        raise ConversionError("; ".join(problems))
+    check_tensor_set(expected, tensors)
 
 
 # ---------------------------------------------------------------------------------------------
 # Sources
-
-
-def load_state_dict(directory: pathlib.Path) -> dict:
-    st = sorted(directory.glob("*.safetensors"))
-    if st:
-        sd = {}
-        for f in st:
-            sd.update(load_file(str(f)))
-        return sd
-    for name in ("pytorch_model.bin", "model.bin"):
-        if (directory / name).exists():
-            return torch.load(directory / name, map_location="cpu", weights_only=True)
-    raise ConversionError(f"{directory}: no *.safetensors or pytorch_model.bin")
 
 
 def audio_tensors(state_dict: dict) -> dict:

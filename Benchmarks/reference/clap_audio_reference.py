@@ -23,7 +23,7 @@ Subcommands (run with Training/.venv/bin/python):
       against io.safetensors.
 
 The Swift side of the same comparison is the release-mode test
-`CLAPTests.AudioPaperSizeTests` (Tests/CLAPTests/AudioPaperSizeTests.swift):
+`AudioTowersTests.AudioPaperSizeTests` (Tests/AudioTowersTests/AudioPaperSizeTests.swift):
 
   CLAP_AUDIO_PAPER_PACKAGE=DIR swift test -c release --filter AudioPaperSizeTests
 

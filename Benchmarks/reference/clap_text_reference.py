@@ -23,8 +23,8 @@ Subcommands (run with Training/.venv/bin/python):
       median/min/p90 milliseconds per call, peak RSS and the parity error of its normalised
       embeddings against io.safetensors.
 
-The Swift side is the release-mode test `CLAPTests.EncoderBenchmarkTests`
-(Tests/CLAPTests/EncoderBenchmarkTests.swift), run by Benchmarks/encoders.sh:
+The Swift side is the release-mode test `TextTowerTests.EncoderBenchmarkTests`
+(Tests/TextTowerTests/EncoderBenchmarkTests.swift), run by Benchmarks/encoders.sh:
 
   ENCODER_BENCH_TEXT_PACKAGE=DIR swift test -c release --filter EncoderBenchmarkTests
 """

@@ -1,8 +1,9 @@
 import Foundation
 
-/// Turns a dialogue turn's raw inputs into the classifier's embeddings (the CLAP encoder, or a
-/// stand-in in tests). Implementations are thread-safe and throw `ConversationError`s with
-/// category `.invalidInput` for unusable inputs (undecodable audio, audio too long, ...).
+/// Turns a dialogue turn's raw inputs into the classifier's embeddings (the turn embedder through
+/// ServingPipeline's `ConversationTurnEncoder`, or a stand-in in tests). Implementations are
+/// thread-safe and throw `ConversationError`s with category `.invalidInput` for unusable inputs
+/// (undecodable audio, audio too long, ...).
 public protocol TurnEncoder: Sendable {
     /// Length of every embedding.
     var dimension: Int { get }

@@ -1,7 +1,7 @@
 import ArgumentParser
-import CLAP
 import Foundation
 import ModelPackage
+import ServingPipeline
 
 /// `emotion embed`: audio files and transcripts to embeddings with exactly the encoder that
 /// serves, so training data is embedded by the serving code (train/serve parity).
@@ -54,10 +54,10 @@ struct EmbedCommand: ParsableCommand {
 
     func run() throws {
         let list = try items()
-        let encoder: CLAPEncoder
+        let encoder: TurnEmbedder
         do {
-            encoder = try CLAPEncoder(package: ModelPackage.load(directory: URL(fileURLWithPath: model)),
-                                      maxAudioSeconds: maxAudioSeconds)
+            encoder = try TurnEmbedder(package: ModelPackage.load(directory: URL(fileURLWithPath: model)),
+                                       maxAudioSeconds: maxAudioSeconds)
         } catch {
             throw CLIError.input("--model \(JSONLines.quote(model)): \(error)")
         }
@@ -69,7 +69,7 @@ struct EmbedCommand: ParsableCommand {
                 var a: [Float]?, t: [Float]?
                 if let path = item.audio {
                     guard let data = FileManager.default.contents(atPath: path) else {
-                        throw CLAPEncoderError(code: "file_unreadable", message: "cannot read \(path)")
+                        throw TurnEmbedderError(code: "file_unreadable", message: "cannot read \(path)")
                     }
                     a = try encoder.embed(audio: data)
                 }

@@ -1,12 +1,12 @@
 import ArgumentParser
 import Conversation
 import DialogicalEmotionDecoder
-import EmotionService
 import Foundation
 import GatedXLSTM
+import ServingPipeline
 
 /// `emotion evaluate`: a model package end to end on labelled dialogues, with exactly the code
-/// that serves (model loading, CLAP encoder, stream assembly, gated classifier, online and offline
+/// that serves (model loading, turn embedder, stream assembly, gated classifier, online and offline
 /// DED, all from `ServiceModel` / `ConversationEngine`), for model cards and the train/serve
 /// parity check.
 struct EvaluateCommand: ParsableCommand {

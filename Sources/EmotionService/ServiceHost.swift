@@ -1,10 +1,9 @@
-import CLAP
 import Conversation
 import DialogicalEmotionDecoder
 import Foundation
 import GatedXLSTM
 import HTTPServer
-import ModelPackage
+import ServingPipeline
 
 /// Everything the server process runs, wired together: model package -> encoder + classifier ->
 /// conversation engine -> API -> HTTP server, plus state snapshots, request logs and the drain
@@ -38,7 +37,7 @@ public final class ServiceHost: @unchecked Sendable {
         func set(_ v: Bool) { lock.lock(); value = v; lock.unlock() }
     }
 
-    /// Loads a model package with the CLAP encoder and builds the service (not yet listening).
+    /// Loads a model package (`ServiceModel.load`) and builds the service (not yet listening).
     public static func load(model directory: URL, options: Options, maxAudioSeconds: Double = 120,
                             logger: JSONLogger = JSONLogger()) throws -> ServiceHost {
         let model = try ServiceModel.load(directory: directory, conversation: options.conversation,

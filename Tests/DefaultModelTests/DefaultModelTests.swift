@@ -1,8 +1,8 @@
 import CLITestSupport
 import Conversation
-import EmotionService
 import Foundation
 import ModelPackage
+import ServingPipeline
 import Testing
 
 /// The shipped default model (Models/default) as the service ships it: it loads as the server

@@ -3,7 +3,7 @@ import Testing
 @testable import EmotionService
 
 /// The whole service on the tiny complete model (Tests/SharedFixtures/tiny-model): audio and
-/// transcripts over HTTP -> CLAP encoder -> streams -> classifier -> online DED, against the
+/// transcripts over HTTP -> turn embedder -> streams -> classifier -> online DED, against the
 /// reference pipeline (Training/fixtures/make_tiny_service_model.py).
 @Suite(.serialized) struct EndToEndTests {
     static let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent()

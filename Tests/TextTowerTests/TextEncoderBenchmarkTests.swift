@@ -1,8 +1,8 @@
-import CLAP
 import Foundation
 import Numerics
 import Testing
 import TestSupport
+import TextTower
 
 /// Paper-size CLAP text tower (RoBERTa-base + pooler + projection, 125.3 M parameters, random
 /// weights) on one transcript: timing only, no assertion on speed. Runs only when

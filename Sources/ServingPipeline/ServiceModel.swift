@@ -1,13 +1,12 @@
-import CLAP
 import Conversation
 import DialogicalEmotionDecoder
 import Foundation
 import GatedXLSTM
 import ModelPackage
 
-/// A model package loaded into the serving pipeline: CLAP encoder + gated classifier + DED
-/// parameters in a conversation engine. The server (`ServiceHost`) and offline evaluation
-/// (`emotion evaluate`) load models through this one function, so both run the same code.
+/// A model package loaded into the serving pipeline: turn embedder + gated classifier + DED
+/// parameters in a conversation engine. The server (EmotionService's `ServiceHost`) and offline
+/// evaluation (`emotion evaluate`) load models through this one function, so both run the same code.
 public struct ServiceModel: Sendable {
     public let package: ModelPackage
     public let engine: ConversationEngine
@@ -19,10 +18,10 @@ public struct ServiceModel: Sendable {
                             maxAudioSeconds: Double) throws -> ServiceModel {
         let package = try ModelPackage.load(directory: directory)
         let classifier = try GatedXLSTMClassifier(package: package)
-        let encoder = try CLAPEncoder(package: package, maxAudioSeconds: maxAudioSeconds)
+        let embedder = try TurnEmbedder(package: package, maxAudioSeconds: maxAudioSeconds)
         try package.weights.requireAllClaimed()
         let ded = try package.section("ded", as: DEDParameters.self)
-        let engine = try ConversationEngine(classifier: classifier, encoder: CLAPTurnEncoder(encoder), ded: ded,
+        let engine = try ConversationEngine(classifier: classifier, encoder: ConversationTurnEncoder(embedder), ded: ded,
                                             configuration: conversation)
         return ServiceModel(package: package, engine: engine,
                             description: ModelDescription(package: package, classifier: classifier, ded: ded))

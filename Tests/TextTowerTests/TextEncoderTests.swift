@@ -1,9 +1,9 @@
-import CLAP
 import Foundation
 import ModelPackage
 import Numerics
 import Testing
 import TestSupport
+import TextTower
 
 /// Expected outputs written by Training/fixtures/make_clap_text_fixtures.py.
 struct TextFixture: Decodable {

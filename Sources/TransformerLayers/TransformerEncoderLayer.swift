@@ -32,9 +32,12 @@ import Numerics
 /// The partial sums are added (with the bias and the residual) before each LayerNorm. So a
 /// layer costs two parallel regions, each core reads only its slices of the weights, and the
 /// q/k/v values it produces are consumed by the same core.
-struct TransformerEncoderLayer: Sendable {
+///
+/// The text tower (TextTower) and the Whisper encoder (AudioTowers) are built of these layers;
+/// `package` access: shared by this package's modules, not a public API.
+package struct TransformerEncoderLayer: Sendable {
     /// Where the layer norms sit.
-    enum Arrangement: Sendable {
+    package enum Arrangement: Sendable {
         /// After each residual sum (BERT).
         case postNorm
         /// Before each sub-block, on its input (Whisper); the residual stream is never normalised.
@@ -42,7 +45,7 @@ struct TransformerEncoderLayer: Sendable {
     }
 
     /// The layer's tensor names (relative to its prefix); `keyBias` nil for a key projection without bias.
-    struct TensorNames: Sendable {
+    package struct TensorNames: Sendable {
         var query, queryBias, key: String
         var keyBias: String?
         var value, valueBias, attentionOutput, attentionOutputBias: String
@@ -51,7 +54,7 @@ struct TransformerEncoderLayer: Sendable {
         var outputNorm, outputNormBias: String
 
         /// BERT/RoBERTa (`BertLayer`).
-        static let bert = TensorNames(
+        package static let bert = TensorNames(
             query: "attention.self.query.weight", queryBias: "attention.self.query.bias",
             key: "attention.self.key.weight", keyBias: "attention.self.key.bias",
             value: "attention.self.value.weight", valueBias: "attention.self.value.bias",
@@ -62,7 +65,7 @@ struct TransformerEncoderLayer: Sendable {
             outputNorm: "output.LayerNorm.weight", outputNormBias: "output.LayerNorm.bias")
 
         /// Whisper's encoder (`WhisperEncoderLayer`): the key projection has no bias.
-        static let whisper = TensorNames(
+        package static let whisper = TensorNames(
             query: "self_attn.q_proj.weight", queryBias: "self_attn.q_proj.bias",
             key: "self_attn.k_proj.weight", keyBias: nil,
             value: "self_attn.v_proj.weight", valueBias: "self_attn.v_proj.bias",
@@ -73,7 +76,7 @@ struct TransformerEncoderLayer: Sendable {
             outputNorm: "final_layer_norm.weight", outputNormBias: "final_layer_norm.bias")
     }
 
-    struct Part: Sendable {
+    package struct Part: Sendable {
         let heads: Range<Int>
         let columns: Range<Int>        // intermediate columns
         let query: PackedLinear        // [|heads| * dh, H]: q rows of these heads
@@ -88,15 +91,15 @@ struct TransformerEncoderLayer: Sendable {
     let heads: Int
     let intermediateSize: Int
     let eps: Float
-    let parts: [Part]
+    package let parts: [Part]
     let attentionOutputBias: FloatStorage
     let outputBias: FloatStorage
     let attentionNorm: (weight: Parameter, bias: Parameter)
     let outputNorm: (weight: Parameter, bias: Parameter)
 
-    init(parameters: ParameterSource, prefix: String, hidden h: Int, heads: Int, intermediate i: Int,
-         eps: Float, parts requested: Int, backend: PackedLinear.Backend,
-         arrangement: Arrangement = .postNorm, names: TensorNames = .bert) throws {
+    package init(parameters: ParameterSource, prefix: String, hidden h: Int, heads: Int, intermediate i: Int,
+                 eps: Float, parts requested: Int, backend: PackedLinear.Backend,
+                 arrangement: Arrangement = .postNorm, names: TensorNames = .bert) throws {
         func p(_ name: String, _ shape: [Int]) throws -> Parameter {
             try parameters.parameter(prefix + name, shape: shape)
         }
@@ -150,8 +153,8 @@ struct TransformerEncoderLayer: Sendable {
     }
 
     /// Scratch floats each part needs for `rows` rows whose longest sequence has `longest` rows.
-    static func scratchPerPart(rows: Int, sequences: Int, hidden h: Int, heads: Int, intermediate i: Int,
-                               parts: Int, longest: Int) -> Int {
+    package static func scratchPerPart(rows: Int, sequences: Int, hidden h: Int, heads: Int, intermediate i: Int,
+                                       parts: Int, longest: Int) -> Int {
         let count = max(1, min(parts, heads))
         let maxHeads = (heads + count - 1) / count
         let width = maxHeads * (h / heads)
@@ -165,8 +168,8 @@ struct TransformerEncoderLayer: Sendable {
 
     /// `x <- layer(x)` in place for the rows of `sequences` (row ranges of `x`, `hidden` wide).
     /// `scratch` holds `parts.count` blocks of `scratchStride` floats.
-    func forward(_ x: UnsafeMutablePointer<Float>, sequences: [Range<Int>],
-                 scratch: UnsafeMutablePointer<Float>, scratchStride: Int) {
+    package func forward(_ x: UnsafeMutablePointer<Float>, sequences: [Range<Int>],
+                         scratch: UnsafeMutablePointer<Float>, scratchStride: Int) {
         let h = hidden, dh = hidden / heads, rows = sequences.last?.upperBound ?? 0
         guard rows > 0 else { return }
         let parts = self.parts
@@ -260,8 +263,8 @@ struct TransformerEncoderLayer: Sendable {
     /// On return the first row of each sequence in `x` holds the layer output; other rows are
     /// left as they were.
     /// Post-LN layers only.
-    func forwardFirstRows(_ x: UnsafeMutablePointer<Float>, sequences: [Range<Int>],
-                          scratch: UnsafeMutablePointer<Float>, scratchStride: Int) {
+    package func forwardFirstRows(_ x: UnsafeMutablePointer<Float>, sequences: [Range<Int>],
+                                  scratch: UnsafeMutablePointer<Float>, scratchStride: Int) {
         precondition(arrangement == .postNorm, "forwardFirstRows serves post-LN layers")
         let h = hidden, dh = hidden / heads, rows = sequences.last?.upperBound ?? 0
         let count = sequences.count

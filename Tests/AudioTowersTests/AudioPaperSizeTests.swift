@@ -3,7 +3,7 @@ import Foundation
 import ModelPackage
 import Numerics
 import Testing
-@testable import CLAP
+@testable import AudioTowers
 import TestSupport
 
 /// Paper-size HTSAT-tiny (+ projection) with random weights against transformers, and its speed:
@@ -58,19 +58,10 @@ import TestSupport
             "engine": "swift", "batch": batchSize, "threads": cores, "iterations": iterations,
             "median_ms": times[times.count / 2], "min_ms": times[0],
             "p90_ms": times[min(times.count - 1, Int((0.9 * Double(times.count)).rounded(.up)) - 1)],
-            "peak_rss_mb": Self.peakRSSMegabytes(), "max_abs_err": Double(worst),
+            "peak_rss_mb": peakRSSMegabytes(), "max_abs_err": Double(worst),
             "openblas_core": String(cString: openblas_get_corename()),
         ]
         let json = try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys])
         print(String(decoding: json, as: UTF8.self))
-    }
-
-    static func peakRSSMegabytes() -> Double {
-        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
-        for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-            let kb = line.split(separator: " ").compactMap { Double($0) }.first ?? 0
-            return (kb / 1024 * 10).rounded() / 10
-        }
-        return 0
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import ModelPackage
 import Numerics
+import TransformerLayers
 
 /// Errors of the text tower, with stable codes.
 public struct TextEncoderError: Error, CustomStringConvertible, Sendable, Equatable {

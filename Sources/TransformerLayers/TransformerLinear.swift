@@ -13,12 +13,12 @@ import Numerics
 ///
 /// The weight is copied at construction (slices of a larger tensor included), so the caller can
 /// release the original right away.
-struct PackedLinear: Sendable {
-    enum Backend: String, Sendable { case packed, blas }
-    enum Epilogue: Sendable { case none, gelu, relu, tanh }
+package struct PackedLinear: Sendable {
+    package enum Backend: String, Sendable { case packed, blas }
+    package enum Epilogue: Sendable { case none, gelu, relu, tanh }
 
-    let inFeatures: Int
-    let outFeatures: Int
+    package let inFeatures: Int
+    package let outFeatures: Int
     let backend: Backend
     private let packed: PackedMatrix?
     private let plain: FloatStorage?
@@ -26,8 +26,8 @@ struct PackedLinear: Sendable {
 
     /// `weight` is `outFeatures x inFeatures`, row-major with row stride `ldw` (default
     /// `inFeatures`): a row or column slice of a larger matrix can be passed as is.
-    init(weight: UnsafePointer<Float>, outFeatures n: Int, inFeatures k: Int, ldw: Int? = nil,
-         bias: UnsafePointer<Float>?, backend: Backend) {
+    package init(weight: UnsafePointer<Float>, outFeatures n: Int, inFeatures k: Int, ldw: Int? = nil,
+                 bias: UnsafePointer<Float>?, backend: Backend) {
         inFeatures = k
         outFeatures = n
         self.backend = backend
@@ -55,16 +55,16 @@ struct PackedLinear: Sendable {
     }
 
     /// A whole `[out, in]` parameter (and its bias).
-    init(_ weight: Parameter, bias: Parameter?, backend: Backend) {
+    package init(_ weight: Parameter, bias: Parameter?, backend: Backend) {
         precondition(weight.shape.count == 2, "PackedLinear needs a 2-D weight")
         self.init(weight: weight.pointer, outFeatures: weight.shape[0], inFeatures: weight.shape[1],
                   bias: bias?.pointer, backend: backend)
     }
 
     /// `y[r] = epilogue(x[r] W^T + b (+ y[r] if accumulate))` for `rows` rows.
-    func apply(_ x: UnsafePointer<Float>, rows: Int, ldx: Int? = nil,
-               into y: UnsafeMutablePointer<Float>, ldy: Int? = nil,
-               accumulate: Bool = false, epilogue: Epilogue = .none) {
+    package func apply(_ x: UnsafePointer<Float>, rows: Int, ldx: Int? = nil,
+                       into y: UnsafeMutablePointer<Float>, ldy: Int? = nil,
+                       accumulate: Bool = false, epilogue: Epilogue = .none) {
         guard rows > 0 else { return }
         let ldx = ldx ?? inFeatures, ldy = ldy ?? outFeatures
         let b = bias.map { UnsafePointer($0.pointer) }

@@ -1,5 +1,5 @@
 /// The text tower's sizes and pooling: the `text` section of `model.json` (every key except
-/// `tokenizer`, which belongs to the Tokenizers module and is ignored here).
+/// `tokenizer`, which ``loadTokenizer(package:section:)`` reads, and which is ignored here).
 ///
 /// Two architectures share one encoder (embeddings + post-LN BERT layers with exact GELU):
 /// - `roberta`: CLAP's text tower (transformers `ClapTextModel` = `RobertaModel`): position ids

@@ -4,7 +4,8 @@ import Foundation
 import GatedXLSTM
 import ModelPackage
 
-/// `GET /v1/model`: what is loaded, so a client or operator can tell models apart.
+/// What is loaded, so a client or operator can tell models apart (the server answers
+/// `GET /v1/model` with it).
 public struct ModelDescription: Encodable, Sendable {
     struct Streams: Encodable { let names: [String] }
     let name: String

@@ -3,7 +3,7 @@ import Foundation
 import ModelPackage
 import Numerics
 import Testing
-@testable import CLAP
+@testable import AudioTowers
 import TestSupport
 
 /// The Swift Whisper encoder and tower against PyTorch (Training/fixtures/make_whisper_fixtures.py):
@@ -59,11 +59,11 @@ import TestSupport
 
     @Test func refusesBadInput() throws {
         let (tower, _) = try Self.small()
-        #expect(throws: CLAPAudioError.self) { try tower.embed(batch: [[Float](repeating: 0, count: 19)]) }
-        #expect(throws: CLAPAudioError.self) { try tower.embed(batch: [[Float](repeating: 0, count: 20 * 75)]) }
+        #expect(throws: AudioTowerError.self) { try tower.embed(batch: [[Float](repeating: 0, count: 19)]) }
+        #expect(throws: AudioTowerError.self) { try tower.embed(batch: [[Float](repeating: 0, count: 20 * 75)]) }
         var bad = [Float](repeating: 0, count: 40)
         bad[3] = .nan
-        #expect(throws: CLAPAudioError.self) { try tower.embed(batch: [bad]) }
+        #expect(throws: AudioTowerError.self) { try tower.embed(batch: [bad]) }
         #expect(try tower.embed(batch: [[Float](repeating: 0.1, count: 20 * 74)])[0].count == 6)
     }
 

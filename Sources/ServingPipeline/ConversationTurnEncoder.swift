@@ -1,16 +1,16 @@
-import CLAP
+import AudioTowers
 import Conversation
 import Foundation
 
-/// The CLAP encoder as the conversation layer's `TurnEncoder`: stage errors caused by the
+/// The turn embedder as the conversation layer's `TurnEncoder`: audio errors caused by the
 /// client's input (undecodable or too long audio, ...) become `invalid_input` with the stage's
 /// stable code; anything else is an internal error.
-public struct CLAPTurnEncoder: TurnEncoder {
-    public let encoder: CLAPEncoder
+public struct ConversationTurnEncoder: TurnEncoder {
+    public let embedder: TurnEmbedder
 
-    public init(_ encoder: CLAPEncoder) { self.encoder = encoder }
+    public init(_ embedder: TurnEmbedder) { self.embedder = embedder }
 
-    public var dimension: Int { encoder.dimension }
+    public var dimension: Int { embedder.dimension }
 
     /// Codes that describe the client's audio, not a fault of the service.
     static let clientAudioCodes: Set<String> = [
@@ -20,8 +20,8 @@ public struct CLAPTurnEncoder: TurnEncoder {
 
     public func embed(audio: Data) throws -> [Float] {
         do {
-            return try encoder.embed(audio: audio)
-        } catch let error as CLAPEncoderError where Self.clientAudioCodes.contains(error.code) {
+            return try embedder.embed(audio: audio)
+        } catch let error as AudioTowerError where Self.clientAudioCodes.contains(error.code) {
             throw ConversationError(.invalidInput, code: error.code, error.message)
         } catch {
             throw ConversationError(.internal, code: "audio_encoder_failed", "\(error)")
@@ -30,7 +30,7 @@ public struct CLAPTurnEncoder: TurnEncoder {
 
     public func embed(text: String) throws -> [Float] {
         do {
-            return try encoder.embed(text: text)
+            return try embedder.embed(text: text)
         } catch {
             throw ConversationError(.internal, code: "text_encoder_failed", "\(error)")
         }

@@ -2,15 +2,6 @@ import Foundation
 import ModelPackage
 import Numerics
 
-/// Errors about the audio tower's configuration and inputs, with stable codes
-/// (`invalid_configuration`, `invalid_features`).
-public struct CLAPAudioError: Error, CustomStringConvertible, Sendable, Equatable {
-    public let code: String
-    public let message: String
-    public init(code: String, message: String) { self.code = code; self.message = message }
-    public var description: String { "\(code): \(message)" }
-}
-
 /// One window's outputs: the tower's pooled output, its projection, and the L2-normalised
 /// embedding (`ClapModel.get_audio_features`).
 public struct CLAPAudioOutput: Sendable, Equatable {
@@ -43,7 +34,7 @@ public final class CLAPAudioEncoder: Sendable {
                 towerPrefix: String = "audio_model.audio_encoder.", projectionPrefix: String = "audio_projection.",
                 cores: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
         if let problem = configuration.validationError() {
-            throw CLAPAudioError(code: "invalid_configuration", message: "audio: \(problem)")
+            throw AudioTowerError(code: "invalid_configuration", message: "audio: \(problem)")
         }
         self.configuration = configuration
         tower = try HTSATTower(configuration: configuration, parameters: parameters, prefix: towerPrefix, cores: cores)
@@ -86,16 +77,16 @@ public final class CLAPAudioEncoder: Sendable {
         var frames: [Int] = []
         for (b, item) in batch.enumerated() {
             guard item.count % mel == 0, item.count > 0 else {
-                throw CLAPAudioError(code: "invalid_features", message:
+                throw AudioTowerError(code: "invalid_features", message:
                     "window \(b): \(item.count) values is not a whole number of \(mel)-bin frames")
             }
             let t = item.count / mel
             guard t <= c.specFrames else {
-                throw CLAPAudioError(code: "invalid_features", message:
+                throw AudioTowerError(code: "invalid_features", message:
                     "window \(b): \(t) frames, at most \(c.specFrames) fit the spectrogram image")
             }
             guard item.allSatisfy(\.isFinite) else {
-                throw CLAPAudioError(code: "invalid_features", message: "window \(b): non-finite value")
+                throw AudioTowerError(code: "invalid_features", message: "window \(b): non-finite value")
             }
             frames.append(t)
         }

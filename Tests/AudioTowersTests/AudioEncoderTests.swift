@@ -2,7 +2,7 @@ import Foundation
 import ModelPackage
 import Numerics
 import Testing
-@testable import CLAP
+@testable import AudioTowers
 import TestSupport
 
 /// The Swift HTSAT audio tower against transformers' ClapAudioModelWithProjection with random
@@ -114,7 +114,7 @@ import TestSupport
     @Test func invalidFeaturesAreRefused() throws {
         let (encoder, _) = try Self.load("audio_small")
         func code(_ features: [Float]) -> String? {
-            do { _ = try encoder.embed(features); return nil } catch let e as CLAPAudioError { return e.code } catch { return "other" }
+            do { _ = try encoder.embed(features); return nil } catch let e as AudioTowerError { return e.code } catch { return "other" }
         }
         #expect(code([Float](repeating: 0, count: 64 * 10 + 3)) == "invalid_features")
         #expect(code([]) == "invalid_features")
@@ -210,7 +210,7 @@ import TestSupport
 
         #expect {
             _ = try CLAPAudioEncoder(configuration: HTSATConfiguration(enableFusion: true), parameters: InMemoryParameters())
-        } throws: { ($0 as? CLAPAudioError)?.code == "invalid_configuration" }
+        } throws: { ($0 as? AudioTowerError)?.code == "invalid_configuration" }
     }
 
     @Test func packageLoaderReadsTheAudioSection() throws {

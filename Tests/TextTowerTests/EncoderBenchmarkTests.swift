@@ -2,7 +2,7 @@ import Foundation
 import ModelPackage
 import Numerics
 import Testing
-@testable import CLAP
+@testable import TextTower
 import TestSupport
 
 /// Opt-in benchmark hook (not a regression test; shown as skipped unless enabled): the Swift side
@@ -57,7 +57,7 @@ import TestSupport
             "engine": "swift", "batch": batchSize, "threads": threads, "iterations": iterations,
             "tokens": batch[0].count, "median_ms": times[times.count / 2], "min_ms": times[0],
             "p90_ms": times[min(times.count - 1, Int((0.9 * Double(times.count)).rounded(.up)) - 1)],
-            "peak_rss_mb": AudioPaperSizeTests.peakRSSMegabytes(), "max_abs_err": Double(worst),
+            "peak_rss_mb": peakRSSMegabytes(), "max_abs_err": Double(worst),
         ]
         let json = try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys])
         print(String(decoding: json, as: UTF8.self))

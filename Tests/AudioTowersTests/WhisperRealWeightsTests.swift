@@ -2,7 +2,7 @@ import AudioFrontEnd
 import Foundation
 import ModelPackage
 import Testing
-@testable import CLAP
+@testable import AudioTowers
 import TestSupport
 
 /// The real Whisper-base encoder, as the shipped default model holds it (f16), against a PyTorch

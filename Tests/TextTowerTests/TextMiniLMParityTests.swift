@@ -1,8 +1,8 @@
-import CLAP
 import Foundation
 import ModelPackage
 import Testing
 import TestSupport
+import TextTower
 
 /// The full all-MiniLM-L6-v2 against sentence-transformers, over the 64 sentences of
 /// Fixtures/text_minilm_reference.json. Runs only when MINILM_PACKAGE names a package converted

@@ -1,5 +1,15 @@
 import ModelPackage
 
+/// Errors of the audio side, with stable codes: the towers' (`invalid_configuration`,
+/// `invalid_features`), and ``AudioEmbedder``'s (the front end's `AudioError` codes such as
+/// `unreadable_audio` or `audio_too_long`, and `audio_too_short`, `empty_audio`).
+public struct AudioTowerError: Error, CustomStringConvertible, Sendable, Equatable {
+    public let code: String
+    public let message: String
+    public init(code: String, message: String) { self.code = code; self.message = message }
+    public var description: String { "\(code): \(message)" }
+}
+
 /// An audio tower: one window's log-mel features (`frames x melBins`, frame-major) in, an
 /// L2-normalised embedding out. CLAP's HTSAT (``CLAPAudioEncoder``) and a frozen Whisper encoder
 /// with learned pooling (``WhisperAudioTower``) both serve; `model.json` names the kind

@@ -1,6 +1,7 @@
 import Foundation
 import ModelPackage
 import Numerics
+import TransformerLayers
 
 /// Whisper's audio encoder (transformers' `WhisperEncoder`): log-mel frames in, hidden states out.
 ///
@@ -33,7 +34,7 @@ public final class WhisperEncoder: Sendable {
     public init(configuration: WhisperEncoderConfiguration, parameters: ParameterSource,
                 prefix: String = "audio_model.encoder.", threads: Int? = nil) throws {
         if let problem = configuration.validationError() {
-            throw CLAPAudioError(code: "invalid_configuration", message: "audio.encoder: \(problem)")
+            throw AudioTowerError(code: "invalid_configuration", message: "audio.encoder: \(problem)")
         }
         let c = configuration, d = c.dModel, mels = c.numMelBins
         self.configuration = c
@@ -78,16 +79,16 @@ public final class WhisperEncoder: Sendable {
         let mels = configuration.numMelBins
         let label = "window \(item)"
         guard !features.isEmpty, features.count % mels == 0 else {
-            throw CLAPAudioError(code: "invalid_features", message:
+            throw AudioTowerError(code: "invalid_features", message:
                 "\(label): \(features.count) values is not a whole, non-zero number of \(mels)-bin frames")
         }
         let t = features.count / mels
         guard t <= configuration.maxFrames else {
-            throw CLAPAudioError(code: "invalid_features", message:
+            throw AudioTowerError(code: "invalid_features", message:
                 "\(label): \(t) frames, at most \(configuration.maxFrames) fit the positional table")
         }
         guard features.allSatisfy(\.isFinite) else {
-            throw CLAPAudioError(code: "invalid_features", message: "\(label): non-finite value")
+            throw AudioTowerError(code: "invalid_features", message: "\(label): non-finite value")
         }
         return t
     }

@@ -1,6 +1,7 @@
 import Foundation
 import ModelPackage
 import Numerics
+import TransformerLayers
 
 /// The audio tower of a package whose `audio.tower` is `whisper` (``WhisperTowerConfiguration``):
 /// a frozen Whisper encoder, per-state statistics over time, a learned softmax mix of the
@@ -30,14 +31,14 @@ public final class WhisperAudioTower: AudioTower {
                 prefix: String = "audio_model.", projectionPrefix: String = "audio_projection.",
                 threads: Int? = nil) throws {
         if let problem = configuration.validationError() {
-            throw CLAPAudioError(code: "invalid_configuration", message: "audio: \(problem)")
+            throw AudioTowerError(code: "invalid_configuration", message: "audio: \(problem)")
         }
         self.configuration = configuration
         encoder = try WhisperEncoder(configuration: configuration.encoder, parameters: parameters,
                                      prefix: prefix + "encoder.", threads: threads)
         let logits = try parameters.parameter(prefix + "layer_weights", shape: [configuration.states]).values
         guard logits.allSatisfy(\.isFinite) else {
-            throw CLAPAudioError(code: "invalid_configuration", message: "\(prefix)layer_weights: non-finite value")
+            throw AudioTowerError(code: "invalid_configuration", message: "\(prefix)layer_weights: non-finite value")
         }
         let top = logits.max() ?? 0
         let e = logits.map { Foundation.exp(Double($0 - top)) }
@@ -47,7 +48,7 @@ public final class WhisperAudioTower: AudioTower {
         stateMean = try parameters.parameter(prefix + "state_mean", shape: [configuration.states, width]).values
         stateScale = try parameters.parameter(prefix + "state_scale", shape: [configuration.states, width]).values
         guard (stateMean + stateScale).allSatisfy(\.isFinite) else {
-            throw CLAPAudioError(code: "invalid_configuration", message: "\(prefix)state_mean/state_scale: non-finite value")
+            throw AudioTowerError(code: "invalid_configuration", message: "\(prefix)state_mean/state_scale: non-finite value")
         }
         let w1 = try parameters.parameter(projectionPrefix + "linear1.weight", shape: [p.hiddenSize, width])
         let b1 = try parameters.parameter(projectionPrefix + "linear1.bias", shape: [p.hiddenSize])
@@ -122,7 +123,7 @@ public final class WhisperAudioTower: AudioTower {
             }
         }
         out.withUnsafeMutableBufferPointer {
-            TextEncoder.normalizeRows($0.baseAddress!, rows: batch.count, width: p.outputSize)
+            SwinVectorMath.l2Normalize($0.baseAddress!, rows: batch.count, width: p.outputSize)
         }
         return (0..<batch.count).map { Array(out[($0 * p.outputSize)..<(($0 + 1) * p.outputSize)]) }
     }

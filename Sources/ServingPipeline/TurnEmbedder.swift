@@ -1,0 +1,62 @@
+import AudioTowers
+import Foundation
+import ModelPackage
+import TextTower
+
+/// Errors of the turn embedder itself, with stable codes (`invalid_configuration`: the two
+/// halves do not fit together). The halves' own errors pass through: ``AudioTowerError`` (audio
+/// bytes to embedding, with the code of the stage that failed: `unreadable_audio`,
+/// `audio_too_long`, ...) and the text tower's `TextEncoderError`.
+public struct TurnEmbedderError: Error, CustomStringConvertible, Sendable, Equatable {
+    public let code: String
+    public let message: String
+    public init(code: String, message: String) { self.code = code; self.message = message }
+    public var description: String { "\(code): \(message)" }
+}
+
+/// The encoder half of the pipeline: a turn's encoded audio and its transcript to two
+/// L2-normalised embeddings of one space, by the same code for the paper's CLAP (HTSAT audio
+/// tower) and a Whisper audio tower.
+///
+/// Audio: ``AudioEmbedder`` (front end -> the audio tower per window -> mean of the window
+/// embeddings). Text: ``TextEmbedder`` (tokenizer -> transformer + pooling + projection).
+/// Thread-safe.
+public final class TurnEmbedder: Sendable {
+    public let audio: AudioEmbedder
+    public let text: TextEmbedder
+
+    public init(audio: AudioEmbedder, text: TextEmbedder) throws {
+        guard audio.dimension == text.dimension else {
+            throw TurnEmbedderError(code: "invalid_configuration",
+                                    message: "audio embeddings (\(audio.dimension)) and text embeddings (\(text.dimension)) differ in size")
+        }
+        self.audio = audio
+        self.text = text
+    }
+
+    /// Builds both halves from a package: `audio` section (front end and audio tower), `text`
+    /// section (tower, projection and `tokenizer` files relative to the package).
+    /// `maxAudioSeconds`: longer clips are refused (`audio_too_long`) from their header.
+    public convenience init(package: ModelPackage, maxAudioSeconds: Double = 120) throws {
+        try self.init(audio: AudioEmbedder(package: package, maxAudioSeconds: maxAudioSeconds),
+                      text: TextEmbedder(package: package))
+    }
+
+    /// Size of both embeddings.
+    public var dimension: Int { text.dimension }
+
+    /// The embedding of an encoded clip (WAV, FLAC, ...).
+    public func embed(audio data: Data) throws -> [Float] {
+        try audio.embed(audio: data)
+    }
+
+    /// The embedding of a clip given as samples at any rate.
+    public func embed(samples: [Float], sampleRate: Int) throws -> [Float] {
+        try audio.embed(samples: samples, sampleRate: sampleRate)
+    }
+
+    /// The embedding of a transcript (truncated as the tokenizer truncates).
+    public func embed(text transcript: String) throws -> [Float] {
+        try text.embed(transcript)
+    }
+}

@@ -1,0 +1,65 @@
+import Conversation
+import Foundation
+import ModelPackage
+import ServingPipeline
+import Testing
+import TestSupport
+
+/// The serving pipeline in process on the tiny complete model (Tests/SharedFixtures/tiny-model,
+/// reference: Training/fixtures/make_tiny_service_model.py): the turn embedder against the
+/// reference embeddings, its errors as the conversation layer sees them, and model loading. (The
+/// same model over HTTP: EmotionServiceTests.EndToEndTests; through `emotion embed`:
+/// EmotionCLITests.)
+@Suite struct ServingPipelineTests {
+    static let model = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .appendingPathComponent("../SharedFixtures/tiny-model").standardized
+
+    struct Expected: Decodable {
+        let audio: [String: [Float]]
+        let text: [String: [Float]]
+    }
+
+    static func clip(_ name: String) throws -> Data {
+        try Data(contentsOf: model.appendingPathComponent("clips/\(name)"))
+    }
+
+    @Test func turnEmbedderMatchesTheReferencePipeline() throws {
+        let embedder = try TurnEmbedder(package: ModelPackage.load(directory: Self.model))
+        #expect(embedder.dimension == 64)
+        let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: Self.model.appendingPathComponent("expected.json")))
+        #expect(expected.audio.count == 3 && expected.text.count >= 4)
+        // long.wav (11.5 s) is two windows: their mean, renormalised.
+        for (name, want) in expected.audio {
+            let got = try embedder.embed(audio: try Self.clip(name))
+            #expect(maxAbsDiff(got, want) <= 1e-4 && cosine(got, want) >= 0.9999, "\(name): max abs \(maxAbsDiff(got, want))")
+        }
+        for (transcript, want) in expected.text {
+            let got = try embedder.embed(text: transcript)
+            #expect(maxAbsDiff(got, want) <= 1e-4 && cosine(got, want) >= 0.9999, "\(transcript): max abs \(maxAbsDiff(got, want))")
+        }
+    }
+
+    @Test func clientAudioErrorsBecomeInvalidInput() throws {
+        let embedder = try TurnEmbedder(package: ModelPackage.load(directory: Self.model), maxAudioSeconds: 10)
+        let encoder = ConversationTurnEncoder(embedder)
+        #expect(encoder.dimension == 64)
+        for (data, code) in [(Data("RIFF....not audio".utf8), "unreadable_audio"), (try Self.clip("long.wav"), "audio_too_long")] {
+            // The embedder's own error names the stage ...
+            #expect { _ = try embedder.embed(audio: data) } throws: { "\($0)".hasPrefix("\(code): ") }
+            // ... and the conversation layer answers the client with it.
+            #expect { _ = try encoder.embed(audio: data) } throws: { error in
+                (error as? ConversationError).map { $0.category == .invalidInput && $0.code == code } ?? false
+            }
+        }
+        #expect(try encoder.embed(text: "hello") == embedder.embed(text: "hello"))
+    }
+
+    @Test func serviceModelLoadsThePackageIntoAnEngine() throws {
+        let model = try ServiceModel.load(directory: Self.model, maxAudioSeconds: 600)
+        #expect(model.package.manifest.name == "tiny-service-test-model")
+        let description = try JSONSerialization.jsonObject(with: JSONEncoder().encode(model.description)) as? [String: Any]
+        #expect(description?["name"] as? String == "tiny-service-test-model")
+        #expect(description?["embedding_dim"] as? Int == 64)
+        #expect(description?["labels"] as? [String] == ["ang", "hap", "neu", "sad"])
+    }
+}

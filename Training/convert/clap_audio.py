@@ -1,4 +1,4 @@
-"""Checkpoint conversion for the Swift CLAP audio tower (Sources/CLAP/AudioEncoder.swift, Docs/CLAP_AUDIO.md).
+"""Checkpoint conversion for the Swift CLAP audio tower (Sources/AudioTowers/AudioEncoder.swift, Docs/CLAP_AUDIO.md).
 
 Writes the audio side into a model package (model.json + weights.safetensors): tensors named as
 transformers' ClapModel state_dict (`audio_model.audio_encoder.*`, `audio_projection.linear1/2.*`)

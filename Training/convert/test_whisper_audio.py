@@ -16,7 +16,7 @@
   installed): 212 stored variables + 1 alias, decoder readable, encoder sizes of Whisper base, zero key
   biases, sinusoidal position table; the reference forward equals WhisperEncoder at 3000 frames; and
   the converted encoder with the file's own decoder (mapped here) transcribes the committed espeak-ng
-  clip (Tests/CLAPTests/Fixtures/whisper/clips/hello.wav) correctly, while the same model with the
+  clip (Tests/SharedFixtures/whisper-clips/hello.wav) correctly, while the same model with the
   query weights multiplied by sqrt(head_dim) (what undoing a folded query scale would do) does not:
   so CTranslate2 stores q_proj unscaled.
 
@@ -43,7 +43,7 @@ from whisper_audio import ConversionError  # noqa: E402
 
 torch.set_num_threads(1)
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-HELLO_WAV = ROOT / "Tests/CLAPTests/Fixtures/whisper/clips/hello.wav"
+HELLO_WAV = ROOT / "Tests/SharedFixtures/whisper-clips/hello.wav"
 SMALL = {"d_model": 12, "encoder_layers": 2, "encoder_attention_heads": 3, "encoder_ffn_dim": 20, "num_mel_bins": 6,
          "max_source_positions": 9, "activation_function": "gelu", "layer_norm_eps": 1e-5}
 NP_TO_CT2 = {np.dtype(np.float32): 0, np.dtype(np.int8): 1, np.dtype(np.int16): 2, np.dtype(np.int32): 3,

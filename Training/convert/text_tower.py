@@ -1,4 +1,4 @@
-"""Checkpoint conversion for the Swift text tower (Sources/CLAP/TextEncoder.swift).
+"""Checkpoint conversion for the Swift text tower (Sources/TextTower/TextEncoder.swift).
 
 Writes a model package (model.json + weights.safetensors [+ tokenizer/...]) holding the text
 tower: tensors named as transformers' ClapModel state_dict (`text_model.*`, `text_projection.*`)

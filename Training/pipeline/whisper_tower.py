@@ -2,7 +2,7 @@
 CTranslate2 wheels, Training/convert/whisper_audio.py) with a learned pooling and projection,
 trained CLAP-style against the text tower's caption embeddings plus an auxiliary emotion loss.
 
-What the Swift tower (Sources/CLAP/WhisperAudioTower.swift) computes, and this module trains:
+What the Swift tower (Sources/AudioTowers/WhisperAudioTower.swift) computes, and this module trains:
 
     s_l    = [mean_t h_l, sqrt(var_t h_l + eps)]      the 7 hidden states of the encoder
     z_l    = (s_l - state_mean_l) * state_scale_l     fixed: the training clips' statistics

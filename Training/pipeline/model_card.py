@@ -279,7 +279,7 @@ Targets set for this model:
 
 Held-out acted clips ({held_out_counts(card)}), one clip per request, audio only, accuracy of the
 classifier (the label a client reads per turn). Every speaker weighs the same in the speaker mean;
-the clip-weighted figure is dominated by TESS OAF's 400 clips.
+the clip-weighted figure is dominated by TESS OAF's clips.
 
 {speaker_table(r)}
 
@@ -308,8 +308,8 @@ the Swift `emotion embed` computed, and the Swift classifier agree on every one 
 
 - Acted emotions (RAVDESS, TESS) are exaggerated compared with calls; IEMOCAP is acted
   dialogue too. Expect lower figures on real call-center audio.
-- The held-out acted clips are five speakers; per-speaker figures rest on 28-40 clips each
-  (RAVDESS) and 400 (TESS OAF), so a single RAVDESS speaker's figure moves by about 3 points per clip.
+- The held-out acted clips are five speakers ({held_out_counts(card)}); a RAVDESS speaker's figure
+  rests on 28 clips, so it moves by about 3.6 points per clip.
 - Single sentences without context are the classifier's weakest case, and its probabilities are
   not calibrated: Tests/DefaultModelTests probes 12 plain sentences (3 per label) and requires at
   least half right.

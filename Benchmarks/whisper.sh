@@ -2,7 +2,7 @@
 # Whisper-base audio encoder: Swift vs PyTorch vs ONNX Runtime, and the default model's whole
 # turn over HTTP.
 #
-#   Benchmarks/whisper.sh [--iterations N] [--warmup W] [--rounds R] [--threads T] [--turns K]
+#   Benchmarks/whisper.sh [--iterations N] [--warmup W] [--rounds R] [--threads T] [--turns K] [--model DIR]
 #
 # encoder: the real Whisper-base encoder (converted from the PyPI wheels, f16 widened to f32) on
 # the unpadded log-mel of 3 s and 10 s of speech; every engine in its own process, T threads
@@ -19,6 +19,7 @@ WARMUP=3
 ROUNDS=3
 THREADS=2
 TURNS=30
+MODEL=Models/default
 usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -27,6 +28,7 @@ while [ $# -gt 0 ]; do
         --rounds) ROUNDS="$2"; shift 2 ;;
         --threads) THREADS="$2"; shift 2 ;;
         --turns) TURNS="$2"; shift 2 ;;
+        --model) MODEL="$2"; shift 2 ;;
         -h|--help) usage 0 ;;
         *) echo "whisper.sh: unknown argument $1" >&2; usage 2 >&2 ;;
     esac
@@ -78,9 +80,9 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
-say "turn over HTTP: emotion-server on Models/default, $TURNS turns"
+say "turn over HTTP: emotion-server on $MODEL, $TURNS turns"
 PORT=${PORT:-8391}
-.build/release/emotion-server --model Models/default --port "$PORT" >"$LOGS/whisper-server.log" 2>&1 &
+.build/release/emotion-server --model "$MODEL" --port "$PORT" >"$LOGS/whisper-server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do

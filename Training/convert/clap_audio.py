@@ -36,7 +36,7 @@ import sys
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from package_writer import (DEFAULT_LABELS, DTYPES, ConversionError, check_tensor_set, load_state_dict,  # noqa: E402
+from package_writer import (output_arguments, ConversionError, check_tensor_set, load_state_dict,  # noqa: E402
                             write_stage)
 
 TOWER = "audio_model.audio_encoder."
@@ -210,12 +210,7 @@ def write_package(out, section, tensors, *, name=None, labels=None, dtype="f32",
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="source", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--out", required=True, help="package directory to write or add to")
-    common.add_argument("--name", default=None)
-    common.add_argument("--labels", default=",".join(DEFAULT_LABELS), help="placeholder labels of a new package")
-    common.add_argument("--dtype", choices=sorted(DTYPES), default="f32")
-    common.add_argument("--replace", action="store_true", help="overwrite an existing package instead of adding to it")
+    common = output_arguments("f32")
     hf = sub.add_parser("hf", parents=[common], help="transformers ClapModel directory")
     hf.add_argument("--model", required=True)
     la = sub.add_parser("laion", parents=[common], help="laion_clap checkpoint (.pt)")

@@ -17,6 +17,20 @@ DEFAULT_LABELS = ["angry", "happy", "neutral", "sad"]
 DTYPES = {"f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
 
 
+def output_arguments(default_dtype: str = "f32", replace: bool = True):
+    """The converters' shared command-line options for the package they write (an argparse parent):
+    --out, --name, --labels, --dtype and, where a stage is added to a package, --replace."""
+    import argparse
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--out", required=True, help="package directory to write or add to")
+    common.add_argument("--name", default=None)
+    common.add_argument("--labels", default=",".join(DEFAULT_LABELS), help="placeholder labels of a new package")
+    common.add_argument("--dtype", choices=sorted(DTYPES), default=default_dtype)
+    if replace:
+        common.add_argument("--replace", action="store_true", help="overwrite an existing package instead of adding to it")
+    return common
+
+
 class ConversionError(Exception):
     """A checkpoint that cannot be converted (the converters' one error type)."""
 

@@ -33,7 +33,7 @@ import torch
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from package_writer import DEFAULT_LABELS, DTYPES, write_stage  # noqa: E402
+from package_writer import output_arguments, write_stage  # noqa: E402
 
 BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
 
@@ -343,11 +343,7 @@ def write_package(out, section, tensors, *, name, labels=None, dtype="f32", toke
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="source", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--out", required=True, help="package directory to write or add to")
-    common.add_argument("--name", default=None)
-    common.add_argument("--labels", default=",".join(DEFAULT_LABELS), help="placeholder labels of the package")
-    common.add_argument("--dtype", choices=sorted(DTYPES), default="f32")
+    common = output_arguments("f32", replace=False)
     common.add_argument("--layer-norm-eps", type=float, default=None)
     hf = sub.add_parser("hf", parents=[common], help="transformers directory")
     hf.add_argument("--model", required=True)

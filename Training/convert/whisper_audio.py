@@ -50,7 +50,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from package_writer import (DEFAULT_LABELS, DTYPES, ConversionError, check_tensor_set, load_state_dict,  # noqa: E402
+from package_writer import (output_arguments, DTYPES, ConversionError, check_tensor_set, load_state_dict,  # noqa: E402
                             write_stage)
 
 PREFIX = "audio_model.encoder."
@@ -440,12 +440,7 @@ def _model_bin(a) -> pathlib.Path:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="source", required=True)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--out", required=True, help="package directory to write or add to")
-    common.add_argument("--name", default=None)
-    common.add_argument("--labels", default=",".join(DEFAULT_LABELS), help="placeholder labels of a new package")
-    common.add_argument("--dtype", choices=sorted(DTYPES), default="f16")
-    common.add_argument("--replace", action="store_true", help="overwrite an existing package instead of adding to it")
+    common = output_arguments("f16")
     source = argparse.ArgumentParser(add_help=False)
     source.add_argument("--model-bin", default=None, help="a CTranslate2 model.bin (default: join the wheels')")
     source.add_argument("--work", default=None, help="directory for the joined model.bin (default: a temp dir)")

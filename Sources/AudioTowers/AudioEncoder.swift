@@ -76,19 +76,8 @@ public final class CLAPAudioEncoder: Sendable {
         let c = configuration, mel = c.numMelBins
         var frames: [Int] = []
         for (b, item) in batch.enumerated() {
-            guard item.count % mel == 0, item.count > 0 else {
-                throw AudioTowerError(code: "invalid_features", message:
-                    "window \(b): \(item.count) values is not a whole number of \(mel)-bin frames")
-            }
-            let t = item.count / mel
-            guard t <= c.specFrames else {
-                throw AudioTowerError(code: "invalid_features", message:
-                    "window \(b): \(t) frames, at most \(c.specFrames) fit the spectrogram image")
-            }
-            guard item.allSatisfy(\.isFinite) else {
-                throw AudioTowerError(code: "invalid_features", message: "window \(b): non-finite value")
-            }
-            frames.append(t)
+            frames.append(try AudioTowerError.frames(of: item, window: b, melBins: mel, maxFrames: c.specFrames,
+                                                     limit: "the spectrogram image"))
         }
         guard !batch.isEmpty else { return [] }
 

@@ -8,6 +8,25 @@ public struct AudioTowerError: Error, CustomStringConvertible, Sendable, Equatab
     public let message: String
     public init(code: String, message: String) { self.code = code; self.message = message }
     public var description: String { "\(code): \(message)" }
+
+    /// The frame count of one window's features (`frames x melBins` values, frame-major), or
+    /// `invalid_features` when they are not a whole, non-zero number of frames, are more than
+    /// `maxFrames` (`limit` says what bounds them) or hold a non-finite value.
+    static func frames(of features: [Float], window: Int, melBins: Int, maxFrames: Int, limit: String) throws -> Int {
+        guard !features.isEmpty, features.count % melBins == 0 else {
+            throw AudioTowerError(code: "invalid_features", message:
+                "window \(window): \(features.count) values is not a whole, non-zero number of \(melBins)-bin frames")
+        }
+        let t = features.count / melBins
+        guard t <= maxFrames else {
+            throw AudioTowerError(code: "invalid_features", message:
+                "window \(window): \(t) frames, at most \(maxFrames) fit \(limit)")
+        }
+        guard features.allSatisfy(\.isFinite) else {
+            throw AudioTowerError(code: "invalid_features", message: "window \(window): non-finite value")
+        }
+        return t
+    }
 }
 
 /// An audio tower: one window's log-mel features (`frames x melBins`, frame-major) in, an

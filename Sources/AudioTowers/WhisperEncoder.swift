@@ -76,21 +76,8 @@ public final class WhisperEncoder: Sendable {
 
     /// Checks one window's features (`frames x num_mel_bins`, frame-major) and returns its frame count.
     func frames(of features: [Float], item: Int) throws -> Int {
-        let mels = configuration.numMelBins
-        let label = "window \(item)"
-        guard !features.isEmpty, features.count % mels == 0 else {
-            throw AudioTowerError(code: "invalid_features", message:
-                "\(label): \(features.count) values is not a whole, non-zero number of \(mels)-bin frames")
-        }
-        let t = features.count / mels
-        guard t <= configuration.maxFrames else {
-            throw AudioTowerError(code: "invalid_features", message:
-                "\(label): \(t) frames, at most \(configuration.maxFrames) fit the positional table")
-        }
-        guard features.allSatisfy(\.isFinite) else {
-            throw AudioTowerError(code: "invalid_features", message: "\(label): non-finite value")
-        }
-        return t
+        try AudioTowerError.frames(of: features, window: item, melBins: configuration.numMelBins,
+                                   maxFrames: configuration.maxFrames, limit: "the positional table")
     }
 
     /// Every hidden state of one window: `layers + 1` arrays of `tokens x d_model` values.

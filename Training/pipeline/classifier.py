@@ -119,8 +119,9 @@ def train(cfg: ClassifierConfig, make_train, val_sets: dict, *, epochs=40, patie
           weight_decay=1e-4, seed=0, select=("text", "both"), context_dropout=0.1, input_dropout=0.0,
           log=print):
     """`make_train(epoch)` -> (X, y) (resampled each epoch: clip assignment and modality dropout);
-    `val_sets` {name: (X, y)}; early stopping on the mean validation macro-F1 over `select`.
-    Returns (best model, history)."""
+    `val_sets` {name: (X, y)}; early stopping on the mean validation macro-F1 over `select` (names,
+    equally weighted, or {name: weight}). Returns (best model, history)."""
+    weights = dict(select) if isinstance(select, dict) else {s: 1.0 for s in select}
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     model = GatedXLSTMClassifier(cfg)
@@ -152,7 +153,7 @@ def train(cfg: ClassifierConfig, make_train, val_sets: dict, *, epochs=40, patie
         for name, (xv, yv) in val_sets.items():
             p = predict(model, xv).argmax(1)
             scores[name] = {"accuracy": float(np.mean(p == yv)), "macro_f1": macro_f1(yv, p)}
-        score = float(np.mean([scores[s]["macro_f1"] for s in select]))
+        score = float(sum(w * scores[s]["macro_f1"] for s, w in weights.items()) / sum(weights.values()))
         history.append({"epoch": epoch + 1, "loss": loss_sum / len(y), "validation": scores, "selection": score})
         log(f"epoch {epoch + 1}: loss {loss_sum / len(y):.4f} "
             + " ".join(f"{k} acc {v['accuracy']:.3f} f1 {v['macro_f1']:.3f}" for k, v in scores.items())

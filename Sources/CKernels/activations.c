@@ -1,13 +1,11 @@
 // Vectorised SiLU / sigmoid: an exp with Cephes' range reduction and degree-6 polynomial
 // (relative error about 2 ulp over the float range), 8 lanes at a time with AVX2 + FMA.
-#include "CKernels.h"
+#include "internal.h"
 #include <math.h>
 
 static inline float sigmoid1(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-
+#ifdef CK_X86
 __attribute__((target("avx2,fma"))) static inline __m256 exp8(__m256 x) {
     const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-88.3762626647949f);
     x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
@@ -62,25 +60,54 @@ __attribute__((target("avx2,fma"))) static void skip_gate_avx2(float *h, const f
     }
     for (; i < n; i++) h[i] = (h[i] + skip[i] * c[i]) * (z[i] * sigmoid1(z[i]));
 }
+
+__attribute__((target("avx2,fma"))) static void gelu_avx2(float *x, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, ck_gelu8(_mm256_loadu_ps(x + i)));
+    for (; i < n; i++) x[i] = ck_gelu1(x[i]);
+}
+
+__attribute__((target("avx512f"))) static void gelu_avx512(float *x, int n) {
+    int i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, ck_gelu16(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        __mmask16 tail = (__mmask16)((1u << (n - i)) - 1);
+        _mm512_mask_storeu_ps(x + i, tail, ck_gelu16(_mm512_maskz_loadu_ps(tail, x + i)));
+    }
+}
 #endif
 
 void ck_silu(float *x, int n) {
-#if defined(__x86_64__) || defined(__i386__)
+#ifdef CK_X86
     if (ck_vectorized()) { silu_avx2(x, n); return; }
 #endif
     for (int i = 0; i < n; i++) x[i] = x[i] * sigmoid1(x[i]);
 }
 
 void ck_sigmoid(float *x, int n) {
-#if defined(__x86_64__) || defined(__i386__)
+#ifdef CK_X86
     if (ck_vectorized()) { sigmoid_avx2(x, n); return; }
 #endif
     for (int i = 0; i < n; i++) x[i] = sigmoid1(x[i]);
 }
 
 void ck_skip_gate(float *h, const float *skip, const float *c, const float *z, int n) {
-#if defined(__x86_64__) || defined(__i386__)
+#ifdef CK_X86
     if (ck_vectorized()) { skip_gate_avx2(h, skip, c, z, n); return; }
 #endif
     for (int i = 0; i < n; i++) h[i] = (h[i] + skip[i] * c[i]) * (z[i] * sigmoid1(z[i]));
+}
+
+void ck_activate(float *x, int n, int epilogue) {
+    if (epilogue == CK_EPILOGUE_RELU) {
+        for (int i = 0; i < n; i++) x[i] = x[i] < 0 ? 0 : x[i];  // NaN stays NaN, as torch.relu
+        return;
+    }
+    if (epilogue != CK_EPILOGUE_GELU) return;
+#ifdef CK_X86
+    int level = ck_level();
+    if (level >= 2) { gelu_avx512(x, n); return; }
+    if (level == 1) { gelu_avx2(x, n); return; }
+#endif
+    for (int i = 0; i < n; i++) x[i] = ck_gelu1(x[i]);
 }

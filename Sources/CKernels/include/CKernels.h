@@ -12,6 +12,9 @@ void ck_pack(const float *w, int n, int k, float *packed);
 /// ck_pack of an `n x k` weight whose rows are `ldw` floats apart (a column slice of a wider one).
 void ck_pack_strided(const float *w, int n, int k, int ldw, float *packed);
 
+/// Activations a product can apply to its output (`epilogue` arguments).
+enum { CK_EPILOGUE_NONE = 0, CK_EPILOGUE_GELU = 1, CK_EPILOGUE_RELU = 2 };
+
 /// C[m x n] = A[m x k] * W^T (+ C if accumulate) (+ bias), W given packed by ck_pack.
 /// Row strides lda and ldc; bias may be NULL.
 void ck_gemm_packed(int m, int n, int k, const float *a, int lda, const float *packed,
@@ -20,9 +23,18 @@ void ck_gemm_packed(int m, int n, int k, const float *a, int lda, const float *p
 /// ck_gemm_packed on a sub-block of a packed matrix: `packed` points at the first k value of the
 /// first panel used, panel p starts `panel_stride` floats further (16 * K for a packed K-wide
 /// weight). Columns k0..k0+k of panels p0.. of a packed [N, K] weight W: packed = base +
-/// p0 * 16 * K + k0 * 16, panel_stride = 16 * K.
+/// p0 * 16 * K + k0 * 16, panel_stride = 16 * K. Then `epilogue` (CK_EPILOGUE_*) is applied to
+/// every output: C = epilogue(A W^T + bias (+ C)).
+///
+/// Few rows (below 48) stream each panel through a register tile (the weight is read once); more
+/// rows run cache-blocked (blocks of A repacked so that a block of A stays in L2 and a panel
+/// slice in L1 while a register tile of up to 12 x 32 (AVX-512) or 6 x 16 (AVX2) accumulates).
 void ck_gemm_packed_panels(int m, int n, int k, const float *a, int lda, const float *packed,
-                           size_t panel_stride, const float *bias, float *c, int ldc, int accumulate);
+                           size_t panel_stride, const float *bias, float *c, int ldc, int accumulate,
+                           int epilogue);
+
+/// x[i] = epilogue(x[i]) for CK_EPILOGUE_* (GELU: erf form, rational erf within 4.3e-7).
+void ck_activate(float *x, int n, int epilogue);
 
 /// 1 when a vectorised path (AVX2 + FMA or AVX-512) is in use on this CPU.
 int ck_vectorized(void);

@@ -33,24 +33,30 @@ public enum Attention {
     ) {
         guard queries > 0, keys > 0 else { return }
         let scores = scratch
-        // scores = scale * q k^T
-        BLAS.gemm(transposeB: true, m: queries, n: keys, k: headDim, alpha: scale,
-                  a: query, lda: ldq, b: key, ldb: ldk, c: scores, ldc: keys)
-        for i in 0..<queries {
-            let row = scores + i * keys
-            if let bias {
-                let b = bias + i * keys
-                for j in 0..<keys { row[j] += b[j] }
+        // Queries in blocks whose scores stay in L2 (128 KiB) between the two products: 500
+        // tokens' full score matrix (1 MB per head) would go out to L3 and back twice.
+        let blocks = (queries + max(8, 32_768 / keys) - 1) / max(8, 32_768 / keys)
+        for b in 0..<blocks {
+            let q0 = b * queries / blocks, n = (b + 1) * queries / blocks - q0
+            // scores = scale * q k^T
+            BLAS.gemm(transposeB: true, m: n, n: keys, k: headDim, alpha: scale,
+                      a: query + q0 * ldq, lda: ldq, b: key, ldb: ldk, c: scores, ldc: keys)
+            for i in 0..<n {
+                let row = scores + i * keys
+                if let bias {
+                    let b = bias + (q0 + i) * keys
+                    for j in 0..<keys { row[j] += b[j] }
+                }
+                if let mask {
+                    let m = mask + (q0 + i) * keys
+                    for j in 0..<keys { row[j] += m[j] }
+                }
+                Activation.softmax(row, count: keys)
             }
-            if let mask {
-                let m = mask + i * keys
-                for j in 0..<keys { row[j] += m[j] }
-            }
-            Activation.softmax(row, count: keys)
+            // out = P v
+            BLAS.gemm(m: n, n: headDim, k: keys, a: scores, lda: keys, b: value, ldb: ldv,
+                      c: out + q0 * ldo, ldc: ldo)
         }
-        // out = P v
-        BLAS.gemm(m: queries, n: headDim, k: keys, a: scores, lda: keys, b: value, ldb: ldv,
-                  c: out, ldc: ldo)
     }
 
     /// Every head of one sequence, in order, sharing `scratch`. `bias` (if any) holds

@@ -2,7 +2,7 @@ import Testing
 @testable import Numerics
 import TestSupport
 
-/// Every instruction path of the packed product (scalar, AVX2 + FMA, AVX-512, each with its
+/// Every instruction path of the packed product (and of the vectorised softmax and GELU) (scalar, AVX2 + FMA, AVX-512, each with its
 /// small-row kernel below 48 rows and its cache-blocked one from 48) against the scalar path and
 /// a float64 reference, on whatever CPU runs the suite: `limitInstructionLevel` caps the level, so
 /// every path the CPU has is exercised. Odd shapes, row strides, accumulation, bias, epilogues,
@@ -119,6 +119,33 @@ import TestSupport
                             into: $0.baseAddress!, ldy: outputs.count, epilogue: .gelu)
             }
             #expect(maxAbsDiff(y, expected) <= 2e-6 * Float(inputs.count), "level \(level), rows \(rows)")
+        }
+    }
+
+    /// The vectorised softmax and GELU of every level against the scalar ones (lengths around
+    /// the 8- and 16-lane widths, values far below the maximum included).
+    @Test func activationsOfEveryLevelMatchScalar() {
+        var g = SplitMix64(seed: 7)
+        let best = PackedMatrix.instructionLevel
+        defer { PackedMatrix.limitInstructionLevel(nil) }
+        for n in [1, 7, 8, 15, 16, 17, 33, 150, 501] {
+            var x = (0..<n).map { _ in 8 * g.uniform() }
+            if n > 2 { x[1] = -200; x[2] = -1e30 }
+            func run(_ level: Int) -> (softmax: [Float], gelu: [Float]) {
+                PackedMatrix.limitInstructionLevel(level)
+                var p = x, q = x
+                p.withUnsafeMutableBufferPointer { Activation.softmax($0.baseAddress!, count: n) }
+                q.withUnsafeMutableBufferPointer { PackedMatrix.activate($0.baseAddress!, count: n, .gelu) }
+                return (p, q)
+            }
+            let scalar = run(0)
+            #expect(maxAbsDiff(scalar.gelu, x.map(SwinVectorMath.gelu)) <= 1e-6, "n \(n)")
+            for level in 1...max(1, best) where level <= best {
+                let v = run(level)
+                #expect(maxAbsDiff(v.softmax, scalar.softmax) <= 1e-6, "softmax, level \(level), n \(n)")
+                #expect(maxAbsDiff(v.gelu, scalar.gelu) <= 1e-5, "gelu, level \(level), n \(n)")
+                if n > 2 { #expect(v.softmax[2] == 0, "level \(level), n \(n)") }
+            }
         }
     }
 }

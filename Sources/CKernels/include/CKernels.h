@@ -33,6 +33,9 @@ void ck_gemm_packed_panels(int m, int n, int k, const float *a, int lda, const f
                            size_t panel_stride, const float *bias, float *c, int ldc, int accumulate,
                            int epilogue);
 
+/// Softmax over n values in place (max-subtracted; exp within about 2 ulp).
+void ck_softmax(float *x, int n);
+
 /// x[i] = epilogue(x[i]) for CK_EPILOGUE_* (GELU: erf form, rational erf within 4.3e-7).
 void ck_activate(float *x, int n, int epilogue);
 

@@ -24,6 +24,18 @@ void ck_pack_strided(const float *w, int n, int k, int ldw, float *packed) {
     }
 }
 
+void ck_pack_columns(const float *w, int n, int k, int ldw, float *packed) {
+    int panels = (n + 15) / 16;
+    for (int p = 0; p < panels; p++) {
+        float *dst = packed + (size_t)p * 16 * k;
+        int ncols = n - p * 16 < 16 ? n - p * 16 : 16;
+        for (int kk = 0; kk < k; kk++) {
+            const float *src = w + (size_t)kk * ldw + p * 16;
+            for (int j = 0; j < 16; j++) dst[(size_t)kk * 16 + j] = j < ncols ? src[j] : 0.0f;
+        }
+    }
+}
+
 static void store_tile(int mr, int ncols, const float *tile, const float *bias, float *c, int ldc,
                        int accumulate) {
     for (int i = 0; i < mr; i++) {

@@ -162,7 +162,7 @@ package struct TransformerEncoderLayer: Sendable {
         // qkv (3w) + context (w) + partial (h) per row, then the intermediate block, which the
         // attention scores reuse.
         // The first-rows-only pass adds its queries (one row of w per sequence) at the end.
-        return rows * (4 * width + h) + max(rows * maxColumns, Attention.scratchSize(queries: longest, keys: longest))
+        return rows * (4 * width + h) + max(rows * maxColumns, Attention.scratchSize(queries: longest, keys: longest, headDim: h / heads))
             + sequences * width
     }
 
@@ -279,7 +279,7 @@ package struct TransformerEncoderLayer: Sendable {
         let maxColumns = parts.map(\.columns.count).max() ?? 0
         let longest = sequences.map(\.count).max() ?? 0
         let queriesOffset = rows * (4 * parts.map { $0.heads.count * dh }.max()! + h)
-            + max(rows * maxColumns, Attention.scratchSize(queries: longest, keys: longest))
+            + max(rows * maxColumns, Attention.scratchSize(queries: longest, keys: longest, headDim: h / heads))
 
         Parallel.forEach(parts.count) { index in
             let part = parts[index]

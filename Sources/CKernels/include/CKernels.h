@@ -12,6 +12,10 @@ void ck_pack(const float *w, int n, int k, float *packed);
 /// ck_pack of an `n x k` weight whose rows are `ldw` floats apart (a column slice of a wider one).
 void ck_pack_strided(const float *w, int n, int k, int ldw, float *packed);
 
+/// ck_pack of the `n x k` weight W^T for W stored `k x n` (row i holds input i's n outputs; rows
+/// `ldw` floats apart): e.g. attention's values, V^T as the weight of P V.
+void ck_pack_columns(const float *w, int n, int k, int ldw, float *packed);
+
 /// Activations a product can apply to its output (`epilogue` arguments).
 enum { CK_EPILOGUE_NONE = 0, CK_EPILOGUE_GELU = 1, CK_EPILOGUE_RELU = 2 };
 

@@ -8,8 +8,9 @@
 //     for each block of up to MC rows:            A[rows, depths] repacked tile by tile: in L2
 //       for each tile of panels (32 or 16 cols):  its KC x 32 slice of the packed weight: in L1
 //         for each tile of rows:                  MR x 32 accumulators in registers
-// The packed weight is used as it is (no per-call repacking of B); the block of A is copied row
-// by row into a per-thread buffer kept across calls, with a row stride that cannot alias in L1.
+// The packed weight is used as it is (no per-call repacking of B); A is read in place unless its
+// row stride would make a tile's rows collide in one L1 set: then the block is copied row by row
+// into a per-thread buffer kept across calls, with a stride that cannot.
 // Register tiles: AVX-512 up to 12 rows x 32 columns (24 zmm accumulators), AVX2 + FMA up to
 // 6 rows x 16 columns (12 ymm); the rows of a block are split evenly over the tiles.
 //
@@ -179,6 +180,11 @@ static float *thread_buffer(void) {
     return buffer;
 }
 
+// Whether rows `lda` floats apart map every row of a tile to one L1 set (4 KiB a way, 8 ways):
+// a multiple of 4 KiB (K = 1024, 2048). Then the block is copied; otherwise it is read in place
+// (2 KiB, K = 512, puts every other row in a set: 6 of a 12-row tile, which the ways hold).
+static inline int aliases(int lda) { return lda % 1024 == 0; }
+
 static int blocked(int m, int n, int k, const float *a, int lda, const float *packed, size_t ps,
                    const float *bias, float *c, int ldc, int accumulate, int epilogue,
                    int mr_max, int panels_per_tile, const block_fn *kernels) {
@@ -196,8 +202,14 @@ static int blocked(int m, int n, int k, const float *a, int lda, const float *pa
         for (int mb = 0; mb < row_blocks; mb++) {
             int i0 = (int)((long)mb * m / row_blocks), rows = (int)((long)(mb + 1) * m / row_blocks) - i0;
             int tiles = (rows + mr_max - 1) / mr_max;
-            for (int i = 0; i < rows; i++)
-                memcpy(buffer + (size_t)i * lds, a + (size_t)(i0 + i) * lda + k0, (size_t)kc * sizeof(float));
+            const float *block = a + (size_t)i0 * lda + k0;
+            int ld = lda;
+            if (aliases(lda)) {
+                for (int i = 0; i < rows; i++)
+                    memcpy(buffer + (size_t)i * lds, block + (size_t)i * lda, (size_t)kc * sizeof(float));
+                block = buffer;
+                ld = lds;
+            }
             for (int p = 0; p < panels; p += panels_per_tile) {
                 const float *b0 = packed + (size_t)p * ps + (size_t)k0 * 16;
                 const float *b1 = p + 1 < panels ? b0 + ps : b0;
@@ -205,7 +217,7 @@ static int blocked(int m, int n, int k, const float *a, int lda, const float *pa
                 io.bias = last && bias ? bias + p * 16 : NULL;
                 for (int t = 0, r0 = 0; t < tiles; t++) {
                     int mr = tile_rows(rows, r0, tiles, t);
-                    kernels[mr](kc, buffer + (size_t)r0 * lds, lds, b0, b1, c + (size_t)(i0 + r0) * ldc + p * 16,
+                    kernels[mr](kc, block + (size_t)r0 * ld, ld, b0, b1, c + (size_t)(i0 + r0) * ldc + p * 16,
                                 ldc, &io);
                     r0 += mr;
                 }

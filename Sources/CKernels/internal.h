@@ -8,8 +8,10 @@
 #define CK_X86 1
 #endif
 
-/// Rows from which ck_gemm_packed_panels takes the cache-blocked path (vectorised levels only).
+/// Rows from which ck_gemm_packed_panels takes the cache-blocked path (vectorised levels only),
+/// and columns above which (more than one 32-column tile: the rows are reused across tiles).
 #define CK_BLOCKED_MIN_ROWS 48
+#define CK_BLOCKED_MIN_COLUMNS 33
 
 /// The cache-blocked product (gemm_blocked.c) at instruction level `level` (1 or 2), same
 /// contract as ck_gemm_packed_panels; returns 0 (and computes nothing) when it cannot run (scalar

@@ -5,7 +5,7 @@
 // hundreds that reads A from L2 (or L3) once per panel, with a row stride that can alias in L1
 // (K = 1024: every row of a tile maps to the same set). Here, as in BLIS:
 //   for each block of KC depths:                  (the partial sums go through C)
-//     for each block of up to MC rows:            A[rows, depths] repacked tile by tile: in L2
+//     for each block of up to MC rows:            A[rows, depths]: in L2
 //       for each tile of panels (32 or 16 cols):  its KC x 32 slice of the packed weight: in L1
 //         for each tile of rows:                  MR x 32 accumulators in registers
 // The packed weight is used as it is (no per-call repacking of B); A is read in place unless its
@@ -24,15 +24,9 @@
 
 #ifdef CK_X86
 
-#ifndef CK_KC
-#define CK_KC 512
-#endif
-#ifndef CK_MC
-#define CK_MC 192
-#endif
 enum {
-    KC = CK_KC,  // depths per block (more would not be faster: the weight slice streams from L2)
-    MC = CK_MC,  // rows per block: a block of A (MC x KC floats, 400 KiB) stays in L2
+    KC = 512,  // depths per block (more were not faster: the weight slice streams from L2 well)
+    MC = 192,  // rows per block: a block of A (MC x KC floats, 400 KiB) stays in L2
 };
 
 typedef struct {
@@ -160,10 +154,17 @@ static const block_fn blocks256[7] = {0, block256_1, block256_2, block256_3, blo
 // Rows of tile t of `tiles` over `rows` rows from row r0: the rows split evenly.
 static inline int tile_rows(int rows, int r0, int tiles, int t) { return (rows - r0) / (tiles - t); }
 
-// Row stride of the repacked block: kc plus a cache line, so that the rows of a tile never map
-// to one L1 set (a row stride of 4 KiB, K = 1024, would put all of them in the same set).
+// Row stride of a copied block: kc rounded to a cache line, plus one, so that the rows of a tile
+// spread over the L1 sets.
 static inline int packed_stride(int kc) { return (kc + 15) / 16 * 16 + 16; }
-// The per-thread buffer for the repacked block of A (MC rows of packed_stride(KC) floats), freed at thread exit.
+
+// Whether rows `lda` floats apart map every row of a tile to one L1 set (4 KiB a way, 8 ways):
+// a multiple of 4 KiB (K = 1024, 2048). Then the block is copied; otherwise it is read in place
+// (2 KiB, K = 512, puts every other row in a set: 6 of a 12-row tile, which the ways hold).
+static inline int aliases(int lda) { return lda % 1024 == 0; }
+
+// The per-thread buffer for copied blocks of A (MC rows of packed_stride(KC) floats), allocated
+// on first use and freed at thread exit.
 static pthread_key_t buffer_key;
 static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
 static void make_buffer_key(void) { pthread_key_create(&buffer_key, free); }
@@ -180,16 +181,11 @@ static float *thread_buffer(void) {
     return buffer;
 }
 
-// Whether rows `lda` floats apart map every row of a tile to one L1 set (4 KiB a way, 8 ways):
-// a multiple of 4 KiB (K = 1024, 2048). Then the block is copied; otherwise it is read in place
-// (2 KiB, K = 512, puts every other row in a set: 6 of a 12-row tile, which the ways hold).
-static inline int aliases(int lda) { return lda % 1024 == 0; }
-
 static int blocked(int m, int n, int k, const float *a, int lda, const float *packed, size_t ps,
                    const float *bias, float *c, int ldc, int accumulate, int epilogue,
                    int mr_max, int panels_per_tile, const block_fn *kernels) {
-    float *buffer = thread_buffer();
-    if (!buffer) return 0;
+    float *buffer = aliases(lda) ? thread_buffer() : NULL;
+    if (aliases(lda) && !buffer) return 0;
     int panels = (n + 15) / 16, width = 16 * panels_per_tile;
     int depth_blocks = k > KC ? (k + KC - 1) / KC : 1;
     int row_blocks = (m + MC - 1) / MC;
@@ -204,7 +200,7 @@ static int blocked(int m, int n, int k, const float *a, int lda, const float *pa
             int tiles = (rows + mr_max - 1) / mr_max;
             const float *block = a + (size_t)i0 * lda + k0;
             int ld = lda;
-            if (aliases(lda)) {
+            if (buffer) {
                 for (int i = 0; i < rows; i++)
                     memcpy(buffer + (size_t)i * lds, block + (size_t)i * lda, (size_t)kc * sizeof(float));
                 block = buffer;

@@ -1,18 +1,21 @@
-// Products with many rows (the Whisper encoder's 150-1500 tokens) against weights packed in
-// 16-column panels (ck_pack), cache-blocked.
+// Products with many rows whose row stride would alias in L1 (K = 1024, 2048: the Whisper
+// encoder's second feed-forward product per core) against weights packed in 16-column panels
+// (ck_pack), cache-blocked.
 //
-// The small-row kernels stream the whole depth K of a panel for every tile of rows: at M in the
-// hundreds that reads A from L2 (or L3) once per panel, with a row stride that can alias in L1
-// (K = 1024: every row of a tile maps to the same set). Here, as in BLIS:
+// The small-row kernels stream the whole depth K of a panel for every tile of rows, reading the
+// tile's rows of A in place. When the row stride is a multiple of 4 KiB every row of a tile maps
+// to one L1 set (8 ways for 12 rows) and they run at 60-80 % of their speed. Here, as in BLIS:
 //   for each block of KC depths:                  (the partial sums go through C)
-//     for each block of up to MC rows:            A[rows, depths]: in L2
-//       for each tile of panels (32 or 16 cols):  its KC x 32 slice of the packed weight: in L1
+//     for each block of up to MC rows:            A[rows, depths] copied, row stride KC + 16: in L2
+//       for each pair of panels (32 columns):     its KC x 32 slice of the packed weight
 //         for each tile of rows:                  MR x 32 accumulators in registers
-// The packed weight is used as it is (no per-call repacking of B); A is read in place unless its
-// row stride would make a tile's rows collide in one L1 set: then the block is copied row by row
-// into a per-thread buffer kept across calls, with a stride that cannot.
-// Register tiles: AVX-512 up to 12 rows x 32 columns (24 zmm accumulators), AVX2 + FMA up to
-// 6 rows x 16 columns (12 ymm); the rows of a block are split evenly over the tiles.
+// The packed weight is used as it is (no per-call repacking of B); the copy buffer is per thread
+// and kept across calls. AVX-512 only: register tiles of up to 12 rows x 32 columns (24 zmm
+// accumulators), the rows of a block split evenly over the tiles. The AVX2 kernels' 6-row tiles
+// fit an 8-way set, and a 6 x 16 blocked AVX2 kernel measured no faster than they are; with other
+// strides this path measured 1-4 % slower than the small-row kernels (which already reach about
+// 100 GFLOP/s a core at 150-500 rows on Zen 4). So ck_gemm_packed_panels takes it only at the
+// AVX-512 level, for aliasing strides.
 //
 // Each output's sum runs over k in order, through C between depth blocks (bit-identical to one
 // pass); bias and the epilogue follow the last depth block. Accumulating into C, one depth block
@@ -41,39 +44,50 @@ typedef void (*block_fn)(int kc, const float *ap, int lds, const float *b0, cons
                          const tile_io *io);
 
 // AVX-512: MR rows x 2 panels; a missing second panel (b1 = b0) is computed and masked off.
+// Full tiles load and store C unmasked (masked stores are slow on some CPUs, e.g. Zen 4).
+__attribute__((target("avx512f"))) static inline __m512 load16(const float *p, int full, __mmask16 mask) {
+    return full ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps(mask, p);
+}
+
+__attribute__((target("avx512f"))) static inline void store16(float *p, int full, __mmask16 mask, __m512 v) {
+    if (full) _mm512_storeu_ps(p, v);
+    else _mm512_mask_storeu_ps(p, mask, v);
+}
+
 #define CK_BLOCK512(MR)                                                                            \
     __attribute__((target("avx512f"))) static void block512_##MR(int kc, const float *ap, int lds, const float *b0, \
                                                                 const float *b1, float *c, int ldc, \
                                                                 const tile_io *io) {               \
+        int full = io->ncols >= 32;                                                                \
         __mmask16 m0 = io->ncols >= 16 ? 0xFFFF : (__mmask16)((1u << io->ncols) - 1);              \
         __mmask16 m1 = io->ncols >= 32 ? 0xFFFF : io->ncols <= 16 ? 0 : (__mmask16)((1u << (io->ncols - 16)) - 1); \
         __m512 x[MR], y[MR];                                                                       \
         for (int i = 0; i < MR; i++) {                                                             \
-            x[i] = io->load ? _mm512_maskz_loadu_ps(m0, c + (size_t)i * ldc) : _mm512_setzero_ps(); \
-            y[i] = io->load ? _mm512_maskz_loadu_ps(m1, c + (size_t)i * ldc + 16) : _mm512_setzero_ps(); \
+            x[i] = io->load ? load16(c + (size_t)i * ldc, full, m0) : _mm512_setzero_ps();         \
+            y[i] = io->load ? load16(c + (size_t)i * ldc + 16, full, m1) : _mm512_setzero_ps();    \
         }                                                                                          \
         for (int kk = 0; kk < kc; kk++) {                                                          \
             __m512 p = _mm512_loadu_ps(b0 + (size_t)kk * 16), q = _mm512_loadu_ps(b1 + (size_t)kk * 16); \
             for (int i = 0; i < MR; i++) {                                                         \
-                __m512 av = _mm512_set1_ps(ap[i * lds + kk]);                                       \
+                __m512 av = _mm512_set1_ps(ap[i * lds + kk]);                                      \
                 x[i] = _mm512_fmadd_ps(av, p, x[i]);                                               \
                 y[i] = _mm512_fmadd_ps(av, q, y[i]);                                               \
             }                                                                                      \
         }                                                                                          \
         __m512 zero = _mm512_setzero_ps();                                                         \
-        __m512 bx = io->bias ? _mm512_maskz_loadu_ps(m0, io->bias) : zero;                         \
-        __m512 by = io->bias ? _mm512_maskz_loadu_ps(m1, io->bias + 16) : zero;                    \
+        __m512 bx = io->bias ? load16(io->bias, full, m0) : zero;                                  \
+        __m512 by = io->bias ? load16(io->bias + 16, full, m1) : zero;                             \
         for (int i = 0; i < MR; i++) {                                                             \
             float *row = c + (size_t)i * ldc;                                                      \
             __m512 u = _mm512_add_ps(x[i], bx), w = _mm512_add_ps(y[i], by);                       \
             if (io->add_c) {                                                                       \
-                u = _mm512_add_ps(u, _mm512_maskz_loadu_ps(m0, row));                              \
-                w = _mm512_add_ps(w, _mm512_maskz_loadu_ps(m1, row + 16));                         \
+                u = _mm512_add_ps(u, load16(row, full, m0));                                       \
+                w = _mm512_add_ps(w, load16(row + 16, full, m1));                                  \
             }                                                                                      \
             if (io->epilogue == CK_EPILOGUE_GELU) { u = ck_gelu16(u); w = ck_gelu16(w); }          \
             else if (io->epilogue == CK_EPILOGUE_RELU) { u = _mm512_max_ps(zero, u); w = _mm512_max_ps(zero, w); } \
-            _mm512_mask_storeu_ps(row, m0, u);                                                     \
-            _mm512_mask_storeu_ps(row + 16, m1, w);                                                \
+            store16(row, full, m0, u);                                                             \
+            store16(row + 16, full, m1, w);                                                        \
         }                                                                                          \
     }
 
@@ -93,64 +107,6 @@ CK_BLOCK512(12)
 static const block_fn blocks512[13] = {0, block512_1, block512_2, block512_3, block512_4, block512_5, block512_6,
                                        block512_7, block512_8, block512_9, block512_10, block512_11, block512_12};
 
-// AVX2 + FMA: MR rows x 1 panel (two ymm per row); partial tiles through masked loads/stores.
-__attribute__((target("avx2,fma"))) static inline __m256 load8(const float *p, int full, __m256i mask) {
-    return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, mask);
-}
-
-__attribute__((target("avx2,fma"))) static inline void store8(float *p, int full, __m256i mask, __m256 v) {
-    if (full) _mm256_storeu_ps(p, v);
-    else _mm256_maskstore_ps(p, mask, v);
-}
-
-#define CK_BLOCK256(MR)                                                                            \
-    __attribute__((target("avx2,fma"))) static void block256_##MR(int kc, const float *ap, int lds, const float *b0, \
-                                                                 const float *b1, float *c, int ldc, \
-                                                                 const tile_io *io) {              \
-        (void)b1;                                                                                  \
-        int full = io->ncols >= 16;                                                                \
-        __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);                                  \
-        __m256i m0 = _mm256_cmpgt_epi32(_mm256_set1_epi32(io->ncols), lane);                       \
-        __m256i m1 = _mm256_cmpgt_epi32(_mm256_set1_epi32(io->ncols - 8), lane);                   \
-        __m256 lo[MR], hi[MR];                                                                     \
-        for (int i = 0; i < MR; i++) {                                                             \
-            lo[i] = io->load ? load8(c + (size_t)i * ldc, full, m0) : _mm256_setzero_ps();         \
-            hi[i] = io->load ? load8(c + (size_t)i * ldc + 8, full, m1) : _mm256_setzero_ps();     \
-        }                                                                                          \
-        for (int kk = 0; kk < kc; kk++) {                                                          \
-            __m256 p = _mm256_loadu_ps(b0 + (size_t)kk * 16), q = _mm256_loadu_ps(b0 + (size_t)kk * 16 + 8); \
-            for (int i = 0; i < MR; i++) {                                                         \
-                __m256 av = _mm256_broadcast_ss(ap + i * lds + kk);                                 \
-                lo[i] = _mm256_fmadd_ps(av, p, lo[i]);                                             \
-                hi[i] = _mm256_fmadd_ps(av, q, hi[i]);                                             \
-            }                                                                                      \
-        }                                                                                          \
-        __m256 zero = _mm256_setzero_ps();                                                         \
-        __m256 bl = io->bias ? load8(io->bias, full, m0) : zero;                                   \
-        __m256 bh = io->bias ? load8(io->bias + 8, full, m1) : zero;                               \
-        for (int i = 0; i < MR; i++) {                                                             \
-            float *row = c + (size_t)i * ldc;                                                      \
-            __m256 u = _mm256_add_ps(lo[i], bl), w = _mm256_add_ps(hi[i], bh);                     \
-            if (io->add_c) {                                                                       \
-                u = _mm256_add_ps(u, load8(row, full, m0));                                        \
-                w = _mm256_add_ps(w, load8(row + 8, full, m1));                                    \
-            }                                                                                      \
-            if (io->epilogue == CK_EPILOGUE_GELU) { u = ck_gelu8(u); w = ck_gelu8(w); }            \
-            else if (io->epilogue == CK_EPILOGUE_RELU) { u = _mm256_max_ps(zero, u); w = _mm256_max_ps(zero, w); } \
-            store8(row, full, m0, u);                                                              \
-            store8(row + 8, full, m1, w);                                                          \
-        }                                                                                          \
-    }
-
-CK_BLOCK256(1)
-CK_BLOCK256(2)
-CK_BLOCK256(3)
-CK_BLOCK256(4)
-CK_BLOCK256(5)
-CK_BLOCK256(6)
-
-static const block_fn blocks256[7] = {0, block256_1, block256_2, block256_3, block256_4, block256_5, block256_6};
-
 // Rows of tile t of `tiles` over `rows` rows from row r0: the rows split evenly.
 static inline int tile_rows(int rows, int r0, int tiles, int t) { return (rows - r0) / (tiles - t); }
 
@@ -158,13 +114,8 @@ static inline int tile_rows(int rows, int r0, int tiles, int t) { return (rows -
 // spread over the L1 sets.
 static inline int packed_stride(int kc) { return (kc + 15) / 16 * 16 + 16; }
 
-// Whether rows `lda` floats apart map every row of a tile to one L1 set (4 KiB a way, 8 ways):
-// a multiple of 4 KiB (K = 1024, 2048). Then the block is copied; otherwise it is read in place
-// (2 KiB, K = 512, puts every other row in a set: 6 of a 12-row tile, which the ways hold).
-static inline int aliases(int lda) { return lda % 1024 == 0; }
-
-// The per-thread buffer for copied blocks of A (MC rows of packed_stride(KC) floats), allocated
-// on first use and freed at thread exit.
+// The per-thread buffer for the copied blocks of A (MC rows of packed_stride(KC) floats),
+// allocated on first use and freed at thread exit.
 static pthread_key_t buffer_key;
 static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
 static void make_buffer_key(void) { pthread_key_create(&buffer_key, free); }
@@ -182,11 +133,11 @@ static float *thread_buffer(void) {
 }
 
 static int blocked(int m, int n, int k, const float *a, int lda, const float *packed, size_t ps,
-                   const float *bias, float *c, int ldc, int accumulate, int epilogue,
-                   int mr_max, int panels_per_tile, const block_fn *kernels) {
-    float *buffer = aliases(lda) ? thread_buffer() : NULL;
-    if (aliases(lda) && !buffer) return 0;
-    int panels = (n + 15) / 16, width = 16 * panels_per_tile;
+                   const float *bias, float *c, int ldc, int accumulate, int epilogue) {
+    enum { mr_max = 12, width = 32 };
+    float *buffer = thread_buffer();
+    if (!buffer) return 0;
+    int panels = (n + 15) / 16;
     int depth_blocks = k > KC ? (k + KC - 1) / KC : 1;
     int row_blocks = (m + MC - 1) / MC;
     for (int kb = 0; kb < depth_blocks; kb++) {
@@ -198,22 +149,16 @@ static int blocked(int m, int n, int k, const float *a, int lda, const float *pa
         for (int mb = 0; mb < row_blocks; mb++) {
             int i0 = (int)((long)mb * m / row_blocks), rows = (int)((long)(mb + 1) * m / row_blocks) - i0;
             int tiles = (rows + mr_max - 1) / mr_max;
-            const float *block = a + (size_t)i0 * lda + k0;
-            int ld = lda;
-            if (buffer) {
-                for (int i = 0; i < rows; i++)
-                    memcpy(buffer + (size_t)i * lds, block + (size_t)i * lda, (size_t)kc * sizeof(float));
-                block = buffer;
-                ld = lds;
-            }
-            for (int p = 0; p < panels; p += panels_per_tile) {
+            for (int i = 0; i < rows; i++)
+                memcpy(buffer + (size_t)i * lds, a + (size_t)(i0 + i) * lda + k0, (size_t)kc * sizeof(float));
+            for (int p = 0; p < panels; p += 2) {
                 const float *b0 = packed + (size_t)p * ps + (size_t)k0 * 16;
                 const float *b1 = p + 1 < panels ? b0 + ps : b0;
                 io.ncols = n - p * 16 < width ? n - p * 16 : width;
                 io.bias = last && bias ? bias + p * 16 : NULL;
                 for (int t = 0, r0 = 0; t < tiles; t++) {
                     int mr = tile_rows(rows, r0, tiles, t);
-                    kernels[mr](kc, block + (size_t)r0 * ld, ld, b0, b1, c + (size_t)(i0 + r0) * ldc + p * 16,
+                    blocks512[mr](kc, buffer + (size_t)r0 * lds, lds, b0, b1, c + (size_t)(i0 + r0) * ldc + p * 16,
                                 ldc, &io);
                     r0 += mr;
                 }
@@ -224,15 +169,13 @@ static int blocked(int m, int n, int k, const float *a, int lda, const float *pa
 }
 #endif
 
-int ck_gemm_blocked(int level, int m, int n, int k, const float *a, int lda, const float *packed,
-                    size_t panel_stride, const float *bias, float *c, int ldc, int accumulate, int epilogue) {
+int ck_gemm_blocked(int m, int n, int k, const float *a, int lda, const float *packed, size_t panel_stride,
+                    const float *bias, float *c, int ldc, int accumulate, int epilogue) {
 #ifdef CK_X86
-    if (level >= 2)
-        return blocked(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate, epilogue, 12, 2, blocks512);
-    if (level == 1)
-        return blocked(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate, epilogue, 6, 1, blocks256);
-#endif
-    (void)level, (void)m, (void)n, (void)k, (void)a, (void)lda, (void)packed, (void)panel_stride, (void)bias;
-    (void)c, (void)ldc, (void)accumulate, (void)epilogue;
+    return blocked(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate, epilogue);
+#else
+    (void)m, (void)n, (void)k, (void)a, (void)lda, (void)packed, (void)panel_stride, (void)bias, (void)c, (void)ldc;
+    (void)accumulate, (void)epilogue;
     return 0;
+#endif
 }

@@ -293,8 +293,8 @@ void ck_gemm_packed_panels(int m, int n, int k, const float *a, int lda, const f
     if (m <= 0 || n <= 0) return;
 #ifdef CK_X86
     int level = ck_level();
-    if (level >= 1 && m >= CK_BLOCKED_MIN_ROWS && n >= CK_BLOCKED_MIN_COLUMNS &&
-        ck_gemm_blocked(level, m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate, epilogue)) {
+    if (level >= 2 && m >= CK_BLOCKED_MIN_ROWS && n >= CK_BLOCKED_MIN_COLUMNS && ck_rows_alias(lda) &&
+        ck_gemm_blocked(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate, epilogue)) {
         return;
     }
     if (level >= 2) gemm_avx512(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);

@@ -8,16 +8,21 @@
 #define CK_X86 1
 #endif
 
-/// Rows from which ck_gemm_packed_panels takes the cache-blocked path (vectorised levels only),
+/// Rows from which ck_gemm_packed_panels takes the cache-blocked path (AVX-512 level only),
 /// and columns above which (more than one 32-column tile: the rows are reused across tiles).
 #define CK_BLOCKED_MIN_ROWS 48
 #define CK_BLOCKED_MIN_COLUMNS 33
 
-/// The cache-blocked product (gemm_blocked.c) at instruction level `level` (1 or 2), same
-/// contract as ck_gemm_packed_panels; returns 0 (and computes nothing) when it cannot run (scalar
-/// level, or no memory for its buffer).
-int ck_gemm_blocked(int level, int m, int n, int k, const float *a, int lda, const float *packed,
-                     size_t panel_stride, const float *bias, float *c, int ldc, int accumulate, int epilogue);
+/// Whether rows `lda` floats apart map every row of a register tile to one L1 set (4 KiB a way):
+/// a multiple of 4 KiB (K = 1024, 2048). 2 KiB (K = 512) puts 6 of 12 rows in a set, which its 8
+/// ways hold (as do the AVX2 kernels' 6-row tiles). The cache-blocked path is taken for these
+/// strides only.
+static inline int ck_rows_alias(int lda) { return lda % 1024 == 0; }
+
+/// The cache-blocked AVX-512 product (gemm_blocked.c), same contract as ck_gemm_packed_panels;
+/// returns 0 (and computes nothing) when it cannot run (not x86, or no memory for its buffer).
+int ck_gemm_blocked(int m, int n, int k, const float *a, int lda, const float *packed, size_t panel_stride,
+                    const float *bias, float *c, int ldc, int accumulate, int epilogue);
 
 // GELU, x/2 (1 + erf(x / sqrt 2)), erf as a rational minimax approximation on the argument
 // clamped to [-4, 4] (odd degree-13 numerator over even degree-8 denominator, Eigen's

@@ -6,9 +6,10 @@ import CKernels
 /// A turn multiplies only 16 rows (batch x steps) by each weight; general BLAS repacks the
 /// weight on every call, which at that size costs as much as the product. Packing at load lets
 /// the kernel stream every weight exactly once per call with a register-tiled AVX-512 or
-/// AVX2/FMA loop. Products with 48 rows or more (an encoder's hundreds of tokens) run
-/// cache-blocked against the same packed weight (`Sources/CKernels/gemm_blocked.c`); the
-/// kernel chooses by row count.
+/// AVX2/FMA loop, which also serves an encoder's hundreds of rows; with 48 rows or more whose row
+/// stride is a multiple of 4 KiB (which would put a 12-row tile in one L1 set) the AVX-512 level
+/// runs cache-blocked on copied blocks of the input instead (`Sources/CKernels/gemm_blocked.c`).
+/// The kernel chooses by shape.
 public struct PackedMatrix: @unchecked Sendable {
     /// An activation applied to every output of a product, while its tile is in registers.
     public enum Epilogue: Int32, Sendable {

@@ -6,9 +6,8 @@ import Numerics
 /// A transcript of 20 tokens multiplies 20 rows by each weight. Two ways to compute that are
 /// kept, chosen at load (`Backend`):
 /// - `packed` (default): `PackedMatrix`, the weight repacked at load into 16-column panels and
-///   streamed once per call by the AVX-512 / AVX2 small-row kernels (no per-call repacking), or,
-///   from 48 rows (the Whisper encoder's hundreds of tokens), read by the cache-blocked kernel;
-///   GELU and ReLU are applied inside the kernel, on the tile in registers;
+///   streamed once per call by the AVX-512 / AVX2 kernels (no per-call repacking; cache-blocked
+///   for many rows whose stride would alias in L1); GELU and ReLU applied by the kernel;
 /// - `blas`: OpenBLAS `sgemm` on a plain copy (it repacks per call, but with
 ///   `OPENBLAS_CORETYPE=SkylakeX` on an AVX-512 CPU its kernels can be faster; see
 ///   Docs/CLAP_TEXT.md).

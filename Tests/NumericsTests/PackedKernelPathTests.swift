@@ -2,9 +2,9 @@ import Testing
 @testable import Numerics
 import TestSupport
 
-/// Every instruction path of the packed product (scalar, AVX2 + FMA, AVX-512, each with its
-/// small-row kernel and, from 48 rows and 33 columns, its cache-blocked one) against the scalar
-/// path and a float64 reference, and the vectorised softmax and GELU against the scalar ones, on
+/// Every instruction path of the packed product (scalar, AVX2 + FMA, AVX-512 with, from 48 rows
+/// and 33 columns and a row stride of A that is a multiple of 1024 floats, its cache-blocked
+/// kernel) against the scalar path and a float64 reference, and the vectorised softmax and GELU against the scalar ones, on
 /// whatever CPU runs the suite: `limitInstructionLevel` caps the level, so every path the CPU has
 /// is exercised. Odd shapes, row strides (copied blocks of A included), accumulation, bias,
 /// epilogues, depth blocks (K > 512), row blocks (M > 192), and a block of a packed matrix.
@@ -19,7 +19,7 @@ import TestSupport
     static let cases: [Case] = {
         let shapes = [(1, 17, 3), (5, 33, 64), (12, 48, 100), (13, 16, 513), (31, 100, 1030), (47, 1, 7),
                       (48, 33, 64), (49, 17, 513), (150, 48, 300), (193, 100, 1030), (385, 32, 64), (600, 65, 129),
-                      (100, 40, 1021), (250, 70, 2045)]  // the last two: ldx 1024, 2048 (A copied)
+                      (100, 40, 1021), (250, 70, 2045)]  // the last two: ldx 1024, 2048 (AVX-512: blocked)
         let epilogues: [PackedMatrix.Epilogue] = [.none, .gelu, .relu]
         return shapes.enumerated().map { i, s in
             Case(m: s.0, n: s.1, k: s.2, accumulate: i % 2 == 1, bias: i % 3 != 2, epilogue: epilogues[i % 3])

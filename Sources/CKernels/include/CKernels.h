@@ -30,10 +30,10 @@ void ck_gemm_packed(int m, int n, int k, const float *a, int lda, const float *p
 /// p0 * 16 * K + k0 * 16, panel_stride = 16 * K. Then `epilogue` (CK_EPILOGUE_*) is applied to
 /// every output: C = epilogue(A W^T + bias (+ C)).
 ///
-/// Few rows (below 48) or columns (32 or fewer) stream each panel through a register tile (the
-/// weight is read once); otherwise the product runs cache-blocked (a block of rows of A stays in
-/// L2, copied if its row stride would alias in L1, while a panel slice is read from L1 by
-/// register tiles of up to 12 x 32 (AVX-512) or 6 x 16 (AVX2)).
+/// Each panel streams through register tiles of up to 12 x 32 (AVX-512) or 6 x 16 (AVX2) that
+/// read the rows of A in place; at the AVX-512 level, from 48 rows and 33 columns, when the row
+/// stride of A is a multiple of 4 KiB (which would put a 12-row tile in one L1 set), the product
+/// runs cache-blocked instead, on copied blocks of A (gemm_blocked.c).
 void ck_gemm_packed_panels(int m, int n, int k, const float *a, int lda, const float *packed,
                            size_t panel_stride, const float *bias, float *c, int ldc, int accumulate,
                            int epilogue);

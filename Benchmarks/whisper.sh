@@ -8,7 +8,8 @@
 # the unpadded log-mel of 3 s and 10 s of speech; every engine in its own process, T threads
 # (default 2), interleaved, R rounds (default 3); each checked against PyTorch's last hidden state
 # (relative error <= 1e-3, else the run fails). turn: emotion-server on Models/default, K (default
-# 30) turns of a 3 s clip + a 15-word transcript, one at a time; client-side p50/p90.
+# 30) turns of a 3 s clip + a 15-word transcript, one at a time; client-side p50/p90. --turns 0
+# skips the turn (DIR must be a whole model package: an encoder-only one has no classifier).
 # Raw JSON lines go to bench-out/whisper.runs.jsonl, the summary (CPU model and flags, median of the
 # rounds' medians, ratios) to bench-out/whisper.json. It reports timings; it asserts no timing target.
 set -euo pipefail
@@ -20,7 +21,7 @@ ROUNDS=3
 THREADS=2
 TURNS=30
 MODEL=Models/default
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --iterations) ITERATIONS="$2"; shift 2 ;;
@@ -46,9 +47,9 @@ say() { echo "[$(( $(date +%s) - start ))s] $*" >&2; }
 bash Scripts/setup.sh >/dev/null
 PY=${PYTHON:-Training/.venv/bin/python}
 [ -x "$PY" ] || PY=$(bash Training/setup_venv.sh | tail -n 1)
-say "build: whisper-bench, emotion-server (release)"
+say "build: whisper-bench and (with turns) emotion-server, release"
 bash Scripts/build-release.sh whisper-bench >"$LOGS/whisper-build.log" 2>&1
-bash Scripts/build-release.sh emotion-server >>"$LOGS/whisper-build.log" 2>&1
+if [ "$TURNS" -gt 0 ]; then bash Scripts/build-release.sh emotion-server >>"$LOGS/whisper-build.log" 2>&1; fi
 say "prepare: $DATA"
 "$PY" Benchmarks/reference/whisper_reference.py prepare --out "$DATA" --if-needed >"$LOGS/whisper-prepare.log" 2>&1 || {
     tail -n 20 "$LOGS/whisper-prepare.log" >&2; say "prepare FAILED"; exit 1; }
@@ -80,18 +81,20 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
-say "turn over HTTP: emotion-server on $MODEL, $TURNS turns"
-PORT=${PORT:-8391}
-.build/release/emotion-server --model "$MODEL" --port "$PORT" >"$LOGS/whisper-server.log" 2>&1 &
-SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 1 120); do
-    curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
-    sleep 0.5
-done
-"$PY" Benchmarks/reference/http_turn.py --url "http://127.0.0.1:$PORT" --turns "$TURNS" >"$LOGS/whisper-turn.log" 2>&1 || {
-    tail -n 20 "$LOGS/whisper-turn.log" >&2; say "turn benchmark FAILED"; exit 1; }
-grep '^{' "$LOGS/whisper-turn.log" | tail -n 1 | "$PY" -c 'import json,sys; d=json.load(sys.stdin); d["kind"]="turn"; print(json.dumps(d))' >>"$RUNS"
+if [ "$TURNS" -gt 0 ]; then
+    say "turn over HTTP: emotion-server on $MODEL, $TURNS turns"
+    PORT=${PORT:-8391}
+    .build/release/emotion-server --model "$MODEL" --port "$PORT" >"$LOGS/whisper-server.log" 2>&1 &
+    SERVER=$!
+    trap 'kill $SERVER 2>/dev/null || true' EXIT
+    for _ in $(seq 1 120); do
+        curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
+        sleep 0.5
+    done
+    "$PY" Benchmarks/reference/http_turn.py --url "http://127.0.0.1:$PORT" --turns "$TURNS" >"$LOGS/whisper-turn.log" 2>&1 || {
+        tail -n 20 "$LOGS/whisper-turn.log" >&2; say "turn benchmark FAILED"; exit 1; }
+    grep '^{' "$LOGS/whisper-turn.log" | tail -n 1 | "$PY" -c 'import json,sys; d=json.load(sys.stdin); d["kind"]="turn"; print(json.dumps(d))' >>"$RUNS"
+fi
 
 "$PY" - "$RUNS" "$OUT/whisper.json" "$THREADS" <<'PYEOF'
 import json, platform, statistics, sys

@@ -1,16 +1,11 @@
-// Small-M matrix products against pre-packed weights.
+// Small-M matrix products against pre-packed weights (larger M: gemm_blocked.c).
 //
 // A turn of the classifier multiplies 16 rows by each weight matrix. General BLAS routines
 // repack the weights on every call, which costs as much as the product at this size; packing
 // once at load and streaming each 16-column panel through a 6x16 register tile (AVX2 + FMA,
 // chosen at run time) reads every weight once per call and keeps the panel in L1/L2.
-#include "CKernels.h"
+#include "internal.h"
 #include <string.h>
-
-#if defined(__x86_64__) || defined(__i386__)
-#include <immintrin.h>
-#define CK_X86 1
-#endif
 
 size_t ck_packed_size(int n, int k) { return (size_t)((n + 15) / 16) * 16 * (size_t)k; }
 
@@ -25,6 +20,18 @@ void ck_pack_strided(const float *w, int n, int k, int ldw, float *packed) {
                 int row = p * 16 + j;
                 dst[(size_t)kk * 16 + j] = row < n ? w[(size_t)row * ldw + kk] : 0.0f;
             }
+        }
+    }
+}
+
+void ck_pack_columns(const float *w, int n, int k, int ldw, float *packed) {
+    int panels = (n + 15) / 16;
+    for (int p = 0; p < panels; p++) {
+        float *dst = packed + (size_t)p * 16 * k;
+        int ncols = n - p * 16 < 16 ? n - p * 16 : 16;
+        for (int kk = 0; kk < k; kk++) {
+            const float *src = w + (size_t)kk * ldw + p * 16;
+            for (int j = 0; j < 16; j++) dst[(size_t)kk * 16 + j] = j < ncols ? src[j] : 0.0f;
         }
     }
 }
@@ -277,22 +284,25 @@ int ck_vectorized(void) { return ck_level() >= 1; }
 
 void ck_gemm_packed(int m, int n, int k, const float *a, int lda, const float *packed,
                     const float *bias, float *c, int ldc, int accumulate) {
-    ck_gemm_packed_panels(m, n, k, a, lda, packed, (size_t)16 * k, bias, c, ldc, accumulate);
+    ck_gemm_packed_panels(m, n, k, a, lda, packed, (size_t)16 * k, bias, c, ldc, accumulate, CK_EPILOGUE_NONE);
 }
 
 void ck_gemm_packed_panels(int m, int n, int k, const float *a, int lda, const float *packed,
-                           size_t panel_stride, const float *bias, float *c, int ldc, int accumulate) {
+                           size_t panel_stride, const float *bias, float *c, int ldc, int accumulate,
+                           int epilogue) {
     if (m <= 0 || n <= 0) return;
 #ifdef CK_X86
     int level = ck_level();
-    if (level >= 2) {
-        gemm_avx512(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
+    if (level >= 2 && m >= CK_BLOCKED_MIN_ROWS && n >= CK_BLOCKED_MIN_COLUMNS && ck_rows_alias(lda) &&
+        ck_gemm_blocked(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate, epilogue)) {
         return;
     }
-    if (level == 1) {
-        gemm_avx2(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
-        return;
-    }
+    if (level >= 2) gemm_avx512(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
+    else if (level == 1) gemm_avx2(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
+    else
 #endif
-    gemm_scalar(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
+        gemm_scalar(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
+    if (epilogue != CK_EPILOGUE_NONE) {
+        for (int i = 0; i < m; i++) ck_activate(c + (size_t)i * ldc, n, epilogue);
+    }
 }

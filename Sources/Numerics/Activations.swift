@@ -42,15 +42,10 @@ public enum Activation {
         ck_sigmoid(x, Int32(count))
     }
 
-    /// Softmax over `count` values in place (max-subtracted).
+    /// Softmax over `count` values in place (max-subtracted), vectorised (CKernels) where the
+    /// CPU allows.
     public static func softmax(_ x: UnsafeMutablePointer<Float>, count: Int) {
-        guard count > 0 else { return }
-        var m = -Float.infinity
-        for i in 0..<count { m = max(m, x[i]) }
-        var sum: Float = 0
-        for i in 0..<count { x[i] = expf(x[i] - m); sum += x[i] }
-        let inv = 1 / sum
-        for i in 0..<count { x[i] *= inv }
+        ck_softmax(x, Int32(count))
     }
 
     /// Log-softmax over `count` values in place.

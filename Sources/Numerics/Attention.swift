@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Scaled dot-product attention over one sequence (one head at a time), with optional additive
@@ -8,11 +9,20 @@ import Foundation
 ///
 /// Heads are laid out side by side in the rows of q, k, v and out (head `h` at columns
 /// `h * headDim ..< (h + 1) * headDim`), as a fused `[q | k | v]` projection writes them, so no
-/// transpose is needed. Scores and the weighted sum go through single-threaded BLAS; callers
-/// run independent heads or sequences in parallel.
+/// transpose is needed. From 48 queries (an encoder's hundreds of tokens) the head's keys (scaled)
+/// and values are packed into 16-column panels and both products run through the packed kernels
+/// (`PackedMatrix`'s, cache-blocked at that size); fewer queries go through single-threaded BLAS.
+/// Queries are taken in blocks whose scores stay in L2. Callers run independent heads or
+/// sequences in parallel.
 public enum Attention {
+    /// Queries from which keys and values are packed for the packed kernels.
+    static let packedFromQueries = 48
+
     /// Floats of scratch one call of `head` needs.
-    public static func scratchSize(queries: Int, keys: Int) -> Int { queries * keys }
+    public static func scratchSize(queries: Int, keys: Int, headDim: Int) -> Int {
+        guard queries >= packedFromQueries else { return queries * keys }
+        return queries * keys + ck_packed_size(Int32(keys), Int32(headDim)) + ck_packed_size(Int32(headDim), Int32(keys))
+    }
 
     /// One head.
     ///
@@ -21,7 +31,7 @@ public enum Attention {
     ///   - key, value: `keys` rows of `headDim` values, row strides `ldk`, `ldv`.
     ///   - bias, mask: optional `queries x keys` additive terms (dense, row stride `keys`).
     ///   - out: `queries` rows of `headDim` values, row stride `ldo`.
-    ///   - scratch: at least `scratchSize(queries:keys:)` floats.
+    ///   - scratch: at least `scratchSize(queries:keys:headDim:)` floats.
     public static func head(
         query: UnsafePointer<Float>, ldq: Int,
         key: UnsafePointer<Float>, ldk: Int,
@@ -32,25 +42,51 @@ public enum Attention {
         scratch: UnsafeMutablePointer<Float>
     ) {
         guard queries > 0, keys > 0 else { return }
-        let scores = scratch
-        // scores = scale * q k^T
-        BLAS.gemm(transposeB: true, m: queries, n: keys, k: headDim, alpha: scale,
-                  a: query, lda: ldq, b: key, ldb: ldk, c: scores, ldc: keys)
-        for i in 0..<queries {
-            let row = scores + i * keys
-            if let bias {
-                let b = bias + i * keys
-                for j in 0..<keys { row[j] += b[j] }
-            }
-            if let mask {
-                let m = mask + i * keys
-                for j in 0..<keys { row[j] += m[j] }
-            }
-            Activation.softmax(row, count: keys)
+        let packed = queries >= packedFromQueries
+        // scale * k as an [keys, headDim] weight, v^T as a [headDim, keys] one, after the scores.
+        let packedKeys = scratch + queries * keys
+        let packedValues = packedKeys + ck_packed_size(Int32(keys), Int32(headDim))
+        if packed {
+            ck_pack_strided(key, Int32(keys), Int32(headDim), Int32(ldk), packedKeys)
+            let count = ck_packed_size(Int32(keys), Int32(headDim))
+            for i in 0..<count { packedKeys[i] *= scale }
+            ck_pack_columns(value, Int32(headDim), Int32(keys), Int32(ldv), packedValues)
         }
-        // out = P v
-        BLAS.gemm(m: queries, n: headDim, k: keys, a: scores, lda: keys, b: value, ldb: ldv,
-                  c: out, ldc: ldo)
+        // Queries in blocks whose scores stay in L2 (128 KiB) between the two products: 500
+        // tokens' full score matrix (1 MB per head) would go out to L3 and back twice.
+        let scores = scratch
+        let blocks = (queries + max(8, 32_768 / keys) - 1) / max(8, 32_768 / keys)
+        for b in 0..<blocks {
+            let q0 = b * queries / blocks, n = (b + 1) * queries / blocks - q0
+            // scores = scale * q k^T
+            if packed {
+                ck_gemm_packed_panels(Int32(n), Int32(keys), Int32(headDim), query + q0 * ldq, Int32(ldq), packedKeys,
+                                      16 * headDim, nil, scores, Int32(keys), 0, 0)
+            } else {
+                BLAS.gemm(transposeB: true, m: n, n: keys, k: headDim, alpha: scale,
+                          a: query + q0 * ldq, lda: ldq, b: key, ldb: ldk, c: scores, ldc: keys)
+            }
+            for i in 0..<n {
+                let row = scores + i * keys
+                if let bias {
+                    let b = bias + (q0 + i) * keys
+                    for j in 0..<keys { row[j] += b[j] }
+                }
+                if let mask {
+                    let m = mask + (q0 + i) * keys
+                    for j in 0..<keys { row[j] += m[j] }
+                }
+                Activation.softmax(row, count: keys)
+            }
+            // out = P v
+            if packed {
+                ck_gemm_packed_panels(Int32(n), Int32(headDim), Int32(keys), scores, Int32(keys), packedValues,
+                                      16 * keys, nil, out + q0 * ldo, Int32(ldo), 0, 0)
+            } else {
+                BLAS.gemm(m: n, n: headDim, k: keys, a: scores, lda: keys, b: value, ldb: ldv,
+                          c: out + q0 * ldo, ldc: ldo)
+            }
+        }
     }
 
     /// Every head of one sequence, in order, sharing `scratch`. `bias` (if any) holds

@@ -162,7 +162,7 @@ package struct TransformerEncoderLayer: Sendable {
         // qkv (3w) + context (w) + partial (h) per row, then the intermediate block, which the
         // attention scores reuse.
         // The first-rows-only pass adds its queries (one row of w per sequence) at the end.
-        return rows * (4 * width + h) + max(rows * maxColumns, Attention.scratchSize(queries: longest, keys: longest))
+        return rows * (4 * width + h) + max(rows * maxColumns, Attention.scratchSize(queries: longest, keys: longest, headDim: h / heads))
             + sequences * width
     }
 
@@ -179,9 +179,7 @@ package struct TransformerEncoderLayer: Sendable {
         let normed: UnsafeMutablePointer<Float>? = arrangement == .preNorm ? .allocate(capacity: rows * h) : nil
         defer { normed?.deallocate() }
         if let normed {
-            normed.update(from: x, count: rows * h)
-            Normalization.layerNorm(normed, rows: rows, width: h, weight: attentionNorm.weight.pointer,
-                                    bias: attentionNorm.bias.pointer, eps: eps)
+            byRows(rows) { r in norm(x, attentionNorm, rows: r, into: normed) }
         }
         let input = UnsafePointer(normed ?? x)
 
@@ -207,14 +205,15 @@ package struct TransformerEncoderLayer: Sendable {
             // With one part x is no longer read: accumulate straight into the residual stream.
             part.attentionOutput.apply(context, rows: rows, into: single ? x : partial, accumulate: single)
         }
-        reduce(into: x, rows: rows, bias: attentionOutputBias.pointer, partials: single ? 0 : parts.count,
-               scratch: scratch, scratchStride: scratchStride,
-               partialOffset: { rows * 4 * (parts[$0].heads.count * dh) })
-        // 2. Intermediate columns + GELU and the output product, per part.
+        // 2. Intermediate columns + GELU and the output product, per part (pre-LN: the sum and
+        // the norm of its rows too, split over the parts).
+        byRows(rows) { r in
+            reduce(into: x, rows: r, bias: attentionOutputBias.pointer, partials: single ? 0 : parts.count,
+                   scratch: scratch, scratchStride: scratchStride,
+                   partialOffset: { rows * 4 * (parts[$0].heads.count * dh) })
+            if let normed { norm(x, outputNorm, rows: r, into: normed) }
+        }
         if let normed {
-            normed.update(from: x, count: rows * h)
-            Normalization.layerNorm(normed, rows: rows, width: h, weight: outputNorm.weight.pointer,
-                                    bias: outputNorm.bias.pointer, eps: eps)
             feedForward(from: normed, into: x, rows: rows, layoutRows: rows, inPlace: single,
                         scratch: scratch, scratchStride: scratchStride)
         } else {
@@ -251,9 +250,11 @@ package struct TransformerEncoderLayer: Sendable {
             part.intermediate.apply(source, rows: rows, into: inter, epilogue: .gelu)
             part.output.apply(inter, rows: rows, into: inPlace ? y : partial, accumulate: inPlace)
         }
-        reduce(into: y, rows: rows, bias: outputBias.pointer, partials: inPlace ? 0 : parts.count,
-               scratch: scratch, scratchStride: scratchStride,
-               partialOffset: { layoutRows * 4 * (parts[$0].heads.count * dh) })
+        byRows(rows) { r in
+            reduce(into: y, rows: r, bias: outputBias.pointer, partials: inPlace ? 0 : parts.count,
+                   scratch: scratch, scratchStride: scratchStride,
+                   partialOffset: { layoutRows * 4 * (parts[$0].heads.count * dh) })
+        }
     }
 
     /// The layer for the first row of each sequence only: what first-token pooling reads from
@@ -278,7 +279,7 @@ package struct TransformerEncoderLayer: Sendable {
         let maxColumns = parts.map(\.columns.count).max() ?? 0
         let longest = sequences.map(\.count).max() ?? 0
         let queriesOffset = rows * (4 * parts.map { $0.heads.count * dh }.max()! + h)
-            + max(rows * maxColumns, Attention.scratchSize(queries: longest, keys: longest))
+            + max(rows * maxColumns, Attention.scratchSize(queries: longest, keys: longest, headDim: h / heads))
 
         Parallel.forEach(parts.count) { index in
             let part = parts[index]
@@ -300,7 +301,7 @@ package struct TransformerEncoderLayer: Sendable {
             }
             part.attentionOutput.apply(context, rows: count, into: partial)
         }
-        reduce(into: first, rows: count, bias: attentionOutputBias.pointer, partials: parts.count,
+        reduce(into: first, rows: 0..<count, bias: attentionOutputBias.pointer, partials: parts.count,
                scratch: scratch, scratchStride: scratchStride,
                partialOffset: { rows * 4 * (parts[$0].heads.count * dh) })
         normAndFeedForward(first, rows: count, layoutRows: rows, inPlace: false, scratch: scratch,
@@ -308,14 +309,31 @@ package struct TransformerEncoderLayer: Sendable {
         for (b, range) in sequences.enumerated() { (x + range.lowerBound * h).update(from: first + b * h, count: h) }
     }
 
-    /// `x += bias + sum of the parts' partial products` (the partials sit at `partialOffset(p)`
-    /// in part p's scratch, `rows x hidden`).
-    private func reduce(into x: UnsafeMutablePointer<Float>, rows: Int, bias: UnsafePointer<Float>, partials: Int,
+    /// Calls `body` with row ranges covering `0 ..< rows`: one per part, concurrently, from 64
+    /// rows (the serial sums and norms between the parallel regions of an encoder's hundreds of
+    /// tokens); one range, on this thread, below.
+    private func byRows(_ rows: Int, _ body: (Range<Int>) -> Void) {
+        let count = rows >= 64 ? parts.count : 1
+        Parallel.forEach(count) { i in body((i * rows / count)..<((i + 1) * rows / count)) }
+    }
+
+    /// Pre-LN: `normed[r] = LayerNorm(x[r])` for the rows `rows` (float32 partial sums, vectorised).
+    private func norm(_ x: UnsafePointer<Float>, _ norm: (weight: Parameter, bias: Parameter), rows: Range<Int>,
+                      into normed: UnsafeMutablePointer<Float>) {
+        let h = hidden
+        SwinVectorMath.layerNorm(x + rows.lowerBound * h, ldx: h, rows: rows.count, width: h,
+                                 weight: norm.weight.pointer, bias: norm.bias.pointer, eps: eps,
+                                 into: normed + rows.lowerBound * h, ldy: h)
+    }
+
+    /// `x += bias + sum of the parts' partial products` for the rows `rows` (the partials sit at
+    /// `partialOffset(p)` in part p's scratch, `hidden` values per row).
+    private func reduce(into x: UnsafeMutablePointer<Float>, rows: Range<Int>, bias: UnsafePointer<Float>, partials: Int,
                         scratch: UnsafeMutablePointer<Float>, scratchStride: Int,
                         partialOffset: (Int) -> Int) {
         let h = hidden
         let sources = (0..<partials).map { UnsafePointer(scratch + $0 * scratchStride + partialOffset($0)) }
-        for r in 0..<rows {
+        for r in rows {
             let row = x + r * h
             switch sources.count {
             case 0:

@@ -6,7 +6,8 @@ import Numerics
 /// A transcript of 20 tokens multiplies 20 rows by each weight. Two ways to compute that are
 /// kept, chosen at load (`Backend`):
 /// - `packed` (default): `PackedMatrix`, the weight repacked at load into 16-column panels and
-///   streamed once per call by the AVX-512 / AVX2 small-row kernels (no per-call repacking);
+///   streamed once per call by the AVX-512 / AVX2 kernels (no per-call repacking; cache-blocked
+///   for many rows whose stride would alias in L1); GELU and ReLU applied by the kernel;
 /// - `blas`: OpenBLAS `sgemm` on a plain copy (it repacks per call, but with
 ///   `OPENBLAS_CORETYPE=SkylakeX` on an AVX-512 CPU its kernels can be faster; see
 ///   Docs/CLAP_TEXT.md).
@@ -68,18 +69,19 @@ package struct PackedLinear: Sendable {
         guard rows > 0 else { return }
         let ldx = ldx ?? inFeatures, ldy = ldy ?? outFeatures
         let b = bias.map { UnsafePointer($0.pointer) }
+        let fused: PackedMatrix.Epilogue = switch epilogue {
+        case .gelu: .gelu
+        case .relu: .relu
+        case .none, .tanh: .none
+        }
         if let packed {
-            packed.apply(x, rows: rows, ldx: ldx, bias: b, into: y, ldy: ldy, accumulate: accumulate)
+            packed.apply(x, rows: rows, ldx: ldx, bias: b, into: y, ldy: ldy, accumulate: accumulate, epilogue: fused)
         } else if let plain {
             BLAS.linear(x, rows: rows, inFeatures: inFeatures, ldx: ldx, weight: plain.pointer, bias: b,
                         outFeatures: outFeatures, into: y, ldy: ldy, accumulate: accumulate)
+            for r in 0..<rows { PackedMatrix.activate(y + r * ldy, count: outFeatures, fused) }
         }
-        switch epilogue {
-        case .none: break
-        case .gelu: for r in 0..<rows { TransformerActivation.gelu(y + r * ldy, count: outFeatures) }
-        case .relu: for r in 0..<rows { TransformerActivation.relu(y + r * ldy, count: outFeatures) }
-        case .tanh: for r in 0..<rows { TransformerActivation.tanh(y + r * ldy, count: outFeatures) }
-        }
+        if epilogue == .tanh { for r in 0..<rows { TransformerActivation.tanh(y + r * ldy, count: outFeatures) } }
     }
 
     /// Bytes held by the weight copy.

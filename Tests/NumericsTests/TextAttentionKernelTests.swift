@@ -49,14 +49,14 @@ import TestSupport
         return out
     }
 
-    @Test(arguments: [(7, 7), (1, 9), (12, 5), (64, 64)])
+    @Test(arguments: [(7, 7), (1, 9), (12, 5), (64, 64), (150, 97), (100, 700)])
     func multiHeadWithBiasAndMask(queries: Int, keys: Int) {
         let c = makeCase(queries: queries, keys: keys, heads: 3, headDim: 8, seed: UInt64(queries * 100 + keys))
         let scale: Float = 1 / Float(8).squareRoot()
         for (useBias, perHead, useMask) in [(false, true, false), (true, true, false), (true, false, true), (false, true, true)] {
             let ldo = c.heads * c.headDim + 1
             var out = [Float](repeating: .nan, count: queries * ldo)
-            var scratch = [Float](repeating: 0, count: Attention.scratchSize(queries: queries, keys: keys))
+            var scratch = [Float](repeating: 0, count: Attention.scratchSize(queries: queries, keys: keys, headDim: c.headDim))
             c.q.withUnsafeBufferPointer { q in c.k.withUnsafeBufferPointer { k in c.v.withUnsafeBufferPointer { v in
                 c.bias.withUnsafeBufferPointer { b in c.mask.withUnsafeBufferPointer { m in
                     out.withUnsafeMutableBufferPointer { o in scratch.withUnsafeMutableBufferPointer { s in

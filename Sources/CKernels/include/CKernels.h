@@ -12,6 +12,13 @@ void ck_pack(const float *w, int n, int k, float *packed);
 /// ck_pack of an `n x k` weight whose rows are `ldw` floats apart (a column slice of a wider one).
 void ck_pack_strided(const float *w, int n, int k, int ldw, float *packed);
 
+/// ck_pack of the `n x k` weight W^T for W stored `k x n` (row i holds input i's n outputs; rows
+/// `ldw` floats apart): e.g. attention's values, V^T as the weight of P V.
+void ck_pack_columns(const float *w, int n, int k, int ldw, float *packed);
+
+/// Activations a product can apply to its output (`epilogue` arguments).
+enum { CK_EPILOGUE_NONE = 0, CK_EPILOGUE_GELU = 1, CK_EPILOGUE_RELU = 2 };
+
 /// C[m x n] = A[m x k] * W^T (+ C if accumulate) (+ bias), W given packed by ck_pack.
 /// Row strides lda and ldc; bias may be NULL.
 void ck_gemm_packed(int m, int n, int k, const float *a, int lda, const float *packed,
@@ -20,9 +27,22 @@ void ck_gemm_packed(int m, int n, int k, const float *a, int lda, const float *p
 /// ck_gemm_packed on a sub-block of a packed matrix: `packed` points at the first k value of the
 /// first panel used, panel p starts `panel_stride` floats further (16 * K for a packed K-wide
 /// weight). Columns k0..k0+k of panels p0.. of a packed [N, K] weight W: packed = base +
-/// p0 * 16 * K + k0 * 16, panel_stride = 16 * K.
+/// p0 * 16 * K + k0 * 16, panel_stride = 16 * K. Then `epilogue` (CK_EPILOGUE_*) is applied to
+/// every output: C = epilogue(A W^T + bias (+ C)).
+///
+/// Each panel streams through register tiles of up to 12 x 32 (AVX-512) or 6 x 16 (AVX2) that
+/// read the rows of A in place; at the AVX-512 level, from 48 rows and 33 columns, when the row
+/// stride of A is a multiple of 4 KiB (which would put a 12-row tile in one L1 set), the product
+/// runs cache-blocked instead, on copied blocks of A (gemm_blocked.c).
 void ck_gemm_packed_panels(int m, int n, int k, const float *a, int lda, const float *packed,
-                           size_t panel_stride, const float *bias, float *c, int ldc, int accumulate);
+                           size_t panel_stride, const float *bias, float *c, int ldc, int accumulate,
+                           int epilogue);
+
+/// Softmax over n values in place (max-subtracted; exp within about 2 ulp).
+void ck_softmax(float *x, int n);
+
+/// x[i] = epilogue(x[i]) for CK_EPILOGUE_* (GELU: erf form, rational erf within 4.3e-7).
+void ck_activate(float *x, int n, int epilogue);
 
 /// 1 when a vectorised path (AVX2 + FMA or AVX-512) is in use on this CPU.
 int ck_vectorized(void);

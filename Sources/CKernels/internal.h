@@ -1,0 +1,71 @@
+// Declarations shared by the kernel files (not exported to Swift).
+#ifndef CK_INTERNAL_H
+#define CK_INTERNAL_H
+#include "CKernels.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define CK_X86 1
+#endif
+
+/// Rows from which ck_gemm_packed_panels takes the cache-blocked path (AVX-512 level only),
+/// and columns above which (more than one 32-column tile: the rows are reused across tiles).
+#define CK_BLOCKED_MIN_ROWS 48
+#define CK_BLOCKED_MIN_COLUMNS 33
+
+/// Whether rows `lda` floats apart map every row of a register tile to one L1 set (4 KiB a way):
+/// a multiple of 4 KiB (K = 1024, 2048). 2 KiB (K = 512) puts 6 of 12 rows in a set, which its 8
+/// ways hold (as do the AVX2 kernels' 6-row tiles). The cache-blocked path is taken for these
+/// strides only.
+static inline int ck_rows_alias(int lda) { return lda % 1024 == 0; }
+
+/// The cache-blocked AVX-512 product (gemm_blocked.c), same contract as ck_gemm_packed_panels;
+/// returns 0 (and computes nothing) when it cannot run (not x86, or no memory for its buffer).
+int ck_gemm_blocked(int m, int n, int k, const float *a, int lda, const float *packed, size_t panel_stride,
+                    const float *bias, float *c, int ldc, int accumulate, int epilogue);
+
+// GELU, x/2 (1 + erf(x / sqrt 2)), erf as a rational minimax approximation on the argument
+// clamped to [-4, 4] (odd degree-13 numerator over even degree-8 denominator, Eigen's
+// generic_fast_erf_float; absolute error of erf below 4.3e-7, as SwinVectorMath.gelu): no exp,
+// one division. The same formula in scalar, AVX2 and AVX-512 form.
+#define CK_ERF_P {-2.72614225801306e-10f, 2.77068142495902e-08f, -2.10102402082508e-06f, -5.69250639462346e-05f, \
+                  -7.34990630326855e-04f, -2.95459980854025e-03f, -1.60960333262415e-02f}
+#define CK_ERF_Q {-1.45660718464996e-05f, -2.13374055278905e-04f, -1.68282697438203e-03f, -7.37332916720468e-03f, \
+                  -1.42647390514189e-02f}
+
+static inline float ck_gelu1(float x) {
+    static const float P[7] = CK_ERF_P, Q[5] = CK_ERF_Q;
+    float v = x * 0.70710678118654752440f;
+    v = v < 4 ? v : 4;
+    v = v > -4 ? v : -4;
+    float v2 = v * v, p = P[0], q = Q[0];
+    for (int i = 1; i < 7; i++) p = p * v2 + P[i];
+    for (int i = 1; i < 5; i++) q = q * v2 + Q[i];
+    return x * 0.5f * (1 + v * p / q);
+}
+
+#ifdef CK_X86
+__attribute__((target("avx2,fma"))) static inline __m256 ck_gelu8(__m256 x) {
+    static const float P[7] = CK_ERF_P, Q[5] = CK_ERF_Q;
+    __m256 v = _mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752440f));
+    v = _mm256_max_ps(_mm256_min_ps(v, _mm256_set1_ps(4)), _mm256_set1_ps(-4));
+    __m256 v2 = _mm256_mul_ps(v, v), p = _mm256_set1_ps(P[0]), q = _mm256_set1_ps(Q[0]);
+    for (int i = 1; i < 7; i++) p = _mm256_fmadd_ps(p, v2, _mm256_set1_ps(P[i]));
+    for (int i = 1; i < 5; i++) q = _mm256_fmadd_ps(q, v2, _mm256_set1_ps(Q[i]));
+    __m256 erf = _mm256_div_ps(_mm256_mul_ps(v, p), q);
+    return _mm256_mul_ps(_mm256_mul_ps(x, _mm256_set1_ps(0.5f)), _mm256_add_ps(erf, _mm256_set1_ps(1)));
+}
+
+__attribute__((target("avx512f"))) static inline __m512 ck_gelu16(__m512 x) {
+    static const float P[7] = CK_ERF_P, Q[5] = CK_ERF_Q;
+    __m512 v = _mm512_mul_ps(x, _mm512_set1_ps(0.70710678118654752440f));
+    v = _mm512_max_ps(_mm512_min_ps(v, _mm512_set1_ps(4)), _mm512_set1_ps(-4));
+    __m512 v2 = _mm512_mul_ps(v, v), p = _mm512_set1_ps(P[0]), q = _mm512_set1_ps(Q[0]);
+    for (int i = 1; i < 7; i++) p = _mm512_fmadd_ps(p, v2, _mm512_set1_ps(P[i]));
+    for (int i = 1; i < 5; i++) q = _mm512_fmadd_ps(q, v2, _mm512_set1_ps(Q[i]));
+    __m512 erf = _mm512_div_ps(_mm512_mul_ps(v, p), q);
+    return _mm512_mul_ps(_mm512_mul_ps(x, _mm512_set1_ps(0.5f)), _mm512_add_ps(erf, _mm512_set1_ps(1)));
+}
+#endif
+
+#endif

@@ -5,7 +5,8 @@ import GatedXLSTM
 
 /// The service's routes, independent of the HTTP transport: parses and validates requests,
 /// calls the conversation engine, renders JSON answers and errors, checks API keys, and feeds
-/// metrics.
+/// metrics. Internal failures are logged with the request id and answered 500 `internal_error`
+/// without their detail.
 public final class EmotionAPI: Sendable {
     public let engine: ConversationEngine
     public let metrics: Metrics
@@ -13,15 +14,19 @@ public final class EmotionAPI: Sendable {
     let apiKeys: APIKeys
     let readiness: @Sendable () -> Bool
     let labels: [String]
+    let logger: JSONLogger
 
     /// - Parameters:
     ///   - modelDescription: any Encodable served as `GET /v1/model`.
     ///   - readiness: false while loading or draining (`/readyz` answers 503).
+    ///   - logger: where the detail of internal errors goes.
     public init<M: Encodable>(engine: ConversationEngine, modelDescription: M, apiKeys: APIKeys = APIKeys([]),
-                              metrics: Metrics = Metrics(), readiness: @escaping @Sendable () -> Bool) {
+                              metrics: Metrics = Metrics(), logger: JSONLogger = JSONLogger(),
+                              readiness: @escaping @Sendable () -> Bool) {
         self.engine = engine
         self.metrics = metrics
-        self.modelDescription = APIResponse.json(modelDescription).body
+        self.logger = logger
+        self.modelDescription = (try? APIResponse.json(modelDescription).body) ?? Data("{}".utf8)
         self.apiKeys = apiKeys
         self.readiness = readiness
         labels = engine.classifier.labels
@@ -84,13 +89,16 @@ public final class EmotionAPI: Sendable {
         var response: APIResponse
         do {
             response = try await dispatch(route, request)
+        } catch where error.status == 500 {
+            logger.error("internal error", ["request_id": request.requestId, "detail": error.detail ?? error.message])
+            response = .error(error.redacted(requestId: request.requestId))
         } catch {
             response = .error(error)
         }
         response.headers.append(("X-Request-Id", request.requestId))
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
         metrics.recordRequest(route: Self.routeTemplate(method: request.method, path: request.path),
-                              method: request.method, status: response.status, seconds: seconds)
+                              method: MethodLabel(request.method), status: response.status, seconds: seconds)
         return response
     }
 
@@ -104,11 +112,11 @@ public final class EmotionAPI: Sendable {
         switch route {
         case .health:
             try allow(request, ["GET"])
-            return .json(APIModels.Status(status: "ok"))
+            return try .json(APIModels.Status(status: "ok"))
         case .ready:
             try allow(request, ["GET"])
             let ready = readiness() && !engine.isDraining
-            return .json(APIModels.Status(status: ready ? "ready" : "not_ready"), status: ready ? 200 : 503)
+            return try .json(APIModels.Status(status: ready ? "ready" : "not_ready"), status: ready ? 200 : 503)
         case .metrics:
             try allow(request, ["GET"])
             return .text(metrics.exposition(), contentType: "text/plain; version=0.0.4; charset=utf-8")
@@ -137,7 +145,7 @@ public final class EmotionAPI: Sendable {
                 throw APIError(error)
             }
             recordStages(outcome.timings)
-            return .json(turnAnswer(outcome))
+            return try .json(turnAnswer(outcome))
         case .session(let raw):
             try allow(request, ["GET", "DELETE"])
             let id = try Self.sessionId(raw)
@@ -146,7 +154,7 @@ public final class EmotionAPI: Sendable {
                 return APIResponse(status: 204)
             }
             guard let state = engine.session(id) else { throw APIError(ConversationError.sessionNotFound(id)) }
-            return .json(session(state))
+            return try .json(session(state))
         case .analyze:
             try allow(request, ["POST"])
             let (turns, repeatTwice) = try Self.parseDialogue(request.body)
@@ -156,7 +164,7 @@ public final class EmotionAPI: Sendable {
             } catch {
                 throw APIError(error)
             }
-            return .json(self.analysis(turns, analysis))
+            return try .json(self.analysis(turns, analysis))
         default:
             throw .notFound(request.path)
         }

@@ -8,18 +8,16 @@ public struct ConversationConfiguration: Sendable, Equatable {
     public var maxSessions = 10_000
     /// A session idle this long is dropped.
     public var sessionTTL: TimeInterval = 3600
-    /// Turns one session may hold.
+    /// Turns one session (or one analysed dialogue) may hold.
     public var maxTurnsPerSession = 10_000
+    /// Byte limits on stored strings and the byte budget per session.
+    public var limits = StorageLimits()
     /// Turns waiting for inference across all sessions; beyond it new turns are refused (503).
     public var queueCapacity = 64
     /// Inference workers (each runs its products on all cores).
     public var workers = 1
     /// Turns of different sessions classified together in one batch.
     public var maxBatch = 8
-    /// Longest transcript accepted, in characters.
-    public var maxTranscriptCharacters = 10_000
-    /// Longest speaker id accepted, in characters.
-    public var maxSpeakerCharacters = 256
 
     public init() {}
 }
@@ -73,12 +71,15 @@ public final class ConversationEngine: @unchecked Sendable {
         let input: TurnInput
         let turnId: String
         let fingerprint: UInt64
+        /// What this turn adds to its session's byte budget.
+        let bytes: Int
         let enqueuedAt: DispatchTime
         var completions: [Completion]
         init(input: TurnInput, turnId: String, completion: @escaping Completion) {
             self.input = input
             self.turnId = turnId
             fingerprint = input.fingerprint
+            bytes = input.storedBytes(turnId: turnId)
             enqueuedAt = .now()
             completions = [completion]
         }
@@ -91,7 +92,12 @@ public final class ConversationEngine: @unchecked Sendable {
         var deleted = false
         /// Bumped on every change, so snapshots rewrite only what changed.
         var version = 0
-        init(state: SessionState) { self.state = state }
+        /// Bytes of the session's strings, stored and accepted (see `StorageLimits.sessionBytes`).
+        var bytes: Int
+        init(state: SessionState) {
+            self.state = state
+            bytes = state.storedBytes
+        }
     }
 
     private struct Job {
@@ -205,6 +211,11 @@ public final class ConversationEngine: @unchecked Sendable {
                                                   "too many turns are waiting for inference; retry later")))
             return
         }
+        if let refusal = budgetRefusal(sessions[sessionId], sessionId: sessionId, input, turnId: turnId) {
+            lock.unlock()
+            completion(.failure(refusal))
+            return
+        }
         let slot: Slot
         if let existing = sessions[sessionId] {
             slot = existing
@@ -228,13 +239,8 @@ public final class ConversationEngine: @unchecked Sendable {
                                             decoder: decoder, decoded: []))
             sessions[sessionId] = slot
         }
-        guard slot.state.turns.count + slot.waiting.count + (slot.inFlight == nil ? 0 : 1) < configuration.maxTurnsPerSession else {
-            lock.unlock()
-            completion(.failure(ConversationError(.invalidInput, code: "session_full",
-                                                  "the session holds its maximum of \(configuration.maxTurnsPerSession) turns")))
-            return
-        }
         let pending = Pending(input: input, turnId: turnId, completion: completion)
+        slot.bytes += pending.bytes
         waitingCount += 1
         slot.state.lastActivity = Date()
         if slot.inFlight == nil {
@@ -254,6 +260,22 @@ public final class ConversationEngine: @unchecked Sendable {
         return try result.get()
     }
 
+    /// Why a session (nil: not created yet) cannot take this turn: its turn cap or byte budget
+    /// (409 conflicts with the session's state). Called under the lock.
+    private func budgetRefusal(_ slot: Slot?, sessionId: String, _ input: TurnInput, turnId: String) -> ConversationError? {
+        let turns = slot.map { $0.state.turns.count + $0.waiting.count + ($0.inFlight == nil ? 0 : 1) } ?? 0
+        if turns >= configuration.maxTurnsPerSession {
+            return ConversationError(.conflict, code: "session_full",
+                                     "the session holds its maximum of \(configuration.maxTurnsPerSession) turns")
+        }
+        let bytes = (slot?.bytes ?? StorageLimits.bytes(sessionId)) + input.storedBytes(turnId: turnId)
+        if bytes > configuration.limits.sessionBytes {
+            return ConversationError(.conflict, code: "session_budget_exceeded",
+                                     "this turn would take the session's strings to \(bytes) UTF-8 bytes; the budget is \(configuration.limits.sessionBytes)")
+        }
+        return nil
+    }
+
     private static func conflict(_ turnId: String) -> ConversationError {
         ConversationError(.conflict, code: "turn_id_conflict",
                           "turn_id '\(turnId)' was already used for a different turn in this session")
@@ -263,21 +285,18 @@ public final class ConversationEngine: @unchecked Sendable {
         func invalid(_ code: String, _ message: String) -> ConversationError {
             ConversationError(.invalidInput, code: code, message)
         }
-        if sessionId.isEmpty { return invalid("invalid_session_id", "the session id is empty") }
+        let limits = configuration.limits
+        if sessionId.isEmpty || sessionId.utf8.count > limits.sessionIdBytes {
+            return invalid("invalid_session_id", "the session id must be 1 to \(limits.sessionIdBytes) UTF-8 bytes")
+        }
         if input.speaker.isEmpty { return invalid("invalid_speaker", "speaker must be a non-empty string") }
-        if input.speaker.count > configuration.maxSpeakerCharacters {
-            return invalid("invalid_speaker", "speaker is longer than \(configuration.maxSpeakerCharacters) characters")
-        }
-        if input.transcript.count > configuration.maxTranscriptCharacters {
-            return invalid("transcript_too_long", "transcript is longer than \(configuration.maxTranscriptCharacters) characters")
-        }
         if input.audio == nil && !input.hasTranscript {
             return invalid("empty_turn", "a turn needs audio, a transcript, or both")
         }
-        if let id = input.turnId, id.isEmpty || id.count > 256 {
-            return invalid("invalid_turn_id", "turn_id must be 1 to 256 characters")
+        if let id = input.turnId, id.isEmpty {
+            return invalid("invalid_turn_id", "turn_id must not be empty")
         }
-        return nil
+        return limits.problem(with: input)
     }
 
     // MARK: - Processing
@@ -364,6 +383,7 @@ public final class ConversationEngine: @unchecked Sendable {
     private func finish(_ job: Job, _ result: Result<TurnOutcome, ConversationError>) {
         lock.lock()
         waitingCount -= 1
+        if case .failure = result { job.slot.bytes -= job.pending.bytes }
         let completions = job.pending.completions
         job.slot.inFlight = nil
         if !job.slot.waiting.isEmpty {
@@ -400,6 +420,12 @@ public final class ConversationEngine: @unchecked Sendable {
                 completion(.failure(ConversationError(problem.category, code: problem.code, "turn \(i): \(problem.message)")))
                 return
             }
+        }
+        let bytes = turns.reduce(0) { $0 + $1.storedBytes(turnId: nil) }
+        if bytes > configuration.limits.sessionBytes {
+            completion(.failure(ConversationError(.invalidInput, code: "dialogue_too_large",
+                                                  "the dialogue's strings are \(bytes) UTF-8 bytes; the limit is \(configuration.limits.sessionBytes)")))
+            return
         }
         lock.lock()
         if draining {

@@ -73,14 +73,16 @@ public final class EmotionAPI: Sendable {
         }
     }
 
-    /// Session ids: 1-128 characters of `A-Z a-z 0-9 - _ . : @` after percent-decoding.
-    static func sessionId(_ raw: String) throws(APIError) -> String {
-        guard let id = raw.removingPercentEncoding, !id.isEmpty, id.count <= 128,
-              id.unicodeScalars.allSatisfy({ ($0.isASCII && (CharacterSet.alphanumerics.contains($0))) || "-_.:@".unicodeScalars.contains($0) })
-        else {
-            throw APIError(400, "invalid_session_id", "session ids are 1-128 characters of A-Z, a-z, 0-9, '-', '_', '.', ':', '@'")
+    /// Session ids: 1 to `maxBytes` bytes of `A-Z a-z 0-9 - _ . : @`, exactly as sent. Any `%`
+    /// is refused, so that a session has one spelling (`call%2D42` is not a second name of
+    /// `call-42`, which a balancer hashing the raw path would send to another replica).
+    static func sessionId(_ raw: String, maxBytes: Int) throws(APIError) -> String {
+        let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:@".utf8)
+        guard !raw.isEmpty, raw.utf8.count <= maxBytes, raw.utf8.allSatisfy(allowed.contains) else {
+            throw APIError(400, "invalid_session_id",
+                           "session ids are 1-\(maxBytes) bytes of A-Z, a-z, 0-9, '-', '_', '.', ':', '@', not percent-encoded")
         }
-        return id
+        return raw
     }
 
     public func handle(_ request: APIRequest) async -> APIResponse {
@@ -136,7 +138,7 @@ public final class EmotionAPI: Sendable {
             return APIResponse(status: 200, headers: [("Content-Type", "application/json")], body: modelDescription)
         case .turns(let raw):
             try allow(request, ["POST"])
-            let id = try Self.sessionId(raw)
+            let id = try Self.sessionId(raw, maxBytes: engine.configuration.limits.sessionIdBytes)
             let turn = try Self.parseTurn(request.body)
             let outcome: TurnOutcome
             do {
@@ -148,7 +150,7 @@ public final class EmotionAPI: Sendable {
             return try .json(turnAnswer(outcome))
         case .session(let raw):
             try allow(request, ["GET", "DELETE"])
-            let id = try Self.sessionId(raw)
+            let id = try Self.sessionId(raw, maxBytes: engine.configuration.limits.sessionIdBytes)
             if request.method == "DELETE" {
                 guard engine.deleteSession(id) else { throw APIError(ConversationError.sessionNotFound(id)) }
                 return APIResponse(status: 204)

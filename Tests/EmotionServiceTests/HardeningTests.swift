@@ -29,7 +29,7 @@ struct LoggedHost {
         options.snapshotInterval = 0
         configure(&options)
         logFile = FileManager.default.temporaryDirectory.appendingPathComponent("hardening-\(UUID()).log")
-        FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
         let output = try FileHandle(forWritingTo: logFile)
         let engine = try ConversationEngine(classifier: try makeClassifier(), encoder: encoder,
                                             ded: try DEDParameters(p0: 0.2), configuration: options.conversation)
@@ -116,5 +116,61 @@ func errorMessage(_ body: [String: Any]) -> String? { (body["error"] as? [String
         for (id, _, _) in requests {
             #expect(lines.contains { $0.contains(#""request_id":"\#(id)""#) }, "the detail is logged with the request id: \(log)")
         }
+    }
+
+    @Test func everyStoredStringHasAByteLimitOverHTTP() async throws {
+        let service = try LoggedHost { $0.conversation.limits.sessionBytes = 2_000; $0.conversation.maxTurnsPerSession = 3 }
+        let client = try LoopbackClient(port: service.port)
+        // One Character each, but 2,001 and 40,001 UTF-8 bytes.
+        let heavy = "a" + String(repeating: "\u{0301}", count: 1_000)
+        let heavier = "a" + String(repeating: "\u{0301}", count: 20_000)
+        let refused: [(String, String)] = [
+            (#"{"speaker": "\#(heavy)", "transcript": "hi"}"#, "speaker_too_long"),
+            (#"{"speaker": "A", "transcript": "\#(heavier)"}"#, "transcript_too_long"),
+            (#"{"speaker": "A", "transcript": "hi", "turn_id": "\#(heavy)"}"#, "turn_id_too_long"),
+            (#"{"speaker": "A", "transcript": "hi", "timestamp": "\#(String(repeating: "9", count: 100_000))"}"#, "timestamp_too_long"),
+        ]
+        for (json, code) in refused {
+            let turn = client.request("POST", "/v1/sessions/limits/turns", json: json)
+            #expect(turn.status == 422 && errorCode(turn.body) == code, "\(code): \(turn.status) \(turn.body)")
+            let dialogue = client.request("POST", "/v1/dialogues/analyze",
+                                          json: #"{"turns": [\#(json.replacingOccurrences(of: #", "turn_id": "\#(heavy)""#, with: ""))]}"#)
+            if code != "turn_id_too_long" {
+                #expect(dialogue.status == 422 && errorCode(dialogue.body) == code, "analyze \(code): \(dialogue.status) \(dialogue.body)")
+            }
+        }
+        #expect(client.request("GET", "/v1/sessions/limits").status == 404, "a refused turn created the session")
+
+        // Session ids: bytes, and one spelling only.
+        #expect(client.request("POST", "/v1/sessions/call-42/turns", json: #"{"speaker": "A", "transcript": "hi"}"#).status == 200)
+        for id in ["call%2D42", "call%2d42", "%63all-42", String(repeating: "x", count: 129)] {
+            let get = client.request("GET", "/v1/sessions/\(id)")
+            #expect(get.status == 400 && errorCode(get.body) == "invalid_session_id", "\(id): \(get.status)")
+            let post = client.request("POST", "/v1/sessions/\(id)/turns", json: #"{"speaker": "A", "transcript": "hi"}"#)
+            #expect(post.status == 400 && errorCode(post.body) == "invalid_session_id", "\(id): \(post.status)")
+        }
+        #expect(client.request("GET", "/v1/sessions/" + String(repeating: "x", count: 128)).status == 404)
+
+        // The session's byte budget and turn cap: 409, and nothing is stored.
+        let words = String(repeating: "w", count: 900)
+        for expected in [200, 200, 409] {
+            let r = client.request("POST", "/v1/sessions/budget/turns", json: #"{"speaker": "A", "transcript": "\#(words)"}"#)
+            #expect(r.status == expected, "\(r.body)")
+            if expected == 409 { #expect(errorCode(r.body) == "session_budget_exceeded") }
+        }
+        #expect((client.request("GET", "/v1/sessions/budget").body["turns"] as? [Any])?.count == 2)
+        for expected in [200, 200, 200, 409] {
+            let r = client.request("POST", "/v1/sessions/cap/turns", json: #"{"speaker": "A", "transcript": "hi"}"#)
+            #expect(r.status == expected, "\(r.body)")
+            if expected == 409 { #expect(errorCode(r.body) == "session_full") }
+        }
+        // A whole dialogue has the same budget and cap, refused as unusable content.
+        let big = Array(repeating: #"{"speaker": "A", "transcript": "\#(words)"}"#, count: 3).joined(separator: ",")
+        let large = client.request("POST", "/v1/dialogues/analyze", json: #"{"turns": [\#(big)]}"#)
+        #expect(large.status == 422 && errorCode(large.body) == "dialogue_too_large", "\(large.body)")
+        let many = Array(repeating: #"{"speaker": "A", "transcript": "hi"}"#, count: 4).joined(separator: ",")
+        let long = client.request("POST", "/v1/dialogues/analyze", json: #"{"turns": [\#(many)]}"#)
+        #expect(long.status == 422 && errorCode(long.body) == "dialogue_too_long", "\(long.body)")
+        await service.stop()
     }
 }

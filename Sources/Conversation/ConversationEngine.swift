@@ -101,7 +101,7 @@ public final class ConversationEngine: @unchecked Sendable {
     }
 
     private struct Job {
-        let sessionId: String
+        let key: SessionKey
         let slot: Slot
         let pending: Pending
     }
@@ -120,7 +120,7 @@ public final class ConversationEngine: @unchecked Sendable {
     }
 
     private let lock = NSLock()
-    private var sessions: [String: Slot] = [:]
+    private var sessions: [SessionKey: Slot] = [:]
     private var waitingCount = 0
     private var draining = false
     private var queue: WorkQueue<Work>!
@@ -166,8 +166,11 @@ public final class ConversationEngine: @unchecked Sendable {
 
     // MARK: - Turns
 
-    /// Posts a turn; `completion` is called once, on an inference thread.
-    public func submit(sessionId: String, turn input: TurnInput, completion: @escaping Completion) {
+    /// Posts a turn to session `sessionId` of `namespace`; `completion` is called once, on an
+    /// inference thread.
+    public func submit(sessionId: String, namespace: String = SessionKey.defaultNamespace, turn input: TurnInput,
+                       completion: @escaping Completion) {
+        let key = SessionKey(namespace: namespace, id: sessionId)
         if let problem = validate(sessionId: sessionId, input) {
             completion(.failure(problem))
             return
@@ -180,7 +183,7 @@ public final class ConversationEngine: @unchecked Sendable {
             return
         }
         // An id seen before: replay, join the running attempt, or refuse a different turn.
-        if input.turnId != nil, let slot = sessions[sessionId] {
+        if input.turnId != nil, let slot = sessions[key] {
             let fingerprint = input.fingerprint
             if let stored = slot.state.turn(withId: turnId) {
                 let state = slot.state
@@ -211,13 +214,13 @@ public final class ConversationEngine: @unchecked Sendable {
                                                   "too many turns are waiting for inference; retry later")))
             return
         }
-        if let refusal = budgetRefusal(sessions[sessionId], sessionId: sessionId, input, turnId: turnId) {
+        if let refusal = budgetRefusal(sessions[key], sessionId: sessionId, input, turnId: turnId) {
             lock.unlock()
             completion(.failure(refusal))
             return
         }
         let slot: Slot
-        if let existing = sessions[sessionId] {
+        if let existing = sessions[key] {
             slot = existing
         } else {
             if sessions.count >= configuration.maxSessions { expireIdleLocked(now: Date()) }
@@ -235,9 +238,9 @@ public final class ConversationEngine: @unchecked Sendable {
                 completion(.failure(ConversationError(.internal, code: "decoder_unavailable", "cannot create the decoder")))
                 return
             }
-            slot = Slot(state: SessionState(id: sessionId, createdAt: now, lastActivity: now, turns: [],
-                                            decoder: decoder, decoded: []))
-            sessions[sessionId] = slot
+            slot = Slot(state: SessionState(id: sessionId, namespace: namespace, createdAt: now, lastActivity: now,
+                                            turns: [], decoder: decoder, decoded: []))
+            sessions[key] = slot
         }
         let pending = Pending(input: input, turnId: turnId, completion: completion)
         slot.bytes += pending.bytes
@@ -245,7 +248,7 @@ public final class ConversationEngine: @unchecked Sendable {
         slot.state.lastActivity = Date()
         if slot.inFlight == nil {
             slot.inFlight = pending
-            _ = queue.enqueue(.turn(Job(sessionId: sessionId, slot: slot, pending: pending)), force: true)
+            _ = queue.enqueue(.turn(Job(key: key, slot: slot, pending: pending)), force: true)
         } else {
             slot.waiting.append(pending)
         }
@@ -253,9 +256,10 @@ public final class ConversationEngine: @unchecked Sendable {
     }
 
     /// Async form of `submit`.
-    public func submit(sessionId: String, turn: TurnInput) async throws(ConversationError) -> TurnOutcome {
+    public func submit(sessionId: String, namespace: String = SessionKey.defaultNamespace,
+                       turn: TurnInput) async throws(ConversationError) -> TurnOutcome {
         let result: Result<TurnOutcome, ConversationError> = await withCheckedContinuation { continuation in
-            submit(sessionId: sessionId, turn: turn) { continuation.resume(returning: $0) }
+            submit(sessionId: sessionId, namespace: namespace, turn: turn) { continuation.resume(returning: $0) }
         }
         return try result.get()
     }
@@ -374,7 +378,7 @@ public final class ConversationEngine: @unchecked Sendable {
             lock.unlock()
             let revised = zip(previous, state.decoded).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
             timings.total = Self.milliseconds(since: job.pending.enqueuedAt)
-            finish(job, .success(TurnOutcome(sessionId: job.sessionId, turn: turn, decoded: state.decoded,
+            finish(job, .success(TurnOutcome(sessionId: job.key.id, turn: turn, decoded: state.decoded,
                                              revised: revised, timings: timings, replayed: false)))
         }
     }
@@ -389,7 +393,7 @@ public final class ConversationEngine: @unchecked Sendable {
         if !job.slot.waiting.isEmpty {
             let next = job.slot.waiting.removeFirst()
             job.slot.inFlight = next
-            _ = queue.enqueue(.turn(Job(sessionId: job.sessionId, slot: job.slot, pending: next)), force: true)
+            _ = queue.enqueue(.turn(Job(key: job.key, slot: job.slot, pending: next)), force: true)
         }
         lock.unlock()
         for c in completions { c(result) }
@@ -543,16 +547,20 @@ public final class ConversationEngine: @unchecked Sendable {
 
     // MARK: - Sessions
 
-    /// A copy of a session's state (nil if unknown).
-    public func session(_ id: String) -> SessionState? {
+    /// A copy of a session's state (nil if unknown in that namespace).
+    public func session(_ id: String, namespace: String = SessionKey.defaultNamespace) -> SessionState? {
         lock.lock(); defer { lock.unlock() }
-        return sessions[id]?.state
+        return sessions[SessionKey(namespace: namespace, id: id)]?.state
     }
 
-    /// Removes a session; turns still waiting fail with `session_deleted`. False if unknown.
-    public func deleteSession(_ id: String) -> Bool {
+    /// Removes a session; turns still waiting fail with `session_deleted`. False if unknown in
+    /// that namespace.
+    public func deleteSession(_ id: String, namespace: String = SessionKey.defaultNamespace) -> Bool {
         lock.lock()
-        guard let slot = sessions.removeValue(forKey: id) else { lock.unlock(); return false }
+        guard let slot = sessions.removeValue(forKey: SessionKey(namespace: namespace, id: id)) else {
+            lock.unlock()
+            return false
+        }
         slot.deleted = true
         let dropped = slot.waiting
         slot.waiting.removeAll()
@@ -593,21 +601,22 @@ public final class ConversationEngine: @unchecked Sendable {
         return sessions.values.map(\.state)
     }
 
-    /// Sessions whose version differs from `known` (id -> version last written), with their
-    /// versions, and the ids of all current sessions (so a writer can remove files of the rest).
-    public func changes(since known: [String: Int]) -> (changed: [(state: SessionState, version: Int)], current: Set<String>) {
+    /// Sessions whose version differs from `known` (key -> version last written), with their
+    /// versions, and the keys of all current sessions (so a writer can remove files of the rest).
+    public func changes(since known: [SessionKey: Int])
+        -> (changed: [(state: SessionState, version: Int)], current: Set<SessionKey>) {
         lock.lock(); defer { lock.unlock() }
-        let changed = sessions.values.filter { known[$0.state.id] != $0.version }.map { ($0.state, $0.version) }
+        let changed = sessions.values.filter { known[$0.state.key] != $0.version }.map { ($0.state, $0.version) }
         return (changed, Set(sessions.keys))
     }
 
-    /// Adds sessions read back from disk (existing ids are kept as they are).
+    /// Adds sessions read back from disk, each into its namespace (existing ones are kept as they are).
     public func restore(_ states: [SessionState]) {
         lock.lock(); defer { lock.unlock() }
-        for state in states where sessions[state.id] == nil {
+        for state in states where sessions[state.key] == nil {
             let slot = Slot(state: state)
             slot.version = 1
-            sessions[state.id] = slot
+            sessions[state.key] = slot
         }
     }
 

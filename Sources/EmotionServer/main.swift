@@ -17,7 +17,7 @@ struct EmotionServer: AsyncParsableCommand {
     @Option(help: "Model package directory (EMOTION_MODEL).") var model: String?
     @Option(help: "Directory where sessions are written on SIGTERM and periodically, and read at start (EMOTION_STATE_DIR).") var stateDir: String?
     @Option(help: "Seconds between session snapshots; 0 writes only at shutdown (EMOTION_SNAPSHOT_INTERVAL).") var snapshotInterval: Double?
-    @Option(help: "File with API keys, one per line (EMOTION_API_KEYS_FILE). EMOTION_API_KEYS may hold comma-separated keys.") var apiKeysFile: String?
+    @Option(help: "File with API keys, one entry per line: KEY, TENANT:KEY or admin:KEY (EMOTION_API_KEYS_FILE). EMOTION_API_KEYS may hold comma-separated entries. Given but missing, unreadable or empty: the server does not start (exit 2).") var apiKeysFile: String?
     @Option(help: "TLS certificate chain (PEM) (EMOTION_TLS_CERT).") var tlsCert: String?
     @Option(help: "TLS private key (PEM) (EMOTION_TLS_KEY).") var tlsKey: String?
     @Option(help: "Maximum sessions held (EMOTION_MAX_SESSIONS).") var maxSessions: Int?
@@ -93,18 +93,23 @@ struct EmotionServer: AsyncParsableCommand {
         options.snapshotInterval = try value(snapshotInterval, "SNAPSHOT_INTERVAL", 30.0)
         options.drainTimeout = try value(drainTimeout, "DRAIN_TIMEOUT", 30.0)
         options.replicaId = replicaId ?? env("REPLICA_ID")
-        var keys: [String] = (env("API_KEYS") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        if let file = apiKeysFile ?? env("API_KEYS_FILE") {
-            keys += try APIKeys.keys(inFile: file)
+        // Auth fails closed: a key file or EMOTION_API_KEYS that is given (even empty) but yields
+        // no usable key stops the server here, before the model is loaded.
+        let environment = ProcessInfo.processInfo.environment
+        do {
+            options.apiKeys = try APIKeys.configured(file: apiKeysFile ?? environment["EMOTION_API_KEYS_FILE"],
+                                                     inline: environment["EMOTION_API_KEYS"])
+        } catch {
+            logger.error("refusing to start: the configured API keys are unusable", ["problem": "\(error)"])
+            throw ExitCode(2)
         }
-        options.apiKeys = APIKeys(keys)
         let modelPath = model ?? env("MODEL") ?? "Models/default"
         let maxAudio = try value(maxAudioSeconds, "MAX_AUDIO_SECONDS", 120.0)
 
         logger.info("configuration", [
             "host": options.http.host, "port": options.http.port, "model": modelPath,
             "state_dir": options.stateDirectory?.path ?? NSNull(), "snapshot_interval_s": options.snapshotInterval,
-            "tls": options.http.tls != nil, "api_keys": options.apiKeys.isEnabled ? "\(keys.count) configured" : "off",
+            "tls": options.http.tls != nil, "api_keys": options.apiKeys.isEnabled ? "\(options.apiKeys.tenants.count) tenants" : "off",
             "max_sessions": options.conversation.maxSessions, "session_ttl_s": options.conversation.sessionTTL,
             "queue_capacity": options.conversation.queueCapacity, "max_batch": options.conversation.maxBatch,
             "max_turns_per_session": options.conversation.maxTurnsPerSession, "max_session_bytes": limits.sessionBytes,

@@ -20,7 +20,7 @@ public final class EmotionAPI: Sendable {
     ///   - modelDescription: any Encodable served as `GET /v1/model`.
     ///   - readiness: false while loading or draining (`/readyz` answers 503).
     ///   - logger: where the detail of internal errors goes.
-    public init<M: Encodable>(engine: ConversationEngine, modelDescription: M, apiKeys: APIKeys = APIKeys([]),
+    public init<M: Encodable>(engine: ConversationEngine, modelDescription: M, apiKeys: APIKeys = .none,
                               metrics: Metrics = Metrics(), logger: JSONLogger = JSONLogger(),
                               readiness: @escaping @Sendable () -> Bool) {
         self.engine = engine
@@ -127,7 +127,7 @@ public final class EmotionAPI: Sendable {
         default:
             break
         }
-        try apiKeys.check(request.header("Authorization"))
+        let caller = try apiKeys.tenant(for: request.header("Authorization"))
         if request.method == "POST", let type = request.header("Content-Type"),
            type.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() != "application/json" {
             throw APIError(415, "unsupported_media_type", "the body must be application/json, not '\(type)'")
@@ -139,10 +139,11 @@ public final class EmotionAPI: Sendable {
         case .turns(let raw):
             try allow(request, ["POST"])
             let id = try Self.sessionId(raw, maxBytes: engine.configuration.limits.sessionIdBytes)
+            let namespace = try self.namespace(of: caller, request)
             let turn = try Self.parseTurn(request.body)
             let outcome: TurnOutcome
             do {
-                outcome = try await engine.submit(sessionId: id, turn: turn)
+                outcome = try await engine.submit(sessionId: id, namespace: namespace, turn: turn)
             } catch {
                 throw APIError(error)
             }
@@ -151,11 +152,17 @@ public final class EmotionAPI: Sendable {
         case .session(let raw):
             try allow(request, ["GET", "DELETE"])
             let id = try Self.sessionId(raw, maxBytes: engine.configuration.limits.sessionIdBytes)
+            let namespace = try self.namespace(of: caller, request)
+            // Another tenant's session is answered exactly as a missing one.
             if request.method == "DELETE" {
-                guard engine.deleteSession(id) else { throw APIError(ConversationError.sessionNotFound(id)) }
+                guard engine.deleteSession(id, namespace: namespace) else {
+                    throw APIError(ConversationError.sessionNotFound(id))
+                }
                 return APIResponse(status: 204)
             }
-            guard let state = engine.session(id) else { throw APIError(ConversationError.sessionNotFound(id)) }
+            guard let state = engine.session(id, namespace: namespace) else {
+                throw APIError(ConversationError.sessionNotFound(id))
+            }
             return try .json(session(state))
         case .analyze:
             try allow(request, ["POST"])
@@ -170,6 +177,20 @@ public final class EmotionAPI: Sendable {
         default:
             throw .notFound(request.path)
         }
+    }
+
+    /// The namespace a session request acts in: the caller's tenant, or with an admin key the
+    /// tenant named by `X-Tenant`. A non-admin naming another tenant is refused (403); without
+    /// API keys the header is ignored (one namespace).
+    func namespace(of caller: Tenant, _ request: APIRequest) throws(APIError) -> String {
+        guard apiKeys.isEnabled, let asked = request.header("X-Tenant"), asked != caller.name else { return caller.name }
+        guard caller.isAdmin else {
+            throw APIError(403, "tenant_forbidden", "only an admin key may act for another tenant")
+        }
+        guard Tenant.isValidName(asked) else {
+            throw APIError(400, "invalid_tenant", "X-Tenant must be 1-64 of A-Z, a-z, 0-9, '.', '_', '-'")
+        }
+        return asked
     }
 
     private func recordStages(_ t: TurnTimings) {

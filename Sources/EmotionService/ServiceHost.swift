@@ -15,7 +15,7 @@ public final class ServiceHost: @unchecked Sendable {
         public var stateDirectory: URL?
         public var snapshotInterval: TimeInterval = 30
         public var drainTimeout: TimeInterval = 30
-        public var apiKeys = APIKeys([])
+        public var apiKeys = APIKeys.none
         public var replicaId: String?
         public init() {}
     }

@@ -237,6 +237,28 @@ import Testing
         #expect(large?.code == "dialogue_too_large" && large?.category == .invalidInput)
     }
 
+    @Test func namespacesKeepOneIdApartInMemoryAndOnDisk() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("namespaces-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let engine = try engine()
+        _ = try await engine.submit(sessionId: "call-42", namespace: "acme", turn: script[0])
+        _ = try await engine.submit(sessionId: "call-42", namespace: "globex", turn: script[1])
+        _ = try await engine.submit(sessionId: "call-42", namespace: "globex", turn: script[3])
+        #expect(engine.session("call-42") == nil)
+        #expect(engine.session("call-42", namespace: "acme")?.turns.map(\.turnId) == ["a"])
+        #expect(engine.session("call-42", namespace: "globex")?.turns.map(\.turnId) == ["b", "d"])
+        #expect(!engine.deleteSession("call-42"))
+        #expect(!engine.deleteSession("call-42", namespace: "initech"))
+        try SessionSnapshotStore(directory: directory).write(engine)
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        #expect(Set(names) == [SessionSnapshotStore.fileName(for: SessionKey(namespace: "acme", id: "call-42")),
+                               SessionSnapshotStore.fileName(for: SessionKey(namespace: "globex", id: "call-42"))])
+        let restarted = try self.engine()
+        restarted.restore(SessionSnapshotStore(directoryUnchecked: directory).read().sessions)
+        #expect(restarted.session("call-42", namespace: "acme") == engine.session("call-42", namespace: "acme"))
+        #expect(restarted.session("call-42", namespace: "globex") == engine.session("call-42", namespace: "globex"))
+    }
+
     @Test func deleteDropsTheSessionAndItsWaitingTurns() throws {
         let gate = DispatchSemaphore(value: 0)
         let engine = try engine(FakeEncoder(gate: gate))

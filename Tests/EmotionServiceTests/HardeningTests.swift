@@ -2,6 +2,7 @@ import Conversation
 import DialogicalEmotionDecoder
 import Foundation
 import ConversationTestSupport
+import ModelPackage
 import Testing
 @testable import EmotionService
 
@@ -172,5 +173,144 @@ func errorMessage(_ body: [String: Any]) -> String? { (body["error"] as? [String
         let long = client.request("POST", "/v1/dialogues/analyze", json: #"{"turns": [\#(many)]}"#)
         #expect(long.status == 422 && errorCode(long.body) == "dialogue_too_long", "\(long.body)")
         await service.stop()
+    }
+
+    static let keys = ["plain-key-1", "acme:acme-key", "acme:acme-key-2", "globex:globex-key", "admin:root-key"]
+
+    func session(_ client: LoopbackClient, _ id: String, key: String, tenant: String? = nil, method: String = "GET")
+        -> (status: Int, headers: [String: String], body: [String: Any]) {
+        client.request(method, "/v1/sessions/\(id)", headers: ["Authorization: Bearer \(key)"] + (tenant.map { ["X-Tenant: \($0)"] } ?? []))
+    }
+
+    func post(_ client: LoopbackClient, _ id: String, key: String, _ text: String, tenant: String? = nil) -> Int {
+        client.request("POST", "/v1/sessions/\(id)/turns", json: #"{"speaker": "A", "transcript": "\#(text)"}"#,
+                       headers: ["Authorization: Bearer \(key)"] + (tenant.map { ["X-Tenant: \($0)"] } ?? [])).status
+    }
+
+    func transcripts(_ r: (status: Int, headers: [String: String], body: [String: Any])) -> [String] {
+        (r.body["turns"] as? [[String: Any]])?.compactMap { $0["transcript"] as? String } ?? []
+    }
+
+    @Test func aKeySeesPostsToAndDeletesOnlyItsTenantsSessions() async throws {
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("tenants-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: state) }
+        let keys = try APIKeys(Self.keys)
+        let first = try LoggedHost(stateDirectory: state) { $0.apiKeys = keys }
+        let client = try LoopbackClient(port: first.port)
+        let missing = session(client, "call-42", key: "globex-key")
+        #expect(post(client, "call-42", key: "acme-key", "acme's words") == 200)
+        // Another tenant's session is answered exactly as a missing one, for every method.
+        let foreign = session(client, "call-42", key: "globex-key")
+        #expect(foreign.status == 404 && NSDictionary(dictionary: foreign.body).isEqual(to: missing.body), "\(foreign.body)")
+        #expect(session(client, "call-42", key: "plain-key-1").status == 404)
+        #expect(session(client, "call-42", key: "globex-key", method: "DELETE").status == 404)
+        #expect(transcripts(session(client, "call-42", key: "acme-key-2")) == ["acme's words"], "a second key of the tenant")
+        // The same id posted by another tenant is another session.
+        #expect(post(client, "call-42", key: "globex-key", "globex's words") == 200)
+        #expect(transcripts(session(client, "call-42", key: "globex-key")) == ["globex's words"])
+        #expect(transcripts(session(client, "call-42", key: "acme-key")) == ["acme's words"])
+        // X-Tenant: refused for a tenant key, honoured for an admin key.
+        let forbidden = session(client, "call-42", key: "acme-key", tenant: "globex")
+        #expect(forbidden.status == 403 && errorCode(forbidden.body) == "tenant_forbidden")
+        #expect(session(client, "call-42", key: "acme-key", tenant: "acme").status == 200)
+        #expect(session(client, "call-42", key: "root-key").status == 404, "the admin's own namespace")
+        #expect(transcripts(session(client, "call-42", key: "root-key", tenant: "acme")) == ["acme's words"])
+        #expect(session(client, "call-42", key: "root-key", tenant: "bad/name").status == 400)
+        #expect(post(client, "other", key: "plain-key-1", "plain words") == 200)
+        let plainTenant = "key-" + SHA256Digest.hex(of: Data("plain-key-1".utf8)).prefix(12)
+        #expect(transcripts(session(client, "other", key: "root-key", tenant: plainTenant)) == ["plain words"])
+        _ = await first.stop()
+
+        // Snapshot files do not collide and carry no ids in their names; each session restores
+        // into its own namespace.
+        let files = try FileManager.default.contentsOfDirectory(atPath: state.path).filter { $0.hasSuffix(".session.json") }
+        #expect(files.count == 3, "\(files)")
+        #expect(files.allSatisfy { $0.count == 64 + ".session.json".count && !$0.contains("call") })
+        let second = try LoggedHost(stateDirectory: state) { $0.apiKeys = keys }
+        let client2 = try LoopbackClient(port: second.port)
+        #expect(transcripts(session(client2, "call-42", key: "acme-key")) == ["acme's words"])
+        #expect(transcripts(session(client2, "call-42", key: "globex-key")) == ["globex's words"])
+        #expect(session(client2, "other", key: "acme-key").status == 404)
+        #expect(session(client2, "call-42", key: "acme-key", method: "DELETE").status == 204)
+        #expect(transcripts(session(client2, "call-42", key: "globex-key")) == ["globex's words"])
+        await second.stop()
+    }
+
+    @Test func preNamespaceSnapshotFilesRestoreIntoTheDefaultNamespace() async throws {
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("legacy-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: state) }
+        let first = try LoggedHost(stateDirectory: state)
+        let client = try LoopbackClient(port: first.port)
+        #expect(client.request("POST", "/v1/sessions/call-7/turns", json: #"{"speaker": "A", "transcript": "old words"}"#).status == 200)
+        await first.stop()
+        // Turn the file into what the previous release wrote: named by the id's hex, no namespace inside.
+        let written = try #require(try FileManager.default.contentsOfDirectory(atPath: state.path).first { $0.hasSuffix(".session.json") })
+        var object = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: state.appendingPathComponent(written))) as? [String: Any])
+        object["namespace"] = nil
+        try FileManager.default.removeItem(at: state.appendingPathComponent(written))
+        let legacy = Array("call-7".utf8).map { String(format: "%02x", $0) }.joined() + ".session.json"
+        try JSONSerialization.data(withJSONObject: object).write(to: state.appendingPathComponent(legacy))
+
+        // Without keys, as before; the file is migrated to its new name.
+        let second = try LoggedHost(stateDirectory: state)
+        let client2 = try LoopbackClient(port: second.port)
+        #expect(transcripts(client2.request("GET", "/v1/sessions/call-7")) == ["old words"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: state.path).filter { $0.hasSuffix(".session.json") } == [written])
+        await second.stop()
+        // With keys, the tenant named `default` owns it.
+        let legacyKeys = try APIKeys(["default:old-clients", "other-key"])
+        let third = try LoggedHost(stateDirectory: state) { $0.apiKeys = legacyKeys }
+        let client3 = try LoopbackClient(port: third.port)
+        #expect(transcripts(session(client3, "call-7", key: "old-clients")) == ["old words"])
+        #expect(session(client3, "call-7", key: "other-key").status == 404)
+        await third.stop()
+    }
+}
+
+/// The real `emotion-server`: configured API keys that yield no key stop it at start.
+@Suite(.serialized) struct AuthFailsClosedTests {
+    /// Runs the server; its exit status (nil if it was still running after `seconds`) and log.
+    func run(_ arguments: [String], environment extra: [String: String] = [:], seconds: Double = 30) throws -> (status: Int32?, log: String) {
+        let process = Process()
+        process.executableURL = try ServerProcessTests.binary()
+        process.arguments = ["--model", EndToEndTests.model.path, "--port", "0"] + arguments
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("EMOTION_") }
+        environment.merge(extra) { $1 }
+        process.environment = environment
+        let stderr = Pipe()
+        process.standardError = stderr
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        try process.run()
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        let running = process.isRunning
+        if running { process.terminate() }
+        process.waitUntilExit()
+        let log = String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        return (running ? nil : process.terminationStatus, log)
+    }
+
+    @Test func unusableKeysStopTheServerAtStart() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("keys-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let empty = directory.appendingPathComponent("empty"), comments = directory.appendingPathComponent("comments")
+        try Data().write(to: empty)
+        try Data("# keys go here\n\n   \n".utf8).write(to: comments)
+        let cases: [(arguments: [String], environment: [String: String], says: String)] = [
+            (["--api-keys-file", directory.appendingPathComponent("missing").path], [:], "cannot read"),
+            (["--api-keys-file", directory.path], [:], "cannot read"),  // a directory: unreadable as a file
+            (["--api-keys-file", empty.path], [:], "holds no keys"),
+            ([], ["EMOTION_API_KEYS_FILE": comments.path], "holds no keys"),
+            ([], ["EMOTION_API_KEYS_FILE": ""], "empty"),
+            ([], ["EMOTION_API_KEYS": ""], "holds no keys"),
+            ([], ["EMOTION_API_KEYS": " , "], "holds no keys"),
+        ]
+        for c in cases {
+            let (status, log) = try run(c.arguments, environment: c.environment)
+            #expect(status != nil && status != 0, "\(c.arguments) \(c.environment) kept running or exited 0: \(log)")
+            #expect(log.contains("refusing to start") && log.contains(c.says), "\(c.arguments) \(c.environment): \(log)")
+            #expect(!log.contains("\"listening\""), "\(log)")
+        }
     }
 }

@@ -103,7 +103,7 @@ struct OpenAPISpec {
         options.http.limits.maxBodyBytes = 64 * 1024
         options.http.limits.maxRequestLineBytes = 1024
         options.conversation.maxSessions = 3
-        options.apiKeys = APIKeys(apiKeys)
+        options.apiKeys = try APIKeys(apiKeys)
         let engine = try ConversationEngine(classifier: try makeClassifier(), encoder: FakeEncoder(),
                                             ded: try DEDParameters(p0: 0.2), configuration: options.conversation)
         return try ServiceHost(engine: engine, description: ["name": "spec-test"], options: options,

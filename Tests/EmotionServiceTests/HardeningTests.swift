@@ -22,12 +22,7 @@ struct LoggedHost {
 
     init(encoder: TurnEncoder = FakeEncoder(), stateDirectory: URL? = nil,
          configure: (inout ServiceHost.Options) -> Void = { _ in }) throws {
-        var options = ServiceHost.Options()
-        options.http.port = 0
-        options.http.limits.lengthRequiredMethods = ["POST"]
-        options.http.limits.maxBodyBytes = 256 * 1024
-        options.stateDirectory = stateDirectory
-        options.snapshotInterval = 0
+        var options = ServiceHost.Options.loopback(maxBodyBytes: 256 * 1024, stateDirectory: stateDirectory)
         configure(&options)
         logFile = FileManager.default.temporaryDirectory.appendingPathComponent("hardening-\(UUID()).log")
         _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)

@@ -59,7 +59,7 @@ let package = Package(
         .target(name: "XLSTM", dependencies: ["Numerics"]),
         .target(name: "GatedXLSTM", dependencies: ["Numerics", "ModelPackage", "XLSTM"]),
         .target(name: "DialogicalEmotionDecoder"),
-        .target(name: "Conversation", dependencies: ["GatedXLSTM", "DialogicalEmotionDecoder"]),
+        .target(name: "Conversation", dependencies: ["GatedXLSTM", "DialogicalEmotionDecoder", "ModelPackage"]),
 
         // A model package loaded into a conversation engine (turn embedder, classifier, DED):
         // what the server serves and the CLI evaluates.
@@ -68,7 +68,7 @@ let package = Package(
 
         // Tools: the HTTP service and server, the command line.
         .target(name: "HTTPServer", dependencies: ["COpenSSL"]),
-        .target(name: "EmotionService", dependencies: ["ServingPipeline", "Conversation", "GatedXLSTM",
+        .target(name: "EmotionService", dependencies: ["ServingPipeline", "Conversation", "GatedXLSTM", "ModelPackage",
                                                        "DialogicalEmotionDecoder", "HTTPServer"]),
         .executableTarget(name: "EmotionServer",
                           dependencies: ["EmotionService", "HTTPServer",
@@ -102,7 +102,7 @@ let package = Package(
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "COpenSSL"]),
         .testTarget(name: "ServingPipelineTests", dependencies: ["ServingPipeline", "Conversation", "ModelPackage",
                                                                  "TestSupport"]),
-        .testTarget(name: "EmotionServiceTests", dependencies: ["EmotionService", "Conversation", "DialogicalEmotionDecoder",
+        .testTarget(name: "EmotionServiceTests", dependencies: ["EmotionService", "Conversation", "DialogicalEmotionDecoder", "ModelPackage",
                                                                 "Yams", "ConversationTestSupport"]),
         .target(name: "ConversationTestSupport", dependencies: ["Conversation", "GatedXLSTM", "Numerics"],
                 path: "Tests/ConversationTestSupport"),

@@ -8,18 +8,16 @@ public struct ConversationConfiguration: Sendable, Equatable {
     public var maxSessions = 10_000
     /// A session idle this long is dropped.
     public var sessionTTL: TimeInterval = 3600
-    /// Turns one session may hold.
+    /// Turns one session (or one analysed dialogue) may hold.
     public var maxTurnsPerSession = 10_000
+    /// Byte limits on stored strings and the byte budget per session.
+    public var limits = StorageLimits()
     /// Turns waiting for inference across all sessions; beyond it new turns are refused (503).
     public var queueCapacity = 64
     /// Inference workers (each runs its products on all cores).
     public var workers = 1
     /// Turns of different sessions classified together in one batch.
     public var maxBatch = 8
-    /// Longest transcript accepted, in characters.
-    public var maxTranscriptCharacters = 10_000
-    /// Longest speaker id accepted, in characters.
-    public var maxSpeakerCharacters = 256
 
     public init() {}
 }
@@ -73,12 +71,15 @@ public final class ConversationEngine: @unchecked Sendable {
         let input: TurnInput
         let turnId: String
         let fingerprint: UInt64
+        /// What this turn adds to its session's byte budget.
+        let bytes: Int
         let enqueuedAt: DispatchTime
         var completions: [Completion]
         init(input: TurnInput, turnId: String, completion: @escaping Completion) {
             self.input = input
             self.turnId = turnId
             fingerprint = input.fingerprint
+            bytes = input.storedBytes(turnId: turnId)
             enqueuedAt = .now()
             completions = [completion]
         }
@@ -91,11 +92,16 @@ public final class ConversationEngine: @unchecked Sendable {
         var deleted = false
         /// Bumped on every change, so snapshots rewrite only what changed.
         var version = 0
-        init(state: SessionState) { self.state = state }
+        /// Bytes of the session's strings, stored and accepted (see `StorageLimits.sessionBytes`).
+        var bytes: Int
+        init(state: SessionState) {
+            self.state = state
+            bytes = state.storedBytes
+        }
     }
 
     private struct Job {
-        let sessionId: String
+        let key: SessionKey
         let slot: Slot
         let pending: Pending
     }
@@ -114,7 +120,7 @@ public final class ConversationEngine: @unchecked Sendable {
     }
 
     private let lock = NSLock()
-    private var sessions: [String: Slot] = [:]
+    private var sessions: [SessionKey: Slot] = [:]
     private var waitingCount = 0
     private var draining = false
     private var queue: WorkQueue<Work>!
@@ -160,8 +166,11 @@ public final class ConversationEngine: @unchecked Sendable {
 
     // MARK: - Turns
 
-    /// Posts a turn; `completion` is called once, on an inference thread.
-    public func submit(sessionId: String, turn input: TurnInput, completion: @escaping Completion) {
+    /// Posts a turn to session `sessionId` of `namespace`; `completion` is called once, on an
+    /// inference thread.
+    public func submit(sessionId: String, namespace: String = SessionKey.defaultNamespace, turn input: TurnInput,
+                       completion: @escaping Completion) {
+        let key = SessionKey(namespace: namespace, id: sessionId)
         if let problem = validate(sessionId: sessionId, input) {
             completion(.failure(problem))
             return
@@ -174,7 +183,7 @@ public final class ConversationEngine: @unchecked Sendable {
             return
         }
         // An id seen before: replay, join the running attempt, or refuse a different turn.
-        if input.turnId != nil, let slot = sessions[sessionId] {
+        if input.turnId != nil, let slot = sessions[key] {
             let fingerprint = input.fingerprint
             if let stored = slot.state.turn(withId: turnId) {
                 let state = slot.state
@@ -205,8 +214,13 @@ public final class ConversationEngine: @unchecked Sendable {
                                                   "too many turns are waiting for inference; retry later")))
             return
         }
+        if let refusal = budgetRefusal(sessions[key], sessionId: sessionId, input, turnId: turnId) {
+            lock.unlock()
+            completion(.failure(refusal))
+            return
+        }
         let slot: Slot
-        if let existing = sessions[sessionId] {
+        if let existing = sessions[key] {
             slot = existing
         } else {
             if sessions.count >= configuration.maxSessions { expireIdleLocked(now: Date()) }
@@ -224,22 +238,17 @@ public final class ConversationEngine: @unchecked Sendable {
                 completion(.failure(ConversationError(.internal, code: "decoder_unavailable", "cannot create the decoder")))
                 return
             }
-            slot = Slot(state: SessionState(id: sessionId, createdAt: now, lastActivity: now, turns: [],
-                                            decoder: decoder, decoded: []))
-            sessions[sessionId] = slot
-        }
-        guard slot.state.turns.count + slot.waiting.count + (slot.inFlight == nil ? 0 : 1) < configuration.maxTurnsPerSession else {
-            lock.unlock()
-            completion(.failure(ConversationError(.invalidInput, code: "session_full",
-                                                  "the session holds its maximum of \(configuration.maxTurnsPerSession) turns")))
-            return
+            slot = Slot(state: SessionState(id: sessionId, namespace: namespace, createdAt: now, lastActivity: now,
+                                            turns: [], decoder: decoder, decoded: []))
+            sessions[key] = slot
         }
         let pending = Pending(input: input, turnId: turnId, completion: completion)
+        slot.bytes += pending.bytes
         waitingCount += 1
         slot.state.lastActivity = Date()
         if slot.inFlight == nil {
             slot.inFlight = pending
-            _ = queue.enqueue(.turn(Job(sessionId: sessionId, slot: slot, pending: pending)), force: true)
+            _ = queue.enqueue(.turn(Job(key: key, slot: slot, pending: pending)), force: true)
         } else {
             slot.waiting.append(pending)
         }
@@ -247,11 +256,28 @@ public final class ConversationEngine: @unchecked Sendable {
     }
 
     /// Async form of `submit`.
-    public func submit(sessionId: String, turn: TurnInput) async throws(ConversationError) -> TurnOutcome {
+    public func submit(sessionId: String, namespace: String = SessionKey.defaultNamespace,
+                       turn: TurnInput) async throws(ConversationError) -> TurnOutcome {
         let result: Result<TurnOutcome, ConversationError> = await withCheckedContinuation { continuation in
-            submit(sessionId: sessionId, turn: turn) { continuation.resume(returning: $0) }
+            submit(sessionId: sessionId, namespace: namespace, turn: turn) { continuation.resume(returning: $0) }
         }
         return try result.get()
+    }
+
+    /// Why a session (nil: not created yet) cannot take this turn: its turn cap or byte budget
+    /// (409 conflicts with the session's state). Called under the lock.
+    private func budgetRefusal(_ slot: Slot?, sessionId: String, _ input: TurnInput, turnId: String) -> ConversationError? {
+        let turns = slot.map { $0.state.turns.count + $0.waiting.count + ($0.inFlight == nil ? 0 : 1) } ?? 0
+        if turns >= configuration.maxTurnsPerSession {
+            return ConversationError(.conflict, code: "session_full",
+                                     "the session holds its maximum of \(configuration.maxTurnsPerSession) turns")
+        }
+        let bytes = (slot?.bytes ?? StorageLimits.bytes(sessionId)) + input.storedBytes(turnId: turnId)
+        if bytes > configuration.limits.sessionBytes {
+            return ConversationError(.conflict, code: "session_budget_exceeded",
+                                     "this turn would take the session's strings to \(bytes) UTF-8 bytes; the budget is \(configuration.limits.sessionBytes)")
+        }
+        return nil
     }
 
     private static func conflict(_ turnId: String) -> ConversationError {
@@ -263,21 +289,18 @@ public final class ConversationEngine: @unchecked Sendable {
         func invalid(_ code: String, _ message: String) -> ConversationError {
             ConversationError(.invalidInput, code: code, message)
         }
-        if sessionId.isEmpty { return invalid("invalid_session_id", "the session id is empty") }
+        let limits = configuration.limits
+        if sessionId.isEmpty || sessionId.utf8.count > limits.sessionIdBytes {
+            return invalid("invalid_session_id", "the session id must be 1 to \(limits.sessionIdBytes) UTF-8 bytes")
+        }
         if input.speaker.isEmpty { return invalid("invalid_speaker", "speaker must be a non-empty string") }
-        if input.speaker.count > configuration.maxSpeakerCharacters {
-            return invalid("invalid_speaker", "speaker is longer than \(configuration.maxSpeakerCharacters) characters")
-        }
-        if input.transcript.count > configuration.maxTranscriptCharacters {
-            return invalid("transcript_too_long", "transcript is longer than \(configuration.maxTranscriptCharacters) characters")
-        }
         if input.audio == nil && !input.hasTranscript {
             return invalid("empty_turn", "a turn needs audio, a transcript, or both")
         }
-        if let id = input.turnId, id.isEmpty || id.count > 256 {
-            return invalid("invalid_turn_id", "turn_id must be 1 to 256 characters")
+        if let id = input.turnId, id.isEmpty {
+            return invalid("invalid_turn_id", "turn_id must not be empty")
         }
-        return nil
+        return limits.problem(with: input)
     }
 
     // MARK: - Processing
@@ -355,7 +378,7 @@ public final class ConversationEngine: @unchecked Sendable {
             lock.unlock()
             let revised = zip(previous, state.decoded).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
             timings.total = Self.milliseconds(since: job.pending.enqueuedAt)
-            finish(job, .success(TurnOutcome(sessionId: job.sessionId, turn: turn, decoded: state.decoded,
+            finish(job, .success(TurnOutcome(sessionId: job.key.id, turn: turn, decoded: state.decoded,
                                              revised: revised, timings: timings, replayed: false)))
         }
     }
@@ -364,12 +387,13 @@ public final class ConversationEngine: @unchecked Sendable {
     private func finish(_ job: Job, _ result: Result<TurnOutcome, ConversationError>) {
         lock.lock()
         waitingCount -= 1
+        if case .failure = result { job.slot.bytes -= job.pending.bytes }
         let completions = job.pending.completions
         job.slot.inFlight = nil
         if !job.slot.waiting.isEmpty {
             let next = job.slot.waiting.removeFirst()
             job.slot.inFlight = next
-            _ = queue.enqueue(.turn(Job(sessionId: job.sessionId, slot: job.slot, pending: next)), force: true)
+            _ = queue.enqueue(.turn(Job(key: job.key, slot: job.slot, pending: next)), force: true)
         }
         lock.unlock()
         for c in completions { c(result) }
@@ -400,6 +424,12 @@ public final class ConversationEngine: @unchecked Sendable {
                 completion(.failure(ConversationError(problem.category, code: problem.code, "turn \(i): \(problem.message)")))
                 return
             }
+        }
+        let bytes = turns.reduce(0) { $0 + $1.storedBytes(turnId: nil) }
+        if bytes > configuration.limits.sessionBytes {
+            completion(.failure(ConversationError(.invalidInput, code: "dialogue_too_large",
+                                                  "the dialogue's strings are \(bytes) UTF-8 bytes; the limit is \(configuration.limits.sessionBytes)")))
+            return
         }
         lock.lock()
         if draining {
@@ -517,16 +547,20 @@ public final class ConversationEngine: @unchecked Sendable {
 
     // MARK: - Sessions
 
-    /// A copy of a session's state (nil if unknown).
-    public func session(_ id: String) -> SessionState? {
+    /// A copy of a session's state (nil if unknown in that namespace).
+    public func session(_ id: String, namespace: String = SessionKey.defaultNamespace) -> SessionState? {
         lock.lock(); defer { lock.unlock() }
-        return sessions[id]?.state
+        return sessions[SessionKey(namespace: namespace, id: id)]?.state
     }
 
-    /// Removes a session; turns still waiting fail with `session_deleted`. False if unknown.
-    public func deleteSession(_ id: String) -> Bool {
+    /// Removes a session; turns still waiting fail with `session_deleted`. False if unknown in
+    /// that namespace.
+    public func deleteSession(_ id: String, namespace: String = SessionKey.defaultNamespace) -> Bool {
         lock.lock()
-        guard let slot = sessions.removeValue(forKey: id) else { lock.unlock(); return false }
+        guard let slot = sessions.removeValue(forKey: SessionKey(namespace: namespace, id: id)) else {
+            lock.unlock()
+            return false
+        }
         slot.deleted = true
         let dropped = slot.waiting
         slot.waiting.removeAll()
@@ -567,21 +601,22 @@ public final class ConversationEngine: @unchecked Sendable {
         return sessions.values.map(\.state)
     }
 
-    /// Sessions whose version differs from `known` (id -> version last written), with their
-    /// versions, and the ids of all current sessions (so a writer can remove files of the rest).
-    public func changes(since known: [String: Int]) -> (changed: [(state: SessionState, version: Int)], current: Set<String>) {
+    /// Sessions whose version differs from `known` (key -> version last written), with their
+    /// versions, and the keys of all current sessions (so a writer can remove files of the rest).
+    public func changes(since known: [SessionKey: Int])
+        -> (changed: [(state: SessionState, version: Int)], current: Set<SessionKey>) {
         lock.lock(); defer { lock.unlock() }
-        let changed = sessions.values.filter { known[$0.state.id] != $0.version }.map { ($0.state, $0.version) }
+        let changed = sessions.values.filter { known[$0.state.key] != $0.version }.map { ($0.state, $0.version) }
         return (changed, Set(sessions.keys))
     }
 
-    /// Adds sessions read back from disk (existing ids are kept as they are).
+    /// Adds sessions read back from disk, each into its namespace (existing ones are kept as they are).
     public func restore(_ states: [SessionState]) {
         lock.lock(); defer { lock.unlock() }
-        for state in states where sessions[state.id] == nil {
+        for state in states where sessions[state.key] == nil {
             let slot = Slot(state: state)
             slot.version = 1
-            sessions[state.id] = slot
+            sessions[state.key] = slot
         }
     }
 

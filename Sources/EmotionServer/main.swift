@@ -17,11 +17,18 @@ struct EmotionServer: AsyncParsableCommand {
     @Option(help: "Model package directory (EMOTION_MODEL).") var model: String?
     @Option(help: "Directory where sessions are written on SIGTERM and periodically, and read at start (EMOTION_STATE_DIR).") var stateDir: String?
     @Option(help: "Seconds between session snapshots; 0 writes only at shutdown (EMOTION_SNAPSHOT_INTERVAL).") var snapshotInterval: Double?
-    @Option(help: "File with API keys, one per line (EMOTION_API_KEYS_FILE). EMOTION_API_KEYS may hold comma-separated keys.") var apiKeysFile: String?
+    @Option(help: "File with API keys, one entry per line: KEY, TENANT:KEY or admin:KEY (EMOTION_API_KEYS_FILE). EMOTION_API_KEYS may hold comma-separated entries. Given but missing, unreadable or empty: the server does not start (exit 2).") var apiKeysFile: String?
     @Option(help: "TLS certificate chain (PEM) (EMOTION_TLS_CERT).") var tlsCert: String?
     @Option(help: "TLS private key (PEM) (EMOTION_TLS_KEY).") var tlsKey: String?
     @Option(help: "Maximum sessions held (EMOTION_MAX_SESSIONS).") var maxSessions: Int?
     @Option(help: "Seconds a session may stay idle (EMOTION_SESSION_TTL).") var sessionTtl: Double?
+    @Option(help: "Turns one session or analysed dialogue may hold (EMOTION_MAX_TURNS_PER_SESSION).") var maxTurnsPerSession: Int?
+    @Option(help: "UTF-8 bytes of the strings one session or analysed dialogue may hold (EMOTION_MAX_SESSION_BYTES).") var maxSessionBytes: Int?
+    @Option(help: "Longest session id in bytes (EMOTION_MAX_SESSION_ID_BYTES).") var maxSessionIdBytes: Int?
+    @Option(help: "Longest speaker in UTF-8 bytes (EMOTION_MAX_SPEAKER_BYTES).") var maxSpeakerBytes: Int?
+    @Option(help: "Longest turn_id in UTF-8 bytes (EMOTION_MAX_TURN_ID_BYTES).") var maxTurnIdBytes: Int?
+    @Option(help: "Longest transcript in UTF-8 bytes (EMOTION_MAX_TRANSCRIPT_BYTES).") var maxTranscriptBytes: Int?
+    @Option(help: "Longest client timestamp in UTF-8 bytes (EMOTION_MAX_TIMESTAMP_BYTES).") var maxTimestampBytes: Int?
     @Option(help: "Turns waiting for inference before 503 (EMOTION_QUEUE_CAPACITY).") var queueCapacity: Int?
     @Option(help: "Turns of different sessions classified in one batch (EMOTION_MAX_BATCH).") var maxBatch: Int?
     @Option(help: "Largest request body in bytes (EMOTION_MAX_BODY_BYTES).") var maxBodyBytes: Int?
@@ -70,26 +77,45 @@ struct EmotionServer: AsyncParsableCommand {
         }
         options.conversation.maxSessions = try value(maxSessions, "MAX_SESSIONS", options.conversation.maxSessions)
         options.conversation.sessionTTL = try value(sessionTtl, "SESSION_TTL", options.conversation.sessionTTL)
+        options.conversation.maxTurnsPerSession = try value(maxTurnsPerSession, "MAX_TURNS_PER_SESSION",
+                                                            options.conversation.maxTurnsPerSession)
+        var limits = options.conversation.limits
+        limits.sessionBytes = try value(maxSessionBytes, "MAX_SESSION_BYTES", limits.sessionBytes)
+        limits.sessionIdBytes = try value(maxSessionIdBytes, "MAX_SESSION_ID_BYTES", limits.sessionIdBytes)
+        limits.speakerBytes = try value(maxSpeakerBytes, "MAX_SPEAKER_BYTES", limits.speakerBytes)
+        limits.turnIdBytes = try value(maxTurnIdBytes, "MAX_TURN_ID_BYTES", limits.turnIdBytes)
+        limits.transcriptBytes = try value(maxTranscriptBytes, "MAX_TRANSCRIPT_BYTES", limits.transcriptBytes)
+        limits.timestampBytes = try value(maxTimestampBytes, "MAX_TIMESTAMP_BYTES", limits.timestampBytes)
+        options.conversation.limits = limits
         options.conversation.queueCapacity = try value(queueCapacity, "QUEUE_CAPACITY", options.conversation.queueCapacity)
         options.conversation.maxBatch = try value(maxBatch, "MAX_BATCH", options.conversation.maxBatch)
         options.stateDirectory = (stateDir ?? env("STATE_DIR")).map { URL(fileURLWithPath: $0) }
         options.snapshotInterval = try value(snapshotInterval, "SNAPSHOT_INTERVAL", 30.0)
         options.drainTimeout = try value(drainTimeout, "DRAIN_TIMEOUT", 30.0)
         options.replicaId = replicaId ?? env("REPLICA_ID")
-        var keys: [String] = (env("API_KEYS") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        if let file = apiKeysFile ?? env("API_KEYS_FILE") {
-            keys += try APIKeys.keys(inFile: file)
+        // Auth fails closed: a key file or EMOTION_API_KEYS that is given (even empty) but yields
+        // no usable key stops the server here, before the model is loaded.
+        let environment = ProcessInfo.processInfo.environment
+        do {
+            options.apiKeys = try APIKeys.configured(file: apiKeysFile ?? environment["EMOTION_API_KEYS_FILE"],
+                                                     inline: environment["EMOTION_API_KEYS"])
+        } catch {
+            logger.error("refusing to start: the configured API keys are unusable", ["problem": "\(error)"])
+            throw ExitCode(2)
         }
-        options.apiKeys = APIKeys(keys)
         let modelPath = model ?? env("MODEL") ?? "Models/default"
         let maxAudio = try value(maxAudioSeconds, "MAX_AUDIO_SECONDS", 120.0)
 
         logger.info("configuration", [
             "host": options.http.host, "port": options.http.port, "model": modelPath,
             "state_dir": options.stateDirectory?.path ?? NSNull(), "snapshot_interval_s": options.snapshotInterval,
-            "tls": options.http.tls != nil, "api_keys": options.apiKeys.isEnabled ? "\(keys.count) configured" : "off",
+            "tls": options.http.tls != nil, "api_keys": options.apiKeys.isEnabled ? "\(options.apiKeys.tenants.count) tenants" : "off",
             "max_sessions": options.conversation.maxSessions, "session_ttl_s": options.conversation.sessionTTL,
             "queue_capacity": options.conversation.queueCapacity, "max_batch": options.conversation.maxBatch,
+            "max_turns_per_session": options.conversation.maxTurnsPerSession, "max_session_bytes": limits.sessionBytes,
+            "max_session_id_bytes": limits.sessionIdBytes, "max_speaker_bytes": limits.speakerBytes,
+            "max_turn_id_bytes": limits.turnIdBytes, "max_transcript_bytes": limits.transcriptBytes,
+            "max_timestamp_bytes": limits.timestampBytes,
             "max_body_bytes": options.http.limits.maxBodyBytes, "max_audio_s": maxAudio,
             "max_connections": options.http.limits.maxConnections, "drain_timeout_s": options.drainTimeout,
             "max_header_bytes": options.http.limits.maxHeaderBytes, "max_header_count": options.http.limits.maxHeaderCount,

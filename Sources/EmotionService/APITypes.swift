@@ -44,18 +44,19 @@ public struct APIResponse: Sendable {
         return e
     }()
 
-    public static func json<T: Encodable>(_ value: T, status: Int = 200) -> APIResponse {
+    public static func json<T: Encodable>(_ value: T, status: Int = 200) throws(APIError) -> APIResponse {
         do {
             let body = try jsonEncoder.encode(value)
             return APIResponse(status: status, headers: [("Content-Type", "application/json")], body: body)
         } catch {
-            return .error(APIError(500, "encoding_failed", "could not encode the answer: \(error)"))
+            throw .internalError("could not encode the answer: \(error)")
         }
     }
 
     public static func error(_ error: APIError) -> APIResponse {
         var headers: [(name: String, value: String)] = [("Content-Type", "application/json")]
         if let retry = error.retryAfter { headers.append(("Retry-After", String(retry))) }
+        if let allow = error.allow { headers.append(("Allow", allow.joined(separator: ", "))) }
         return APIResponse(status: error.status, headers: headers, body: error.body)
     }
 

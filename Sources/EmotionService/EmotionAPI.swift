@@ -5,7 +5,8 @@ import GatedXLSTM
 
 /// The service's routes, independent of the HTTP transport: parses and validates requests,
 /// calls the conversation engine, renders JSON answers and errors, checks API keys, and feeds
-/// metrics.
+/// metrics. Internal failures are logged with the request id and answered 500 `internal_error`
+/// without their detail.
 public final class EmotionAPI: Sendable {
     public let engine: ConversationEngine
     public let metrics: Metrics
@@ -13,15 +14,19 @@ public final class EmotionAPI: Sendable {
     let apiKeys: APIKeys
     let readiness: @Sendable () -> Bool
     let labels: [String]
+    let logger: JSONLogger
 
     /// - Parameters:
     ///   - modelDescription: any Encodable served as `GET /v1/model`.
     ///   - readiness: false while loading or draining (`/readyz` answers 503).
-    public init<M: Encodable>(engine: ConversationEngine, modelDescription: M, apiKeys: APIKeys = APIKeys([]),
-                              metrics: Metrics = Metrics(), readiness: @escaping @Sendable () -> Bool) {
+    ///   - logger: where the detail of internal errors goes.
+    public init<M: Encodable>(engine: ConversationEngine, modelDescription: M, apiKeys: APIKeys = .none,
+                              metrics: Metrics = Metrics(), logger: JSONLogger = JSONLogger(),
+                              readiness: @escaping @Sendable () -> Bool) {
         self.engine = engine
         self.metrics = metrics
-        self.modelDescription = APIResponse.json(modelDescription).body
+        self.logger = logger
+        self.modelDescription = (try? APIResponse.json(modelDescription).body) ?? Data("{}".utf8)
         self.apiKeys = apiKeys
         self.readiness = readiness
         labels = engine.classifier.labels
@@ -68,14 +73,16 @@ public final class EmotionAPI: Sendable {
         }
     }
 
-    /// Session ids: 1-128 characters of `A-Z a-z 0-9 - _ . : @` after percent-decoding.
-    static func sessionId(_ raw: String) throws(APIError) -> String {
-        guard let id = raw.removingPercentEncoding, !id.isEmpty, id.count <= 128,
-              id.unicodeScalars.allSatisfy({ ($0.isASCII && (CharacterSet.alphanumerics.contains($0))) || "-_.:@".unicodeScalars.contains($0) })
-        else {
-            throw APIError(400, "invalid_session_id", "session ids are 1-128 characters of A-Z, a-z, 0-9, '-', '_', '.', ':', '@'")
+    /// Session ids: 1 to `maxBytes` bytes of `A-Z a-z 0-9 - _ . : @`, exactly as sent. Any `%`
+    /// is refused, so that a session has one spelling (`call%2D42` is not a second name of
+    /// `call-42`, which a balancer hashing the raw path would send to another replica).
+    static func sessionId(_ raw: String, maxBytes: Int) throws(APIError) -> String {
+        let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:@".utf8)
+        guard !raw.isEmpty, raw.utf8.count <= maxBytes, raw.utf8.allSatisfy(allowed.contains) else {
+            throw APIError(400, "invalid_session_id",
+                           "session ids are 1-\(maxBytes) bytes of A-Z, a-z, 0-9, '-', '_', '.', ':', '@', not percent-encoded")
         }
-        return id
+        return raw
     }
 
     public func handle(_ request: APIRequest) async -> APIResponse {
@@ -84,13 +91,16 @@ public final class EmotionAPI: Sendable {
         var response: APIResponse
         do {
             response = try await dispatch(route, request)
+        } catch where error.status == 500 {
+            logger.error("internal error", ["request_id": request.requestId, "detail": error.detail ?? error.message])
+            response = .error(error.redacted(requestId: request.requestId))
         } catch {
             response = .error(error)
         }
         response.headers.append(("X-Request-Id", request.requestId))
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
         metrics.recordRequest(route: Self.routeTemplate(method: request.method, path: request.path),
-                              method: request.method, status: response.status, seconds: seconds)
+                              method: MethodLabel(request.method), status: response.status, seconds: seconds)
         return response
     }
 
@@ -104,11 +114,11 @@ public final class EmotionAPI: Sendable {
         switch route {
         case .health:
             try allow(request, ["GET"])
-            return .json(APIModels.Status(status: "ok"))
+            return try .json(APIModels.Status(status: "ok"))
         case .ready:
             try allow(request, ["GET"])
             let ready = readiness() && !engine.isDraining
-            return .json(APIModels.Status(status: ready ? "ready" : "not_ready"), status: ready ? 200 : 503)
+            return try .json(APIModels.Status(status: ready ? "ready" : "not_ready"), status: ready ? 200 : 503)
         case .metrics:
             try allow(request, ["GET"])
             return .text(metrics.exposition(), contentType: "text/plain; version=0.0.4; charset=utf-8")
@@ -117,7 +127,7 @@ public final class EmotionAPI: Sendable {
         default:
             break
         }
-        try apiKeys.check(request.header("Authorization"))
+        let caller = try apiKeys.tenant(for: request.header("Authorization"))
         if request.method == "POST", let type = request.header("Content-Type"),
            type.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() != "application/json" {
             throw APIError(415, "unsupported_media_type", "the body must be application/json, not '\(type)'")
@@ -128,25 +138,32 @@ public final class EmotionAPI: Sendable {
             return APIResponse(status: 200, headers: [("Content-Type", "application/json")], body: modelDescription)
         case .turns(let raw):
             try allow(request, ["POST"])
-            let id = try Self.sessionId(raw)
+            let id = try Self.sessionId(raw, maxBytes: engine.configuration.limits.sessionIdBytes)
+            let namespace = try self.namespace(of: caller, request)
             let turn = try Self.parseTurn(request.body)
             let outcome: TurnOutcome
             do {
-                outcome = try await engine.submit(sessionId: id, turn: turn)
+                outcome = try await engine.submit(sessionId: id, namespace: namespace, turn: turn)
             } catch {
                 throw APIError(error)
             }
             recordStages(outcome.timings)
-            return .json(turnAnswer(outcome))
+            return try .json(turnAnswer(outcome))
         case .session(let raw):
             try allow(request, ["GET", "DELETE"])
-            let id = try Self.sessionId(raw)
+            let id = try Self.sessionId(raw, maxBytes: engine.configuration.limits.sessionIdBytes)
+            let namespace = try self.namespace(of: caller, request)
+            // Another tenant's session is answered exactly as a missing one.
             if request.method == "DELETE" {
-                guard engine.deleteSession(id) else { throw APIError(ConversationError.sessionNotFound(id)) }
+                guard engine.deleteSession(id, namespace: namespace) else {
+                    throw APIError(ConversationError.sessionNotFound(id))
+                }
                 return APIResponse(status: 204)
             }
-            guard let state = engine.session(id) else { throw APIError(ConversationError.sessionNotFound(id)) }
-            return .json(session(state))
+            guard let state = engine.session(id, namespace: namespace) else {
+                throw APIError(ConversationError.sessionNotFound(id))
+            }
+            return try .json(session(state))
         case .analyze:
             try allow(request, ["POST"])
             let (turns, repeatTwice) = try Self.parseDialogue(request.body)
@@ -156,10 +173,24 @@ public final class EmotionAPI: Sendable {
             } catch {
                 throw APIError(error)
             }
-            return .json(self.analysis(turns, analysis))
+            return try .json(self.analysis(turns, analysis))
         default:
             throw .notFound(request.path)
         }
+    }
+
+    /// The namespace a session request acts in: the caller's tenant, or with an admin key the
+    /// tenant named by `X-Tenant`. A non-admin naming another tenant is refused (403); without
+    /// API keys the header is ignored (one namespace).
+    func namespace(of caller: Tenant, _ request: APIRequest) throws(APIError) -> String {
+        guard apiKeys.isEnabled, let asked = request.header("X-Tenant"), asked != caller.name else { return caller.name }
+        guard caller.isAdmin else {
+            throw APIError(403, "tenant_forbidden", "only an admin key may act for another tenant")
+        }
+        guard Tenant.isValidName(asked) else {
+            throw APIError(400, "invalid_tenant", "X-Tenant must be 1-64 of A-Z, a-z, 0-9, '.', '_', '-'")
+        }
+        return asked
     }
 
     private func recordStages(_ t: TurnTimings) {

@@ -1,7 +1,18 @@
 import Foundation
 
+/// A request method as a metrics or log label: one of a fixed set, so that a client cannot mint
+/// label values (`curl -X MX1` ... `-X MXn` all count as `other`).
+public enum MethodLabel: String, Sendable, CaseIterable {
+    case get = "GET", head = "HEAD", post = "POST", delete = "DELETE", put = "PUT", patch = "PATCH"
+    case options = "OPTIONS", other
+
+    public init(_ method: String) {
+        self = MethodLabel(rawValue: method) ?? .other
+    }
+}
+
 /// Prometheus metrics in the text exposition format (version 0.0.4). Labels are bounded sets
-/// (route templates, methods, statuses, stages), never session ids.
+/// (route templates, `MethodLabel`s, statuses, stages), never session ids or raw client tokens.
 public final class Metrics: @unchecked Sendable {
     static let latencyBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
@@ -27,9 +38,9 @@ public final class Metrics: @unchecked Sendable {
 
     public init() {}
 
-    public func recordRequest(route: String, method: String, status: Int, seconds: Double) {
+    public func recordRequest(route: String, method: MethodLabel, status: Int, seconds: Double) {
         lock.lock(); defer { lock.unlock() }
-        requests["\(route)|\(method)|\(status)", default: 0] += 1
+        requests["\(route)|\(method.rawValue)|\(status)", default: 0] += 1
         requestLatency[route, default: Histogram()].observe(seconds)
     }
 

@@ -15,7 +15,7 @@ public final class ServiceHost: @unchecked Sendable {
         public var stateDirectory: URL?
         public var snapshotInterval: TimeInterval = 30
         public var drainTimeout: TimeInterval = 30
-        public var apiKeys = APIKeys([])
+        public var apiKeys = APIKeys.none
         public var replicaId: String?
         public init() {}
     }
@@ -53,7 +53,7 @@ public final class ServiceHost: @unchecked Sendable {
         self.logger = logger
         snapshots = try options.stateDirectory.map { try SessionSnapshotStore(directory: $0) }
         let flag = readiness
-        api = EmotionAPI(engine: engine, modelDescription: description, apiKeys: options.apiKeys,
+        api = EmotionAPI(engine: engine, modelDescription: description, apiKeys: options.apiKeys, logger: logger,
                          readiness: { flag.isSet })
     }
 
@@ -78,7 +78,7 @@ public final class ServiceHost: @unchecked Sendable {
                     "request_id": log.requestID, "status": log.status, "duration_ms": Double(log.duration.components.attoseconds) / 1e15 + Double(log.duration.components.seconds) * 1000,
                     "bytes_in": log.requestBodyBytes, "bytes_out": log.responseBodyBytes, "remote": log.remoteAddress.description,
                 ]
-                if let method = log.method { fields["method"] = method }
+                if let method = log.method { fields["method"] = MethodLabel(method).rawValue }
                 if let path = log.path { fields["route"] = EmotionAPI.routeTemplate(method: log.method ?? "", path: path) }
                 if let code = log.errorCode { fields["error_code"] = code }
                 if let replica { fields["replica"] = replica }

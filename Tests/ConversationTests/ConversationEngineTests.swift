@@ -163,7 +163,8 @@ import Testing
         let cases: [(TurnInput, String)] = [
             (TurnInput(speaker: "A", transcript: "  "), "empty_turn"),
             (TurnInput(speaker: "", transcript: "hi"), "invalid_speaker"),
-            (TurnInput(speaker: "A", transcript: String(repeating: "x", count: 10_001)), "transcript_too_long"),
+            (TurnInput(speaker: "A", transcript: String(repeating: "x", count: StorageLimits().transcriptBytes + 1)),
+             "transcript_too_long"),
             (TurnInput(turnId: "", speaker: "A", transcript: "hi"), "invalid_turn_id"),
             (TurnInput(speaker: "A", transcript: "hi", audio: Data([0xFF, 0])), "unreadable_audio"),
         ]
@@ -178,6 +179,84 @@ import Testing
         // A failed turn leaves no trace, and the session goes on.
         let ok = try await engine.submit(sessionId: "s", turn: script[0])
         #expect(ok.turn.index == 0)
+    }
+
+    /// One letter and 100,000 combining marks is one Character but 200,001 bytes.
+    static let heavyLetter = "a" + String(repeating: "\u{0301}", count: 100_000)
+
+    @Test func everyStoredStringHasAByteLimit() async throws {
+        #expect(Self.heavyLetter.count == 1)
+        let engine = try engine()
+        let cases: [(TurnInput, String)] = [
+            (TurnInput(speaker: Self.heavyLetter, transcript: "hi"), "speaker_too_long"),
+            (TurnInput(speaker: "A", transcript: Self.heavyLetter), "transcript_too_long"),
+            (TurnInput(speaker: "A", transcript: "hi", clientTimestamp: Self.heavyLetter), "timestamp_too_long"),
+            (TurnInput(speaker: "A", transcript: "hi", clientTimestamp: String(repeating: "9", count: 5_000_000)),
+             "timestamp_too_long"),
+            (TurnInput(turnId: Self.heavyLetter, speaker: "A", transcript: "hi"), "turn_id_too_long"),
+        ]
+        for (turn, code) in cases {
+            let submit = await #expect(throws: ConversationError.self) { _ = try await engine.submit(sessionId: "s", turn: turn) }
+            #expect(submit?.code == code && submit?.category == .invalidInput)
+            let analyze = await #expect(throws: ConversationError.self) { _ = try await engine.analyze([turn]) }
+            #expect(analyze?.code == code && analyze?.category == .invalidInput)
+        }
+        let longId = await #expect(throws: ConversationError.self) {
+            _ = try await engine.submit(sessionId: String(repeating: "é", count: 65), turn: self.script[0])
+        }
+        #expect(longId?.code == "invalid_session_id")
+        #expect(engine.statistics.sessions == 0)
+    }
+
+    @Test func sessionsHaveAByteBudgetAndATurnCap() async throws {
+        let engine = try engine { $0.limits.sessionBytes = 100; $0.maxTurnsPerSession = 3 }
+        let words = TurnInput(speaker: "A", transcript: String(repeating: "w", count: 40))
+        _ = try await engine.submit(sessionId: "s", turn: words)  // 1 + 36 (generated turn id) + 1 + 40 bytes
+        let over = await #expect(throws: ConversationError.self) { _ = try await engine.submit(sessionId: "s", turn: words) }
+        #expect(over?.code == "session_budget_exceeded" && over?.category == .conflict)
+        // A refused turn takes nothing from the budget: a small one still fits.
+        let small = TurnInput(turnId: "t", speaker: "B", transcript: "ok")
+        _ = try await engine.submit(sessionId: "s", turn: small)
+        #expect(engine.session("s")?.turns.count == 2)
+        // The cap counts turns.
+        let capped = try self.engine { $0.maxTurnsPerSession = 2 }
+        for i in 0..<2 { _ = try await capped.submit(sessionId: "c", turn: TurnInput(speaker: "A", transcript: "\(i)")) }
+        let full = await #expect(throws: ConversationError.self) {
+            _ = try await capped.submit(sessionId: "c", turn: TurnInput(speaker: "A", transcript: "2"))
+        }
+        #expect(full?.code == "session_full" && full?.category == .conflict)
+        // A turn refused at admission creates no session.
+        let tiny = try self.engine { $0.limits.sessionBytes = 10 }
+        let refused = await #expect(throws: ConversationError.self) { _ = try await tiny.submit(sessionId: "new", turn: words) }
+        #expect(refused?.code == "session_budget_exceeded")
+        #expect(tiny.session("new") == nil)
+        // A whole dialogue has the same caps, as invalid input.
+        let long = await #expect(throws: ConversationError.self) { _ = try await capped.analyze([words, words, words]) }
+        #expect(long?.code == "dialogue_too_long")
+        let large = await #expect(throws: ConversationError.self) { _ = try await engine.analyze([words, words, words]) }
+        #expect(large?.code == "dialogue_too_large" && large?.category == .invalidInput)
+    }
+
+    @Test func namespacesKeepOneIdApartInMemoryAndOnDisk() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("namespaces-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let engine = try engine()
+        _ = try await engine.submit(sessionId: "call-42", namespace: "acme", turn: script[0])
+        _ = try await engine.submit(sessionId: "call-42", namespace: "globex", turn: script[1])
+        _ = try await engine.submit(sessionId: "call-42", namespace: "globex", turn: script[3])
+        #expect(engine.session("call-42") == nil)
+        #expect(engine.session("call-42", namespace: "acme")?.turns.map(\.turnId) == ["a"])
+        #expect(engine.session("call-42", namespace: "globex")?.turns.map(\.turnId) == ["b", "d"])
+        #expect(!engine.deleteSession("call-42"))
+        #expect(!engine.deleteSession("call-42", namespace: "initech"))
+        try SessionSnapshotStore(directory: directory).write(engine)
+        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        #expect(Set(names) == [SessionSnapshotStore.fileName(for: SessionKey(namespace: "acme", id: "call-42")),
+                               SessionSnapshotStore.fileName(for: SessionKey(namespace: "globex", id: "call-42"))])
+        let restarted = try self.engine()
+        restarted.restore(SessionSnapshotStore(directoryUnchecked: directory).read().sessions)
+        #expect(restarted.session("call-42", namespace: "acme") == engine.session("call-42", namespace: "acme"))
+        #expect(restarted.session("call-42", namespace: "globex") == engine.session("call-42", namespace: "globex"))
     }
 
     @Test func deleteDropsTheSessionAndItsWaitingTurns() throws {
@@ -226,7 +305,9 @@ import Testing
     @Test func snapshotsRestoreSessionsThatContinueIdentically() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("snapshots-\(UUID())")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let first = try engine(), uninterrupted = try engine()
+        // The engine takes any id within its byte limit (the API allows fewer characters).
+        let wide: (inout ConversationConfiguration) -> Void = { $0.limits.sessionIdBytes = 1024 }
+        let first = try engine(configure: wide), uninterrupted = try engine(configure: wide)
         let store = try SessionSnapshotStore(directory: directory)
         let longId = String(repeating: "call/ü/", count: 40)
         for id in ["call-1", longId] {
@@ -239,7 +320,7 @@ import Testing
         #expect(try store.write(first) == 0)  // nothing changed
 
         // A new process: read back, restore, continue.
-        let restarted = try engine()
+        let restarted = try engine(configure: wide)
         let (sessions, problems) = try SessionSnapshotStore(directory: directory).read()
         #expect(problems.isEmpty && sessions.count == 2)
         restarted.restore(sessions)

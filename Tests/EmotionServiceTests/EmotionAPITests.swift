@@ -125,7 +125,7 @@ import Testing
     @Test func apiKeysAreRequiredWhenConfigured() async throws {
         let engine = try ConversationEngine(classifier: try makeClassifier(), encoder: FakeEncoder(),
                                             ded: try DEDParameters(p0: 0.2))
-        let guarded = EmotionAPI(engine: engine, modelDescription: ["name": "test"], apiKeys: APIKeys(["k1", "secret-2"]),
+        let guarded = EmotionAPI(engine: engine, modelDescription: ["name": "test"], apiKeys: try APIKeys(["k1", "secret-2"]),
                                  readiness: { true })
         func status(_ auth: String?) async -> Int {
             await guarded.handle(APIRequest(method: "GET", path: "/v1/model",

@@ -40,6 +40,17 @@ struct OpenAPISpec {
         return (true, try json.map { try resolve(try #require($0["schema"] as? [String: Any])) })
     }
 
+    /// Names of the headers a declared response requires (lower case).
+    func requiredHeaders(path: String, method: String, status: Int) throws -> [String] {
+        let paths = try #require(root["paths"] as? [String: Any])
+        let operation = try #require((paths[path] as? [String: Any])?[method.lowercased()] as? [String: Any])
+        guard let raw = (operation["responses"] as? [String: Any])?[String(status)] as? [String: Any] else { return [] }
+        let headers = (try resolve(raw)["headers"] as? [String: Any]) ?? [:]
+        return try headers.compactMap { name, node in
+            try resolve(try #require(node as? [String: Any]))["required"] as? Bool == true ? name.lowercased() : nil
+        }
+    }
+
     /// Problems of `value` against `schema` (empty when valid).
     func validate(_ value: Any, _ schemaNode: [String: Any], at path: String = "$") throws -> [String] {
         let schema = try resolve(schemaNode)
@@ -103,7 +114,7 @@ struct OpenAPISpec {
         options.http.limits.maxBodyBytes = 64 * 1024
         options.http.limits.maxRequestLineBytes = 1024
         options.conversation.maxSessions = 3
-        options.apiKeys = APIKeys(apiKeys)
+        options.apiKeys = try APIKeys(apiKeys)
         let engine = try ConversationEngine(classifier: try makeClassifier(), encoder: FakeEncoder(),
                                             ded: try DEDParameters(p0: 0.2), configuration: options.conversation)
         return try ServiceHost(engine: engine, description: ["name": "spec-test"], options: options,
@@ -126,6 +137,10 @@ struct OpenAPISpec {
             #expect(problems.isEmpty, "\(method) \(template) \(response.status): \(problems)", sourceLocation: sourceLocation)
         }
         if status == 503 { #expect(response.headers["retry-after"] != nil, sourceLocation: sourceLocation) }
+        for header in try spec.requiredHeaders(path: template, method: method, status: response.status) {
+            #expect(response.headers[header] != nil, "\(method) \(template) \(response.status) lacks \(header)",
+                    sourceLocation: sourceLocation)
+        }
     }
 
     func post(_ path: String, _ body: String, contentType: String = "application/json", auth: String? = nil) -> String {
@@ -151,6 +166,12 @@ struct OpenAPISpec {
         try check(port, "POST /v1/sessions/c1/turns HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\r\n", "POST", turns, expect: 411)
         try check(port, "POST /v1/sessions/c1/turns HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n", "POST", turns, expect: 413)
         try check(port, get("GET", "/v1/sessions/c1/turns"), "POST", turns, expect: 405)
+        try check(port, get("PUT", "/v1/sessions/c1"), "GET", session, expect: 405)
+        try check(port, get("GET", "/v1/dialogues/analyze"), "POST", analyze, expect: 405)
+        try check(port, post("/v1/model", "{}"), "GET", "/v1/model", expect: 405)
+        try check(port, post("/healthz", "{}"), "GET", "/healthz", expect: 405)
+        try check(port, post("/v1/sessions/c1/turns", #"{"speaker": "A", "transcript": "hi", "timestamp": "\#(String(repeating: "1", count: 65))"}"#), "POST", turns, expect: 422)
+        try check(port, get("GET", "/v1/sessions/c%2D1"), "GET", session, expect: 400)
         try check(port, get("GET", "/v1/sessions/c1"), "GET", session, expect: 200)
         try check(port, get("GET", "/v1/sessions/missing"), "GET", session, expect: 404)
         try check(port, get("DELETE", "/v1/sessions/c1"), "DELETE", session, expect: 204)
@@ -177,7 +198,7 @@ struct OpenAPISpec {
     }
 
     @Test func unauthorizedAnswersConform() async throws {
-        let h = try host(apiKeys: ["secret"])
+        let h = try host(apiKeys: ["secret", "admin:root"])
         let port = try h.start().port
         try check(port, get("GET", "/v1/model"), "GET", "/v1/model", expect: 401)
         try check(port, post("/v1/sessions/s/turns", #"{"speaker": "A", "transcript": "x"}"#, auth: "Bearer nope"), "POST",
@@ -185,6 +206,10 @@ struct OpenAPISpec {
         try check(port, post("/v1/sessions/s/turns", #"{"speaker": "A", "transcript": "x"}"#, auth: "Bearer secret"), "POST",
                   "/v1/sessions/{session_id}/turns", expect: 200)
         try check(port, get("GET", "/healthz"), "GET", "/healthz", expect: 200)
+        let asOther = "GET /v1/sessions/s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer secret\r\nX-Tenant: admin\r\n\r\n"
+        try check(port, asOther, "GET", "/v1/sessions/{session_id}", expect: 403)
+        let asAdmin = "GET /v1/sessions/s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer root\r\n\r\n"
+        try check(port, asAdmin, "GET", "/v1/sessions/{session_id}", expect: 404)
         _ = await h.shutdown()
     }
 

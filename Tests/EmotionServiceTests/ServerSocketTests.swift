@@ -81,14 +81,22 @@ final class LoopbackClient {
     }
 }
 
-@Suite(.serialized) struct ServerSocketTests {
-    func makeHost(stateDirectory: URL? = nil, configure: (inout ServiceHost.Options) -> Void = { _ in }) throws -> ServiceHost {
+extension ServiceHost.Options {
+    /// A service on a free loopback port, snapshots only at shutdown.
+    static func loopback(maxBodyBytes: Int, stateDirectory: URL? = nil) -> ServiceHost.Options {
         var options = ServiceHost.Options()
         options.http.port = 0
         options.http.limits.lengthRequiredMethods = ["POST"]
-        options.http.limits.maxBodyBytes = 64 * 1024
+        options.http.limits.maxBodyBytes = maxBodyBytes
         options.stateDirectory = stateDirectory
         options.snapshotInterval = 0
+        return options
+    }
+}
+
+@Suite(.serialized) struct ServerSocketTests {
+    func makeHost(stateDirectory: URL? = nil, configure: (inout ServiceHost.Options) -> Void = { _ in }) throws -> ServiceHost {
+        var options = ServiceHost.Options.loopback(maxBodyBytes: 64 * 1024, stateDirectory: stateDirectory)
         options.replicaId = "test-replica"
         configure(&options)
         let engine = try ConversationEngine(classifier: try makeClassifier(), encoder: FakeEncoder(),

@@ -33,4 +33,8 @@ st=$(grep -Eo 'Test run with [0-9]+ tests?' "$log" | tail -1 | grep -Eo '[0-9]+'
 xc=$(grep -Eo 'Executed [0-9]+ tests?' "$log" | tail -1 | grep -Eo '[0-9]+' || echo 0)
 failed=$(grep -E '^✘ Test ' "$log" | grep -v '^✘ Test run' | grep -c 'failed after' || true)
 echo "tests: $((st + xc - failed)) passed, ${failed} failed"
-exit $status
+# The live contract run: schemathesis against the debug emotion-server built above.
+ststatus=0
+bash Scripts/schemathesis.sh "$(swift build --show-bin-path)/emotion-server" || ststatus=$?
+[ "$status" -ne 0 ] && exit "$status"
+exit $ststatus

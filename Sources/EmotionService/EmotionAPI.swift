@@ -73,14 +73,16 @@ public final class EmotionAPI: Sendable {
         }
     }
 
-    /// Session ids: 1 to `maxBytes` bytes of `A-Z a-z 0-9 - _ . : @`, exactly as sent. Any `%`
-    /// is refused, so that a session has one spelling (`call%2D42` is not a second name of
-    /// `call-42`, which a balancer hashing the raw path would send to another replica).
+    /// Session ids: 1 to `maxBytes` bytes of `A-Z a-z 0-9 - _ .`, exactly as sent: characters no
+    /// HTTP client percent-encodes in a path. Any `%` is refused, so that a session has one
+    /// spelling (`call%2D42` is not a second name of `call-42`, which a balancer hashing the raw
+    /// path would send to another replica); so are `:` and `@`, which some clients encode
+    /// (`agent%40x`) and others do not.
     static func sessionId(_ raw: String, maxBytes: Int) throws(APIError) -> String {
-        let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:@".utf8)
+        let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.".utf8)
         guard !raw.isEmpty, raw.utf8.count <= maxBytes, raw.utf8.allSatisfy(allowed.contains) else {
             throw APIError(400, "invalid_session_id",
-                           "session ids are 1-\(maxBytes) bytes of A-Z, a-z, 0-9, '-', '_', '.', ':', '@', not percent-encoded")
+                           "session ids are 1-\(maxBytes) bytes of A-Z, a-z, 0-9, '-', '_', '.', not percent-encoded")
         }
         return raw
     }
@@ -220,11 +222,17 @@ public final class EmotionAPI: Sendable {
             guard !bytes.isEmpty else { throw APIError(422, "empty_audio", "'audio' decodes to zero bytes") }
             audio = bytes
         }
-        if audio == nil && transcript.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+        if audio == nil && isBlank(transcript) {
             throw APIError(422, "empty_turn", "a turn needs 'audio', a non-empty 'transcript', or both")
         }
         return TurnInput(turnId: try json.string("turn_id"), speaker: speaker, transcript: transcript,
                          audio: audio, clientTimestamp: try json.string("timestamp"))
+    }
+
+    /// Blank as openapi.yaml's `\S` pattern reads it: only Unicode white space, line ends and the
+    /// byte-order mark (which JSON Schema's `\s` counts as space and Foundation does not).
+    static func isBlank(_ text: String) -> Bool {
+        text.unicodeScalars.allSatisfy { CharacterSet.whitespacesAndNewlines.contains($0) || $0 == "\u{FEFF}" }
     }
 
     static func parseDialogue(_ body: Data) throws(APIError) -> ([TurnInput], Bool) {

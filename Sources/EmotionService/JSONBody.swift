@@ -1,7 +1,8 @@
 import Foundation
 
 /// Strict reading of a JSON object body with messages that name the field: unknown fields and
-/// wrong types are refused (422), syntax errors and bad UTF-8 are 400.
+/// wrong types are refused (422), `null` included (an optional field is omitted, not null, as
+/// openapi.yaml says), syntax errors and bad UTF-8 are 400.
 struct JSONBody {
     let object: [String: Any]
     private let path: String
@@ -35,10 +36,7 @@ struct JSONBody {
     }
 
     func string(_ key: String, required: Bool = false) throws(APIError) -> String? {
-        guard let value = object[key], !(value is NSNull) else {
-            if required { throw APIError(422, "missing_field", "'\(name(key))' is required") }
-            return nil
-        }
+        guard let value = try present(key, required: required, type: "a string") else { return nil }
         // NSNumber bridges from JSON numbers and booleans; only real strings are accepted.
         guard let text = value as? String, !(value is NSNumber) else {
             throw .invalidField(name(key), "must be a string")
@@ -47,11 +45,18 @@ struct JSONBody {
     }
 
     func array(_ key: String, required: Bool = false) throws(APIError) -> [Any]? {
-        guard let value = object[key], !(value is NSNull) else {
+        guard let value = try present(key, required: required, type: "an array") else { return nil }
+        guard let items = value as? [Any] else { throw .invalidField(name(key), "must be an array") }
+        return items
+    }
+
+    /// The field's value, nil when it is absent and optional; `null` is a wrong type.
+    private func present(_ key: String, required: Bool, type: String) throws(APIError) -> Any? {
+        guard let value = object[key] else {
             if required { throw APIError(422, "missing_field", "'\(name(key))' is required") }
             return nil
         }
-        guard let items = value as? [Any] else { throw .invalidField(name(key), "must be an array") }
-        return items
+        if value is NSNull { throw .invalidField(name(key), "must be \(type), not null (omit an optional field)") }
+        return value
     }
 }

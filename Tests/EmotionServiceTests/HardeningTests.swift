@@ -139,7 +139,7 @@ func errorMessage(_ body: [String: Any]) -> String? { (body["error"] as? [String
 
         // Session ids: bytes, and one spelling only.
         #expect(client.request("POST", "/v1/sessions/call-42/turns", json: #"{"speaker": "A", "transcript": "hi"}"#).status == 200)
-        for id in ["call%2D42", "call%2d42", "%63all-42", String(repeating: "x", count: 129)] {
+        for id in ["call%2D42", "call%2d42", "%63all-42", "call:42", "agent@x", "agent%40x", String(repeating: "x", count: 129)] {
             let get = client.request("GET", "/v1/sessions/\(id)")
             #expect(get.status == 400 && errorCode(get.body) == "invalid_session_id", "\(id): \(get.status)")
             let post = client.request("POST", "/v1/sessions/\(id)/turns", json: #"{"speaker": "A", "transcript": "hi"}"#)

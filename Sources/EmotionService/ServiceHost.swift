@@ -42,19 +42,38 @@ public final class ServiceHost: @unchecked Sendable {
                             logger: JSONLogger = JSONLogger()) throws -> ServiceHost {
         let model = try ServiceModel.load(directory: directory, conversation: options.conversation,
                                           maxAudioSeconds: maxAudioSeconds)
-        return try ServiceHost(engine: model.engine, description: model.description, options: options, logger: logger)
+        return try ServiceHost(engine: model.engine, description: model.description, options: options, logger: logger,
+                               modelIdentity: "weights-sha256:" + model.package.weights.sha256)
     }
 
-    /// A service over any engine (tests use a stand-in encoder).
+    /// A service over any engine (tests use a stand-in encoder). `modelIdentity` is stamped into
+    /// saved sessions, so that another model's are skipped at restore (nil: the labels and sizes).
     public init<M: Encodable>(engine: ConversationEngine, description: M, options: Options,
-                              logger: JSONLogger = JSONLogger()) throws {
+                              logger: JSONLogger = JSONLogger(), modelIdentity: String? = nil) throws {
         self.options = options
         self.engine = engine
         self.logger = logger
-        snapshots = try options.stateDirectory.map { try SessionSnapshotStore(directory: $0) }
+        let model = SnapshotModel(engine: engine, identity: modelIdentity)
+        let snapshots = options.stateDirectory.map { SessionSnapshotStore(directory: $0, model: model) }
+        self.snapshots = snapshots
         let flag = readiness
+        let problems: @Sendable () -> [String] = { snapshots?.problem.map { [$0] } ?? [] }
+        var delete: (@Sendable (SessionKey) -> Bool)?
+        if let snapshots {
+            delete = { key in snapshots.delete(key, in: engine) }
+        }
         api = EmotionAPI(engine: engine, modelDescription: description, apiKeys: options.apiKeys, logger: logger,
-                         readiness: { flag.isSet })
+                         readiness: { flag.isSet }, problems: problems, deleteSession: delete)
+        if let snapshots {
+            api.metrics.gauge("emotion_snapshot_failures_total",
+                              help: "Snapshot passes or deletions that failed to write or remove a session file.") {
+                Double(snapshots.failedPasses)
+            }
+            api.metrics.gauge("emotion_snapshot_files_skipped_total",
+                              help: "Session files skipped at restore (unreadable, another model's, invalid).") {
+                Double(snapshots.skippedFiles)
+            }
+        }
     }
 
     public var isReady: Bool { readiness.isSet }
@@ -67,7 +86,8 @@ public final class ServiceHost: @unchecked Sendable {
         if let snapshots {
             let (sessions, problems) = snapshots.read()
             engine.restore(sessions)
-            for p in problems { logger.warning("unreadable session file skipped", ["problem": p]) }
+            for p in problems { logger.warning("session file skipped", ["problem": p]) }
+            if let problem = snapshots.problem { logger.error("state directory unusable; serving without saving", ["problem": problem]) }
             logger.info("sessions restored", ["count": sessions.count, "state_dir": snapshots.directory.path])
         }
         let api = self.api, logger = self.logger, replica = options.replicaId
@@ -99,15 +119,27 @@ public final class ServiceHost: @unchecked Sendable {
         if let snapshots, options.snapshotInterval > 0 {
             let t = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
             t.schedule(deadline: .now() + options.snapshotInterval, repeating: options.snapshotInterval)
-            t.setEventHandler { [engine, logger] in
-                do { try snapshots.write(engine) } catch { logger.error("snapshot failed", ["error": "\(error)"]) }
-            }
+            t.setEventHandler { [weak self] in self?.writeSnapshot() }
             t.resume()
             timer = t
         }
         setReady(true)
         logger.info("listening", ["address": address.description])
         return address
+    }
+
+    /// One snapshot pass (the timer's); a failure is logged and counted, never fatal. False when
+    /// the pass failed.
+    @discardableResult
+    func writeSnapshot() -> Bool {
+        guard let snapshots else { return true }
+        do {
+            try snapshots.write(engine)
+            return true
+        } catch {
+            logger.error("snapshot failed", ["error": "\(error)"])
+            return false
+        }
     }
 
     /// The drain: /readyz turns 503 and the listener closes; requests in flight (and the turns

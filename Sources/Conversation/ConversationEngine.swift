@@ -353,6 +353,12 @@ public final class ConversationEngine: @unchecked Sendable {
             timings.classify = classifyMs
             let job = item.job, input = job.pending.input
             lock.lock()
+            // Deleted while it was being processed: the turn belongs to no session.
+            if job.slot.deleted {
+                lock.unlock()
+                finish(job, .failure(.sessionDeleted(job.key.id)))
+                continue
+            }
             var state = job.slot.state
             let turn = StoredTurn(index: state.turns.count, turnId: job.pending.turnId, speaker: input.speaker,
                                   transcript: input.transcript, clientTimestamp: input.clientTimestamp,
@@ -553,8 +559,8 @@ public final class ConversationEngine: @unchecked Sendable {
         return sessions[SessionKey(namespace: namespace, id: id)]?.state
     }
 
-    /// Removes a session; turns still waiting fail with `session_deleted`. False if unknown in
-    /// that namespace.
+    /// Removes a session; turns still waiting, and the one being processed, fail with
+    /// `session_deleted` (404). False if unknown in that namespace.
     public func deleteSession(_ id: String, namespace: String = SessionKey.defaultNamespace) -> Bool {
         lock.lock()
         guard let slot = sessions.removeValue(forKey: SessionKey(namespace: namespace, id: id)) else {
@@ -566,7 +572,7 @@ public final class ConversationEngine: @unchecked Sendable {
         slot.waiting.removeAll()
         waitingCount -= dropped.count
         lock.unlock()
-        let error = ConversationError(.notFound, code: "session_deleted", "session '\(id)' was deleted")
+        let error = ConversationError.sessionDeleted(id)
         for p in dropped { for c in p.completions { c(.failure(error)) } }
         return true
     }

@@ -83,4 +83,31 @@ func unwritableStateDirectory(in base: URL) throws -> (url: URL, how: String) {
                 == [SessionSnapshotStore.fileName(for: SessionKey(id: "kept"))])
         await service.stop()
     }
+
+    /// A turn being processed when its session is deleted is answered 404 `session_deleted`,
+    /// never 200, and does not bring the session back.
+    @Test func aTurnInFlightWhenItsSessionIsDeletedIsAnswered404() async throws {
+        let gate = DispatchSemaphore(value: 0)
+        let service = try LoggedHost(encoder: FakeEncoder(gate: gate))
+        let port = service.port, engine = service.host.engine
+        gate.signal()  // the first turn's one pass through the encoder
+        let opened = try await offPool {
+            try LoopbackClient(port: port).request("POST", "/v1/sessions/call-9/turns", json: #"{"speaker": "A", "transcript": "first"}"#).status
+        }
+        #expect(opened == 200)
+        let inFlight = Task { try await offPool { () -> (Int, String?) in
+            let r = try LoopbackClient(port: port).request("POST", "/v1/sessions/call-9/turns", json: Self.turn)
+            return (r.status, errorCode(r.body))
+        } }
+        // Wait (without a deadline of our own) until the turn is inside the encoder.
+        while engine.statistics.running == 0 { try await Task.sleep(nanoseconds: 5_000_000) }
+        let deleted = try await offPool { try LoopbackClient(port: port).request("DELETE", "/v1/sessions/call-9").status }
+        #expect(deleted == 204)
+        gate.signal()
+        let (status, code) = try await inFlight.value
+        #expect(status == 404 && code == "session_deleted", "\(status) \(code ?? "")")
+        let after = try await offPool { try LoopbackClient(port: port).request("GET", "/v1/sessions/call-9").status }
+        #expect(after == 404)
+        await service.stop()
+    }
 }

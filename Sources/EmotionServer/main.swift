@@ -56,6 +56,8 @@ struct EmotionServer: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // A closed stdout/stderr (or any pipe) must fail a write with EPIPE, not kill the process.
+        signal(SIGPIPE, SIG_IGN)
         let logger = JSONLogger()
         var options = ServiceHost.Options()
         options.http.host = try value(host, "HOST", "127.0.0.1")
@@ -101,6 +103,7 @@ struct EmotionServer: AsyncParsableCommand {
                                                      inline: environment["EMOTION_API_KEYS"])
         } catch {
             logger.error("refusing to start: the configured API keys are unusable", ["problem": "\(error)"])
+            await logger.flush()
             throw ExitCode(2)
         }
         let modelPath = model ?? env("MODEL") ?? "Models/default"
@@ -129,12 +132,14 @@ struct EmotionServer: AsyncParsableCommand {
                                         logger: logger)
         } catch {
             logger.error("cannot load the model", ["model": modelPath, "error": "\(error)"])
+            await logger.flush()
             throw ExitCode(3)
         }
         do {
             try host.start()
         } catch {
             logger.error("cannot listen", ["error": "\(error)"])
+            await logger.flush()
             throw ExitCode(4)
         }
         let stop = AsyncStream<Int32> { continuation in
@@ -147,6 +152,7 @@ struct EmotionServer: AsyncParsableCommand {
         }
         let clean = await host.shutdown()
         logger.info("stopped", ["clean": clean])
+        await logger.flush()
         if !clean { throw ExitCode(1) }
     }
 }

@@ -64,6 +64,10 @@ public final class ServiceHost: @unchecked Sendable {
         }
         api = EmotionAPI(engine: engine, modelDescription: description, apiKeys: options.apiKeys, logger: logger,
                          readiness: { flag.isSet }, problems: problems, deleteSession: delete)
+        api.metrics.gauge("emotion_log_lines_dropped_total",
+                          help: "Log lines dropped because the log output was not keeping up.") { Double(logger.droppedLines) }
+        api.metrics.gauge("emotion_log_write_failures_total",
+                          help: "Log lines whose write failed (closed or full output).") { Double(logger.writeFailures) }
         if let snapshots {
             api.metrics.gauge("emotion_snapshot_failures_total",
                               help: "Snapshot passes or deletions that failed to write or remove a session file.") {
@@ -168,6 +172,7 @@ public final class ServiceHost: @unchecked Sendable {
                 logger.error("writing sessions failed", ["error": "\(error)"])
             }
         }
+        await logger.flush()
         return drained && saved
     }
 }

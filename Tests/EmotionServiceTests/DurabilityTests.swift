@@ -111,3 +111,75 @@ func unwritableStateDirectory(in base: URL) throws -> (url: URL, how: String) {
         await service.stop()
     }
 }
+
+/// Issue #11: logging can never kill or stall the server.
+@Suite(.serialized) struct LoggingTests {
+    /// Lines to a pipe nobody reads are queued, then dropped and counted; once the reader is
+    /// gone the stuck write fails with EPIPE and is counted; `log` never blocks meanwhile.
+    @Test func aStuckOrClosedOutputDropsAndCountsLines() async throws {
+        signal(SIGPIPE, SIG_IGN)
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        let logger = JSONLogger(fileDescriptor: fds[1], capacity: 16)
+        let filler = String(repeating: "x", count: 4096)
+        // 64 KiB fills a Linux pipe; 200 lines of 4 KiB are far more than it and the queue hold.
+        try await offPool { for i in 0..<200 { logger.info("line", ["i": i, "filler": filler]) } }
+        #expect(logger.droppedLines > 0)
+        close(fds[0])
+        #expect(await logger.flush(timeout: 30))
+        #expect(logger.writeFailures > 0)
+        logger.info("after")
+        #expect(await logger.flush(timeout: 30))
+        close(fds[1])
+    }
+
+    /// The real `emotion-server` with its stderr a pipe whose reader is gone keeps answering
+    /// (before: SIGPIPE, or the trap in `FileHandle.write`, killed it at the first request log).
+    @Test func aServerWhoseStderrIsAClosedPipeKeepsAnswering() async throws {
+        let process = Process()
+        process.executableURL = try ServerProcessTests.binary()
+        process.arguments = ["--model", EndToEndTests.model.path, "--port", "0"]
+        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("EMOTION_") }
+        let stderr = Pipe()
+        process.standardError = stderr
+        process.standardOutput = stderr
+        try process.run()
+        let port = try await offPool { () -> Int in
+            var log = Data()
+            while true {
+                let chunk = stderr.fileHandleForReading.availableData
+                if chunk.isEmpty { return 0 }
+                log.append(chunk)
+                for line in String(decoding: log, as: UTF8.self).split(separator: "\n") where line.contains("\"listening\"") {
+                    if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                       let address = object["address"] as? String, let p = Int(address.split(separator: ":").last ?? "") {
+                        return p
+                    }
+                }
+            }
+        }
+        #expect(port > 0)
+        try stderr.fileHandleForReading.close()
+        let (statuses, metrics) = try await offPool { () -> ([Int], String) in
+            let client = try LoopbackClient(port: port)
+            var statuses: [Int] = []
+            for i in 0..<20 {
+                statuses.append(client.request("POST", "/v1/sessions/c/turns",
+                                               json: #"{"speaker": "A", "transcript": "turn \#(i)"}"#).status)
+                statuses.append(client.request("GET", "/healthz").status)
+            }
+            client.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            return (statuses, String(decoding: client.readResponse().body, as: UTF8.self))
+        }
+        #expect(statuses == [Int](repeating: 200, count: 40), "\(statuses)")
+        let failures = metrics.split(separator: "\n").first { $0.hasPrefix("emotion_log_write_failures_total ") }
+        #expect((failures?.split(separator: " ").last).flatMap { Int($0) } ?? 0 > 0, "\(failures ?? "no metric")")
+        #expect(process.isRunning)
+        process.terminate()
+        let status = try await offPool { () -> Int32 in
+            process.waitUntilExit()
+            return process.terminationStatus
+        }
+        #expect(status == 0)
+    }
+}

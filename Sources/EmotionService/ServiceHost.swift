@@ -3,6 +3,7 @@ import DialogicalEmotionDecoder
 import Foundation
 import GatedXLSTM
 import HTTPServer
+import Numerics
 import ServingPipeline
 
 /// Everything the server process runs, wired together: model package -> encoder + classifier ->
@@ -17,6 +18,9 @@ public final class ServiceHost: @unchecked Sendable {
         public var drainTimeout: TimeInterval = 30
         public var apiKeys = APIKeys.none
         public var replicaId: String?
+        /// API handlers run on this many queues of their own; 0 shares the process-wide
+        /// `HandlerTaskExecutor.shared` (one queue per core).
+        public var handlerQueues = 0
         public init() {}
     }
 
@@ -28,6 +32,12 @@ public final class ServiceHost: @unchecked Sendable {
     private var server: HTTPServer?
     private var timer: DispatchSourceTimer?
     private let readiness = Flag()
+    /// The `HandlerTaskExecutor` of `options.handlerQueues` (nil: the shared one); untyped for
+    /// the executor's availability.
+    let handlerExecutorStorage: (any Sendable)?
+
+    @available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *)
+    var handlerExecutor: HandlerTaskExecutor { handlerExecutorStorage as? HandlerTaskExecutor ?? .shared }
 
     /// A thread-safe boolean shared with the API's /readyz.
     final class Flag: @unchecked Sendable {
@@ -53,6 +63,11 @@ public final class ServiceHost: @unchecked Sendable {
         self.options = options
         self.engine = engine
         self.logger = logger
+        if #available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *), options.handlerQueues > 0 {
+            handlerExecutorStorage = HandlerTaskExecutor(queueCount: options.handlerQueues, label: "emotion.handler")
+        } else {
+            handlerExecutorStorage = nil
+        }
         let model = SnapshotModel(engine: engine, identity: modelIdentity)
         let snapshots = options.stateDirectory.map { SessionSnapshotStore(directory: $0, model: model) }
         self.snapshots = snapshots
@@ -95,8 +110,22 @@ public final class ServiceHost: @unchecked Sendable {
             logger.info("sessions restored", ["count": sessions.count, "state_dir": snapshots.directory.path])
         }
         let api = self.api, logger = self.logger, replica = options.replicaId
+        let body: @Sendable (HTTPRequest) async throws -> HTTPResponse = { request in
+            let apiRequest = APIRequest(method: request.method.rawValue, path: request.target.path,
+                                        headers: request.headers.map { ($0.name, $0.value) },
+                                        body: Data(request.body), requestId: request.requestID)
+            let answer = await api.handle(apiRequest)
+            var headers = HTTPHeaders(answer.headers.map { ($0.name, $0.value) })
+            if let replica { headers.add(name: "X-Replica-Id", value: replica) }
+            return HTTPResponse(status: HTTPStatus(code: answer.status), headers: headers, body: [UInt8](answer.body))
+        }
+        var handler = AsyncHTTPHandler(body)
+        if #available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *), handlerExecutorStorage != nil {
+            handler = AsyncHTTPHandler(executor: handlerExecutor, body)
+        }
         let server = HTTPServer(
             configuration: options.http,
+            handler: LivenessHandler(next: handler, metrics: api.metrics, replicaId: replica),
             onRequestComplete: { log in
                 var fields: [String: Any] = [
                     "request_id": log.requestID, "status": log.status, "duration_ms": Double(log.duration.components.attoseconds) / 1e15 + Double(log.duration.components.seconds) * 1000,
@@ -108,16 +137,7 @@ public final class ServiceHost: @unchecked Sendable {
                 if let replica { fields["replica"] = replica }
                 logger.info("request", fields)
             },
-            onDiagnostic: { diagnostic in logger.warning("http", ["kind": diagnostic.kind.rawValue, "detail": diagnostic.message]) },
-            handler: { request in
-                let apiRequest = APIRequest(method: request.method.rawValue, path: request.target.path,
-                                            headers: request.headers.map { ($0.name, $0.value) },
-                                            body: Data(request.body), requestId: request.requestID)
-                let answer = await api.handle(apiRequest)
-                var headers = HTTPHeaders(answer.headers.map { ($0.name, $0.value) })
-                if let replica { headers.add(name: "X-Replica-Id", value: replica) }
-                return HTTPResponse(status: HTTPStatus(code: answer.status), headers: headers, body: [UInt8](answer.body))
-            })
+            onDiagnostic: { diagnostic in logger.warning("http", ["kind": diagnostic.kind.rawValue, "detail": diagnostic.message]) })
         let address = try server.start()
         self.server = server
         if let snapshots, options.snapshotInterval > 0 {
@@ -128,7 +148,8 @@ public final class ServiceHost: @unchecked Sendable {
             timer = t
         }
         setReady(true)
-        logger.info("listening", ["address": address.description])
+        logger.info("listening", ["address": address.description, "inference_threads": Parallel.width,
+                                  "cpu_quota": CPUQuota.current.cpus ?? NSNull()])
         return address
     }
 

@@ -2,6 +2,7 @@ import Conversation
 import DialogicalEmotionDecoder
 import Foundation
 import ConversationTestSupport
+import HTTPServer
 import Testing
 @testable import EmotionService
 
@@ -181,5 +182,37 @@ func unwritableStateDirectory(in base: URL) throws -> (url: URL, how: String) {
             return process.terminationStatus
         }
         #expect(status == 0)
+    }
+}
+
+/// Issue #11: the liveness probe answers while every API handler queue is busy.
+@Suite(.serialized) struct LivenessTests {
+    final class Occupancy: @unchecked Sendable {
+        let lock = NSLock()
+        var running = 0
+        func started() { lock.lock(); running += 1; lock.unlock() }
+        var count: Int { lock.lock(); defer { lock.unlock() }; return running }
+    }
+
+    /// The service's one handler queue is held by a blocked job (as by a 16 MiB body being
+    /// parsed); `/healthz` is still answered, `/readyz` (an API request) once the queue is free.
+    /// (A server of its own queue, so that other tests' servers are not held up.)
+    @Test func healthzAnswersWhileEveryHandlerQueueIsBusy() async throws {
+        let service = try LoggedHost { $0.handlerQueues = 1 }
+        let port = service.port
+        let gate = DispatchSemaphore(value: 0)
+        let occupancy = Occupancy()
+        let blocker = Task(executorPreference: service.host.handlerExecutor) {
+            occupancy.started()
+            gate.wait()
+        }
+        while occupancy.count == 0 { try await Task.sleep(nanoseconds: 5_000_000) }
+        let health = try await offPool { try LoopbackClient(port: port).request("GET", "/healthz").status }
+        gate.signal()
+        await blocker.value
+        #expect(health == 200)
+        let ready = try await offPool { try LoopbackClient(port: port).request("GET", "/readyz").status }
+        #expect(ready == 200)
+        await service.stop()
     }
 }

@@ -21,6 +21,10 @@ public final class ServiceHost: @unchecked Sendable {
         /// API handlers run on this many queues of their own; 0 shares the process-wide
         /// `HandlerTaskExecutor.shared` (one queue per core).
         public var handlerQueues = 0
+        /// Journal every stored turn in `stateDirectory` and answer it only once durable.
+        public var journal = false
+        /// Seconds the journal waits after a turn's record to sync it with others (0: at once).
+        public var journalCommitInterval: TimeInterval = 0
         public init() {}
     }
 
@@ -29,6 +33,9 @@ public final class ServiceHost: @unchecked Sendable {
     public let api: EmotionAPI
     public let logger: JSONLogger
     let snapshots: SessionSnapshotStore?
+    let journal: TurnJournal?
+    /// One snapshot pass at a time (timer, start, shutdown).
+    private let passLock = NSLock()
     private var server: HTTPServer?
     private var timer: DispatchSourceTimer?
     private let readiness = Flag()
@@ -71,8 +78,12 @@ public final class ServiceHost: @unchecked Sendable {
         let model = SnapshotModel(engine: engine, identity: modelIdentity)
         let snapshots = options.stateDirectory.map { SessionSnapshotStore(directory: $0, model: model) }
         self.snapshots = snapshots
+        let journal = options.journal ? options.stateDirectory.map {
+            TurnJournal(directory: $0, model: model, commitInterval: options.journalCommitInterval)
+        } : nil
+        self.journal = journal
         let flag = readiness
-        let problems: @Sendable () -> [String] = { snapshots?.problem.map { [$0] } ?? [] }
+        let problems: @Sendable () -> [String] = { [snapshots?.problem, journal?.problem].compactMap { $0 } }
         var delete: (@Sendable (SessionKey) -> Bool)?
         if let snapshots {
             delete = { key in snapshots.delete(key, in: engine) }
@@ -83,6 +94,15 @@ public final class ServiceHost: @unchecked Sendable {
                           help: "Log lines dropped because the log output was not keeping up.") { Double(logger.droppedLines) }
         api.metrics.gauge("emotion_log_write_failures_total",
                           help: "Log lines whose write failed (closed or full output).") { Double(logger.writeFailures) }
+        if let journal {
+            api.metrics.gauge("emotion_journal_commits_total", help: "Journal syncs (each covers one or more turns).") {
+                Double(journal.commitCount)
+            }
+            api.metrics.gauge("emotion_journal_failures_total",
+                              help: "Journal writes or syncs that failed (their turns answered 503 storage_unavailable).") {
+                Double(journal.failedCommits)
+            }
+        }
         if let snapshots {
             api.metrics.gauge("emotion_snapshot_failures_total",
                               help: "Snapshot passes or deletions that failed to write or remove a session file.") {
@@ -108,6 +128,16 @@ public final class ServiceHost: @unchecked Sendable {
             for p in problems { logger.warning("session file skipped", ["problem": p]) }
             if let problem = snapshots.problem { logger.error("state directory unusable; serving without saving", ["problem": problem]) }
             logger.info("sessions restored", ["count": sessions.count, "state_dir": snapshots.directory.path])
+        }
+        if let journal {
+            let (records, skipped) = TurnJournal.read(directory: journal.directory, model: journal.model)
+            let (stored, problems) = engine.replay(records, model: journal.model)
+            for p in skipped + problems { logger.warning("journal record skipped", ["problem": p]) }
+            logger.info("journal replayed", ["records": records.count, "turns_stored": stored])
+            engine.attach(journal: journal)
+            if let problem = journal.problem { logger.error("journal unusable; turns are refused", ["problem": problem]) }
+            // The replayed turns go into the snapshots, then the old journal files go.
+            writeSnapshot()
         }
         let api = self.api, logger = self.logger, replica = options.replicaId
         let body: @Sendable (HTTPRequest) async throws -> HTTPResponse = { request in
@@ -157,13 +187,24 @@ public final class ServiceHost: @unchecked Sendable {
     /// the pass failed.
     @discardableResult
     func writeSnapshot() -> Bool {
-        guard let snapshots else { return true }
+        writeSnapshotCounting() != nil
+    }
+
+    /// A snapshot pass: the journal (if any) moves to a new file, having made everything before
+    /// durable and stored; the sessions are written; on success the journal files before are
+    /// removed. Returns the files written, nil when the pass failed. Blocks: never call it on
+    /// a Swift concurrency thread.
+    private func writeSnapshotCounting() -> Int? {
+        guard let snapshots else { return 0 }
+        passLock.lock(); defer { passLock.unlock() }
+        let closed = journal?.rotate()
         do {
-            try snapshots.write(engine)
-            return true
+            let n = try snapshots.write(engine)
+            if let journal, let closed { journal.discard(through: closed) }
+            return n
         } catch {
             logger.error("snapshot failed", ["error": "\(error)"])
-            return false
+            return nil
         }
     }
 
@@ -184,13 +225,15 @@ public final class ServiceHost: @unchecked Sendable {
         timer?.cancel()
         var saved = true
         if let snapshots {
-            do {
-                let n = try snapshots.write(engine)
+            let written = await withCheckedContinuation { continuation in
+                DispatchQueue.global().async { continuation.resume(returning: self.writeSnapshotCounting()) }
+            }
+            if let n = written {
                 logger.info("sessions written", ["changed": n, "sessions": engine.statistics.sessions,
                                                  "state_dir": snapshots.directory.path])
-            } catch {
+            } else {
                 saved = false
-                logger.error("writing sessions failed", ["error": "\(error)"])
+                logger.error("writing sessions failed", ["problem": snapshots.problem ?? "unknown"])
             }
         }
         await logger.flush()

@@ -600,21 +600,25 @@ public final class ConversationEngine: @unchecked Sendable {
     }
 
     /// Removes a session; turns still waiting, and the one being processed, fail with
-    /// `session_deleted` (404). False if unknown in that namespace.
-    public func deleteSession(_ id: String, namespace: String = SessionKey.defaultNamespace) -> Bool {
+    /// `session_deleted` (404). False if unknown in that namespace. `whenDurable` (only if the
+    /// session was there) runs once the journal holds the deletion (at once without a journal;
+    /// with the error if the journal could not write it).
+    public func deleteSession(_ id: String, namespace: String = SessionKey.defaultNamespace,
+                              whenDurable: (@Sendable (StorageError?) -> Void)? = nil) -> Bool {
         lock.lock()
         guard let slot = sessions.removeValue(forKey: SessionKey(namespace: namespace, id: id)) else {
             lock.unlock()
             return false
         }
         slot.deleted = true
-        journalEnd(SessionKey(namespace: namespace, id: id))
+        let journaled = journalEnd(SessionKey(namespace: namespace, id: id), whenDurable: whenDurable)
         let dropped = slot.waiting
         slot.waiting.removeAll()
         waitingCount -= dropped.count
         lock.unlock()
         let error = ConversationError.sessionDeleted(id)
         for p in dropped { for c in p.completions { c(.failure(error)) } }
+        if !journaled { whenDurable?(nil) }
         return true
     }
 
@@ -681,8 +685,12 @@ public final class ConversationEngine: @unchecked Sendable {
 
     /// Journals the end of a session (under the lock). A failure shows in the journal's
     /// `problem`; the session is gone from memory either way.
-    private func journalEnd(_ key: SessionKey) {
-        journal?.append(TurnJournal.payload(.end(namespace: key.namespace, id: key.id))) { _ in }
+    /// False when there is no journal (`whenDurable` is then not called).
+    @discardableResult
+    private func journalEnd(_ key: SessionKey, whenDurable: (@Sendable (StorageError?) -> Void)? = nil) -> Bool {
+        guard let journal else { return false }
+        journal.append(TurnJournal.payload(.end(namespace: key.namespace, id: key.id))) { whenDurable?($0) }
+        return true
     }
 
     /// Applies journal records (oldest first) on top of restored sessions: a turn whose index

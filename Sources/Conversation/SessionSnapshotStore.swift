@@ -153,9 +153,11 @@ public final class SessionSnapshotStore: @unchecked Sendable {
 
     /// Deletes a session from `engine` and its file at once (under this store's lock, so a pass
     /// running at the same time cannot write it back). False if the engine has no such session.
-    public func delete(_ key: SessionKey, in engine: ConversationEngine) -> Bool {
+    /// `whenDurable` as for `ConversationEngine.deleteSession`.
+    public func delete(_ key: SessionKey, in engine: ConversationEngine,
+                       whenDurable: (@Sendable (StorageError?) -> Void)? = nil) -> Bool {
         lock.lock(); defer { lock.unlock() }
-        guard engine.deleteSession(key.id, namespace: key.namespace) else { return false }
+        guard engine.deleteSession(key.id, namespace: key.namespace, whenDurable: whenDurable) else { return false }
         let name = files[key] ?? Self.fileName(for: key)
         do {
             try DurableFile.remove(directory.appendingPathComponent(name))

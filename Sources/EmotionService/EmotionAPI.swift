@@ -14,7 +14,7 @@ public final class EmotionAPI: Sendable {
     let apiKeys: APIKeys
     let readiness: @Sendable () -> Bool
     let problems: @Sendable () -> [String]
-    let deleteSession: @Sendable (SessionKey) -> Bool
+    let deleteSession: @Sendable (SessionKey) async -> Bool
     let labels: [String]
     let logger: JSONLogger
 
@@ -23,13 +23,14 @@ public final class EmotionAPI: Sendable {
     ///   - readiness: false while loading or draining (`/readyz` answers 503).
     ///   - logger: where the detail of internal errors goes.
     ///   - problems: what is wrong while serving goes on (`/readyz` answers 200 `degraded`).
-    ///   - deleteSession: removes a session (default: from the engine only; a host with a state
-    ///     directory also removes its file at once).
+    ///   - deleteSession: removes a session, answering once the deletion is durable (default:
+    ///     from the engine only; a host with a state directory also removes its file at once and
+    ///     waits for the journal).
     public init<M: Encodable>(engine: ConversationEngine, modelDescription: M, apiKeys: APIKeys = .none,
                               metrics: Metrics = Metrics(), logger: JSONLogger = JSONLogger(),
                               readiness: @escaping @Sendable () -> Bool,
                               problems: @escaping @Sendable () -> [String] = { [] },
-                              deleteSession: (@Sendable (SessionKey) -> Bool)? = nil) {
+                              deleteSession: (@Sendable (SessionKey) async -> Bool)? = nil) {
         self.engine = engine
         self.problems = problems
         self.deleteSession = deleteSession ?? { engine.deleteSession($0.id, namespace: $0.namespace) }
@@ -169,7 +170,7 @@ public final class EmotionAPI: Sendable {
             let namespace = try self.namespace(of: caller, request)
             // Another tenant's session is answered exactly as a missing one.
             if request.method == "DELETE" {
-                guard deleteSession(SessionKey(namespace: namespace, id: id)) else {
+                guard await deleteSession(SessionKey(namespace: namespace, id: id)) else {
                     throw APIError(ConversationError.sessionNotFound(id))
                 }
                 return APIResponse(status: 204)

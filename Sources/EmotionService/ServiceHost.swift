@@ -84,9 +84,19 @@ public final class ServiceHost: @unchecked Sendable {
         self.journal = journal
         let flag = readiness
         let problems: @Sendable () -> [String] = { [snapshots?.problem, journal?.problem].compactMap { $0 } }
-        var delete: (@Sendable (SessionKey) -> Bool)?
+        var delete: (@Sendable (SessionKey) async -> Bool)?
         if let snapshots {
-            delete = { key in snapshots.delete(key, in: engine) }
+            // Answered once the journal (if any) holds the deletion, so that a crash right after
+            // the 204 cannot bring the session back from the journal.
+            delete = { key in
+                await withCheckedContinuation { continuation in
+                    let found = snapshots.delete(key, in: engine) { failure in
+                        if let failure { logger.error("journaling a deletion failed", ["error": "\(failure)"]) }
+                        continuation.resume(returning: true)
+                    }
+                    if !found { continuation.resume(returning: false) }
+                }
+            }
         }
         api = EmotionAPI(engine: engine, modelDescription: description, apiKeys: options.apiKeys, logger: logger,
                          readiness: { flag.isSet }, problems: problems, deleteSession: delete)

@@ -85,6 +85,25 @@ func unwritableStateDirectory(in base: URL) throws -> (url: URL, how: String) {
         await service.stop()
     }
 
+    /// With the journal, DELETE is answered once the deletion is in the journal on disk (a crash
+    /// right after the 204 cannot bring the session back), also when syncs are gathered.
+    @Test func deleteIsAnsweredOnceTheJournalHoldsIt() async throws {
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("delete-journal-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: state) }
+        let service = try LoggedHost(stateDirectory: state) { $0.journal = true; $0.journalCommitInterval = 0.3 }
+        let port = service.port
+        let (posted, deleted) = try await offPool { () -> (Int, Int) in
+            let client = try LoopbackClient(port: port)
+            let posted = client.request("POST", "/v1/sessions/gone/turns", json: Self.turn).status
+            return (posted, client.request("DELETE", "/v1/sessions/gone").status)
+        }
+        #expect(posted == 200 && deleted == 204)
+        let journal = try #require(service.host.journal)
+        let records = TurnJournal.read(directory: state, model: journal.model).records
+        #expect(records.contains(.end(namespace: SessionKey.defaultNamespace, id: "gone")), "\(records.count) records")
+        await service.stop()
+    }
+
     /// A turn being processed when its session is deleted is answered 404 `session_deleted`,
     /// never 200, and does not bring the session back.
     @Test func aTurnInFlightWhenItsSessionIsDeletedIsAnswered404() async throws {

@@ -120,7 +120,8 @@ public final class SessionSnapshotStore: @unchecked Sendable {
                 firstError = firstError ?? error
             }
         }
-        for key in Array(written.keys) where !current.contains(key) {
+        // Every file on disk of a session that is gone (also one whose last rewrite failed).
+        for key in Array(files.keys) where !current.contains(key) {
             if let name = files[key] {
                 do throws(StorageError) {
                     try DurableFile.remove(directory.appendingPathComponent(name), syncDirectory: false)
@@ -162,7 +163,7 @@ public final class SessionSnapshotStore: @unchecked Sendable {
         do {
             try DurableFile.remove(directory.appendingPathComponent(name))
         } catch {
-            // The next pass retries: the key stays known as written, and is gone from the engine.
+            // The next pass retries: the file stays known, and the session is gone from the engine.
             failures += 1
             lastProblem = "removing a deleted session's file failed: \(error)"
             return true

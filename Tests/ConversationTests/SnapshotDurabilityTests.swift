@@ -69,6 +69,29 @@ func unwritableDirectory(in base: URL) throws -> (url: URL, how: String) {
         #expect(try store.write(engine) == 0)
     }
 
+    /// A session whose rewrite failed and which then expired loses its file at the next pass
+    /// (it must not come back at a restart). The failure: a directory where the temporary file
+    /// goes, which stops root as well.
+    @Test func aFailedRewriteThenExpiryStillRemovesTheFile() async throws {
+        let directory = temporaryDirectory("failed-rewrite")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let engine = try engine()
+        _ = try await engine.submit(sessionId: "s", turn: TurnInput(speaker: "A", transcript: "one"))
+        let store = SessionSnapshotStore(directory: directory, model: SnapshotModel(engine: engine))
+        try store.write(engine)
+        let name = SessionSnapshotStore.fileName(for: SessionKey(id: "s"))
+        _ = try await engine.submit(sessionId: "s", turn: TurnInput(speaker: "A", transcript: "two"))
+        let blocker = directory.appendingPathComponent(".\(name).tmp")
+        try FileManager.default.createDirectory(at: blocker, withIntermediateDirectories: false)
+        #expect(throws: StorageError.self) { try store.write(engine) }
+        #expect(store.failedPasses == 1 && store.problem != nil)
+        try FileManager.default.removeItem(at: blocker)
+        #expect(engine.expireIdleSessions(now: Date().addingTimeInterval(10 * 3600)) == 1)
+        try store.write(engine)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
+        #expect(store.problem == nil)
+    }
+
     /// Every kind of damage is skipped with its reason; the intact file is restored.
     @Test func restoreValidatesEveryFieldAndSkipsBadFiles() async throws {
         let directory = temporaryDirectory("validate")

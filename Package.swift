@@ -71,7 +71,7 @@ let package = Package(
         .target(name: "EmotionService", dependencies: ["ServingPipeline", "Conversation", "GatedXLSTM", "ModelPackage", "Numerics",
                                                        "DialogicalEmotionDecoder", "HTTPServer"]),
         .executableTarget(name: "EmotionServer",
-                          dependencies: ["EmotionService", "HTTPServer",
+                          dependencies: ["EmotionService", "HTTPServer", "Conversation",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "EmotionCLI",
                           dependencies: ["ServingPipeline", "Conversation", "GatedXLSTM", "DialogicalEmotionDecoder",

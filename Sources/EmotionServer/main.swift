@@ -1,4 +1,5 @@
 import ArgumentParser
+import Conversation
 import EmotionService
 import Foundation
 import HTTPServer
@@ -138,6 +139,10 @@ struct EmotionServer: AsyncParsableCommand {
         do {
             host = try ServiceHost.load(model: URL(fileURLWithPath: modelPath), options: options, maxAudioSeconds: maxAudio,
                                         logger: logger)
+        } catch let error as StateDirectoryLock.InUse {
+            logger.error("refusing to start: the state directory is in use", ["problem": "\(error)"])
+            await logger.flush()
+            throw ExitCode(5)
         } catch {
             logger.error("cannot load the model", ["model": modelPath, "error": "\(error)"])
             await logger.flush()

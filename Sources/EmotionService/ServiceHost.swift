@@ -38,6 +38,8 @@ public final class ServiceHost: @unchecked Sendable {
     private let passLock = NSLock()
     private var server: HTTPServer?
     private var timer: DispatchSourceTimer?
+    /// Held while running, so that no second process works on the same state directory.
+    private let directoryLock: StateDirectoryLock?
     private let readiness = Flag()
     /// The `HandlerTaskExecutor` of `options.handlerQueues` (nil: the shared one); untyped for
     /// the executor's availability.
@@ -65,11 +67,15 @@ public final class ServiceHost: @unchecked Sendable {
 
     /// A service over any engine (tests use a stand-in encoder). `modelIdentity` is stamped into
     /// saved sessions, so that another model's are skipped at restore (nil: the labels and sizes).
+    /// Throws `StateDirectoryLock.InUse` when another process holds the state directory.
     public init<M: Encodable>(engine: ConversationEngine, description: M, options: Options,
                               logger: JSONLogger = JSONLogger(), modelIdentity: String? = nil) throws {
         self.options = options
         self.engine = engine
         self.logger = logger
+        directoryLock = try options.stateDirectory.flatMap { directory throws(StateDirectoryLock.InUse) in
+            try StateDirectoryLock.acquire(directory)
+        }
         if #available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *), options.handlerQueues > 0 {
             handlerExecutorStorage = HandlerTaskExecutor(queueCount: options.handlerQueues, label: "emotion.handler")
         } else {
@@ -246,6 +252,7 @@ public final class ServiceHost: @unchecked Sendable {
                 logger.error("writing sessions failed", ["problem": snapshots.problem ?? "unknown"])
             }
         }
+        directoryLock?.release()
         await logger.flush()
         return drained && saved
     }

@@ -1,3 +1,4 @@
+import Conversation
 import Foundation
 import Testing
 @testable import EmotionService
@@ -167,5 +168,42 @@ final class TurnLoad: @unchecked Sendable {
         let (stored, log, exit) = try await storedTurns(state: state, arguments: arguments)
         expectEveryAcknowledgedTurn(load.bySession, in: stored, journal ? "SIGTERM, journal" : "SIGTERM")
         #expect(exit == 0, "\(log)")
+    }
+}
+
+/// An operator's mistake: a second server on a state directory in use refuses to start (exit
+/// 5) and leaves the first one's journal alone.
+@Suite(.serialized) struct StateDirectoryLockTests {
+    @Test func aSecondServerOnTheSameStateDirectoryRefusesToStart() async throws {
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("locked-state-\(UUID())")
+        defer { try? FileManager.default.removeItem(at: state) }
+        let arguments = ["--state-dir", state.path, "--journal", "--snapshot-interval", "0"]
+        let first = try ServerUnderTest(arguments: arguments)
+        let port = try await offPool { first.waitUntilListening() }
+        try #require(port > 0, "\(first.log)")
+        let posted = try await offPool {
+            try LoopbackClient(port: port).request("POST", "/v1/sessions/s/turns",
+                                                   json: #"{"speaker": "A", "transcript": "kept", "turn_id": "t0"}"#).status
+        }
+        #expect(posted == 200)
+        let journals = TurnJournal.generations(in: state)
+        let second = try ServerUnderTest(arguments: arguments)
+        // Before: it listened (and had rotated the first one's journal away).
+        let listened = try await offPool { second.waitUntilListening() }
+        if second.process.isRunning { kill(second.process.processIdentifier, SIGKILL) }
+        let status = try await offPool { second.waitForExit() }
+        #expect(listened == 0 && status == 5, "\(second.log)")
+        #expect(second.log.contains("state_dir_in_use"), "\(second.log)")
+        #expect(TurnJournal.generations(in: state) == journals)
+        kill(first.process.processIdentifier, SIGKILL)
+        _ = try await offPool { first.waitForExit() }
+        let third = try ServerUnderTest(arguments: arguments)
+        let port3 = try await offPool { third.waitUntilListening() }
+        let turns = try await offPool {
+            (try LoopbackClient(port: port3).request("GET", "/v1/sessions/s").body["turns"] as? [Any])?.count ?? 0
+        }
+        #expect(turns == 1)
+        third.process.terminate()
+        #expect(try await offPool { third.waitForExit() } == 0)
     }
 }

@@ -76,6 +76,8 @@ public final class TurnJournal: @unchecked Sendable {
     private var completions: [@Sendable (StorageError?) -> Void] = []
     private var scheduled = false
     private var brokenBy: StorageError?
+    /// The last failed sync, until a sync succeeds.
+    private var lastFailure: StorageError?
     private var failures = 0
     private var commits = 0
     // On `queue` only (and in init):
@@ -160,10 +162,11 @@ public final class TurnJournal: @unchecked Sendable {
     /// The last generation in use (files up to it are closed after a `rotate`).
     public var currentGeneration: Int { queue.sync { generation } }
 
-    /// Why appends fail (nil: they do not).
+    /// Why appends fail, or why the last sync failed (nil: the last sync worked).
     public var problem: String? {
         lock.lock(); defer { lock.unlock() }
-        return brokenBy.map { "journal unusable: \($0)" }
+        if let brokenBy { return "journal unusable: \(brokenBy)" }
+        return lastFailure.map { "journal write failed (turns refused with storage_unavailable): \($0)" }
     }
 
     /// Syncs that failed.
@@ -234,12 +237,13 @@ public final class TurnJournal: @unchecked Sendable {
                 try DurableFile.writeAll(fd, data, path: path)
                 guard fdatasync(fd) == 0 else { throw StorageError("fdatasync", path, errno: errno) }
                 durableEnd += off_t(data.count)
-                lock.lock(); commits += 1; lock.unlock()
+                lock.lock(); commits += 1; lastFailure = nil; lock.unlock()
             } catch {
                 failure = error
                 let cut = ftruncate(fd, durableEnd) == 0 && fdatasync(fd) == 0
                 lock.lock()
                 failures += 1
+                lastFailure = error
                 if !cut { brokenBy = error }
                 lock.unlock()
             }

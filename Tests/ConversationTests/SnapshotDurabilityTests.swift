@@ -92,6 +92,25 @@ func unwritableDirectory(in base: URL) throws -> (url: URL, how: String) {
         #expect(store.problem == nil)
     }
 
+    /// A full disk (the temporary file is /dev/full, which fails every write with ENOSPC): the
+    /// pass fails with the reason and is counted; the next pass, with room again, succeeds.
+    @Test func aFullDiskFailsThePassAndTheNextOneRecovers() async throws {
+        let directory = temporaryDirectory("full")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let engine = try engine()
+        _ = try await engine.submit(sessionId: "s", turn: TurnInput(speaker: "A", transcript: "one"))
+        let store = SessionSnapshotStore(directory: directory, model: SnapshotModel(engine: engine))
+        let name = SessionSnapshotStore.fileName(for: SessionKey(id: "s"))
+        try FileManager.default.createSymbolicLink(atPath: directory.appendingPathComponent(".\(name).tmp").path,
+                                                   withDestinationPath: "/dev/full")
+        let error = #expect(throws: StorageError.self) { try store.write(engine) }
+        #expect(error?.errno == ENOSPC, "\(String(describing: error))")
+        #expect(store.failedPasses == 1 && store.problem?.contains("No space left") == true, "\(store.problem ?? "")")
+        #expect(try store.write(engine) == 1)
+        #expect(store.problem == nil)
+        #expect(store.read().sessions.count == 1)
+    }
+
     /// Every kind of damage is skipped with its reason; the intact file is restored.
     @Test func restoreValidatesEveryFieldAndSkipsBadFiles() async throws {
         let directory = temporaryDirectory("validate")

@@ -30,6 +30,41 @@ func unwritableStateDirectory(in base: URL) throws -> (url: URL, how: String) {
     return (readOnly.appendingPathComponent("state"), "a read-only directory")
 }
 
+/// A tmpfs of `kilobytes` mounted on a new temporary directory (nil: this process may not mount,
+/// e.g. not root); `unmount` it when done.
+func mountTinyFilesystem(kilobytes: Int) -> URL? {
+    let point = FileManager.default.temporaryDirectory.appendingPathComponent("tiny-fs-\(UUID())")
+    guard (try? FileManager.default.createDirectory(at: point, withIntermediateDirectories: true)) != nil else { return nil }
+    guard mount("tmpfs", point.path, "tmpfs", 0, "size=\(kilobytes)k,mode=0700") == 0 else {
+        try? FileManager.default.removeItem(at: point)
+        return nil
+    }
+    return point
+}
+
+func unmount(_ point: URL) {
+    umount2(point.path, Int32(MNT_DETACH))
+    try? FileManager.default.removeItem(at: point)
+}
+
+/// Whether this process may mount a tmpfs (tested once).
+let canMountTinyFilesystem: Bool = {
+    guard let point = mountTinyFilesystem(kilobytes: 64) else { return false }
+    unmount(point)
+    return true
+}()
+
+/// Fills the file system holding `directory` with a file `filler` (write(2) until ENOSPC).
+func fill(_ filler: URL) {
+    let fd = open(filler.path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    guard fd >= 0 else { return }
+    let chunk = [UInt8](repeating: 0x78, count: 4096)
+    while chunk.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) > 0 {}
+    var byte: UInt8 = 0x78
+    while write(fd, &byte, 1) > 0 {}
+    close(fd)
+}
+
 /// Issue #11, durability over real sockets.
 @Suite(.serialized) struct DurabilityTests {
     static let turn = #"{"speaker": "A", "transcript": "hello"}"#
@@ -106,6 +141,50 @@ func unwritableStateDirectory(in base: URL) throws -> (url: URL, how: String) {
         await service.stop()
     }
 
+    /// A full disk under the journal (a real, tiny tmpfs): the turn is refused with 503
+    /// `storage_unavailable` and not stored, `/readyz` says why, the failure is counted; with
+    /// room again the retried turn is stored.
+    @Test(.enabled(if: canMountTinyFilesystem, "mounting a tmpfs needs privileges this run lacks"))
+    func aFullDiskUnderTheJournalRefusesTurnsWith503() async throws {
+        let point = try #require(mountTinyFilesystem(kilobytes: 512))
+        defer { unmount(point) }
+        let state = point.appendingPathComponent("state")
+        let service = try LoggedHost(stateDirectory: state) { $0.journal = true }
+        let port = service.port
+        let words = String(repeating: "words ", count: 2_000)  // a record larger than a page
+        @Sendable func turn(_ id: String) -> String { #"{"speaker": "A", "transcript": "\#(words)", "turn_id": "\#(id)"}"# }
+        let first = try await offPool { try LoopbackClient(port: port).request("POST", "/v1/sessions/s/turns", json: turn("t0")).status }
+        #expect(first == 200)
+        let filler = point.appendingPathComponent("filler")
+        fill(filler)
+        let (status, code, ready, problems, metrics) = try await offPool { () -> (Int, String?, String?, [String], String) in
+            let client = try LoopbackClient(port: port)
+            let r = client.request("POST", "/v1/sessions/s/turns", json: turn("t1"))
+            let ready = client.request("GET", "/readyz")
+            client.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            let metrics = String(decoding: client.readResponse().body, as: UTF8.self)
+            return (r.status, errorCode(r.body), ready.body["status"] as? String, ready.body["problems"] as? [String] ?? [], metrics)
+        }
+        #expect(status == 503 && code == "storage_unavailable")
+        #expect(ready == "degraded" && problems.contains { $0.contains("No space left") }, "\(problems)")
+        #expect(metrics.contains("\nemotion_journal_failures_total 1\n"))
+        try FileManager.default.removeItem(at: filler)
+        let (retry, turns, readyAgain) = try await offPool { () -> (Int, Int, String?) in
+            let client = try LoopbackClient(port: port)
+            let retry = client.request("POST", "/v1/sessions/s/turns", json: turn("t1")).status
+            let turns = (client.request("GET", "/v1/sessions/s").body["turns"] as? [Any])?.count ?? -1
+            return (retry, turns, client.request("GET", "/readyz").body["status"] as? String)
+        }
+        #expect(retry == 200 && turns == 2 && readyAgain == "ready")
+        await service.stop()
+        // Everything answered 200 is in the journal on the tiny disk.
+        let journal = try #require(service.host.journal)
+        let stored = TurnJournal.read(directory: state, model: journal.model).records.filter {
+            if case .turn = $0 { return true } else { return false }
+        }
+        #expect(stored.count <= 2)
+    }
+
     /// A turn being processed when its session is deleted is answered 404 `session_deleted`,
     /// never 200, and does not bring the session back.
     @Test func aTurnInFlightWhenItsSessionIsDeletedIsAnswered404() async throws {
@@ -121,8 +200,9 @@ func unwritableStateDirectory(in base: URL) throws -> (url: URL, how: String) {
             let r = try LoopbackClient(port: port).request("POST", "/v1/sessions/call-9/turns", json: Self.turn)
             return (r.status, errorCode(r.body))
         } }
-        // Wait (without a deadline of our own) until the turn is inside the encoder.
-        while engine.statistics.running == 0 { try await Task.sleep(nanoseconds: 5_000_000) }
+        // Wait (without a deadline of our own) until the turn is accepted: it is then the
+        // session's turn in flight (queued for or inside the gated encoder), not a waiting one.
+        while engine.statistics.waiting == 0 { try await Task.sleep(nanoseconds: 5_000_000) }
         let deleted = try await offPool { try LoopbackClient(port: port).request("DELETE", "/v1/sessions/call-9").status }
         #expect(deleted == 204)
         gate.signal()

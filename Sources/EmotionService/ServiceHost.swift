@@ -186,7 +186,7 @@ public final class ServiceHost: @unchecked Sendable {
             onDiagnostic: { diagnostic in logger.warning("http", ["kind": diagnostic.kind.rawValue, "detail": diagnostic.message]) })
         let address = try server.start()
         self.server = server
-        if let snapshots, options.snapshotInterval > 0 {
+        if snapshots != nil, options.snapshotInterval > 0 {
             let t = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
             t.schedule(deadline: .now() + options.snapshotInterval, repeating: options.snapshotInterval)
             t.setEventHandler { [weak self] in self?.writeSnapshot() }

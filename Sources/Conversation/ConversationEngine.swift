@@ -366,8 +366,13 @@ public final class ConversationEngine: @unchecked Sendable {
                                   textEmbedding: item.text.map(FloatVector.init), logits: classification.logits,
                                   probabilities: classification.probabilities, gates: classification.gates,
                                   label: classification.label, fingerprint: job.pending.fingerprint)
-            let payload = journal.map { _ in
+            let payload = journal.flatMap { _ in
                 TurnJournal.payload(.turn(namespace: job.key.namespace, id: job.key.id, createdAt: createdAt, turn: turn))
+            }
+            if journal != nil && payload == nil {
+                finish(job, .failure(ConversationError(.internal, code: "journal_encode_failed",
+                                                       "the turn holds a number JSON cannot carry")))
+                continue
             }
             lock.lock()
             // Deleted while it was being processed: the turn belongs to no session.
@@ -688,8 +693,8 @@ public final class ConversationEngine: @unchecked Sendable {
     /// False when there is no journal (`whenDurable` is then not called).
     @discardableResult
     private func journalEnd(_ key: SessionKey, whenDurable: (@Sendable (StorageError?) -> Void)? = nil) -> Bool {
-        guard let journal else { return false }
-        journal.append(TurnJournal.payload(.end(namespace: key.namespace, id: key.id))) { whenDurable?($0) }
+        guard let journal, let payload = TurnJournal.payload(.end(namespace: key.namespace, id: key.id)) else { return false }
+        journal.append(payload) { whenDurable?($0) }
         return true
     }
 

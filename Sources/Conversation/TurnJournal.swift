@@ -97,12 +97,12 @@ public final class TurnJournal: @unchecked Sendable {
         ((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).compactMap(generation(of:)).sorted()
     }
 
-    /// The payload of a record (JSON; dates as reference-date seconds, exactly).
-    public static func payload(_ record: JournalRecord) -> Data {
+    /// The payload of a record (JSON; dates as reference-date seconds, exactly); nil if it
+    /// cannot be encoded (a non-finite number), which must then not be journaled.
+    public static func payload(_ record: JournalRecord) -> Data? {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .deferredToDate
-        // A record of plain values always encodes.
-        return (try? encoder.encode(record)) ?? Data()
+        return try? encoder.encode(record)
     }
 
     /// Every record of every journal file in `directory`, oldest first, with what was skipped
@@ -188,7 +188,7 @@ public final class TurnJournal: @unchecked Sendable {
         let path = directory.appendingPathComponent(Self.fileName(generation: next)).path
         let newFD = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0o600)
         guard newFD >= 0 else { throw StorageError("open", path, errno: errno) }
-        let header = JournalFrame.encode(Self.payload(.header(model: model.identity)))
+        let header = JournalFrame.encode(Self.payload(.header(model: model.identity)) ?? Data())
         do throws(StorageError) {
             try DurableFile.writeAll(newFD, header, path: path)
             guard fdatasync(newFD) == 0 else { throw StorageError("fdatasync", path, errno: errno) }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Numerics
+import Dispatch
 
 /// `CPUQuota` against cgroup files laid out in a temporary directory as the kernel does.
 @Suite struct CPUQuotaTests {
@@ -73,5 +74,33 @@ import Testing
 
     @Test func noCgroupFilesMeansNoQuota() throws {
         #expect(try quota([:], cgroup: "").cpus == nil)
+    }
+}
+
+/// A test capping the kernel level (PackedKernelPathTests) must not change the kernels of other
+/// tests running at the same time: before, the cap was process-wide, and a session test comparing
+/// logits bit for bit failed when it ran during the cap.
+@Suite struct InstructionLevelCapTests {
+    final class Handshake: @unchecked Sendable {
+        let release = DispatchSemaphore(value: 0)
+    }
+
+    @Test(.enabled(if: PackedMatrix.instructionLevel > 0, "the CPU has only the scalar path"))
+    func aLevelCapStaysOnItsThread() async {
+        let best = PackedMatrix.instructionLevel
+        let handshake = Handshake()
+        // A thread of its own caps its level, reports, and holds the cap until released.
+        let capped = await withCheckedContinuation { continuation in
+            Thread {
+                PackedMatrix.limitInstructionLevel(0)
+                continuation.resume(returning: PackedMatrix.instructionLevel)
+                handshake.release.wait()
+                PackedMatrix.limitInstructionLevel(nil)
+            }.start()
+        }
+        let here = PackedMatrix.instructionLevel
+        handshake.release.signal()
+        #expect(capped == 0)
+        #expect(here == best)
     }
 }

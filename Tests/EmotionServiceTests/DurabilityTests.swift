@@ -83,7 +83,8 @@ func fill(_ filler: URL) {
             return (0..<3).map { _ in client.request("POST", "/v1/sessions/call-1/turns", json: Self.turn).status }
         }
         #expect(before == [200, 200, 200], "\(how)")
-        #expect(!service.host.writeSnapshot(), "\(how)")
+        let host = service.host
+        #expect(try await !offPool { host.writeSnapshot() }, "\(how)")
         let (status, problems, metrics, after) = try await offPool { () -> (String?, [String], String, Int) in
             let client = try LoopbackClient(port: port)
             let ready = client.request("GET", "/readyz")
@@ -111,7 +112,8 @@ func fill(_ filler: URL) {
             _ = client.request("POST", "/v1/sessions/gone/turns", json: Self.turn)
             return client.request("POST", "/v1/sessions/kept/turns", json: Self.turn).status
         }
-        #expect(service.host.writeSnapshot())
+        let host = service.host
+        #expect(try await offPool { host.writeSnapshot() })
         func sessionFiles() throws -> [String] {
             try FileManager.default.contentsOfDirectory(atPath: state.path).filter { $0.hasSuffix(".session.json") }
         }

@@ -68,10 +68,10 @@ let package = Package(
 
         // Tools: the HTTP service and server, the command line.
         .target(name: "HTTPServer", dependencies: ["COpenSSL"]),
-        .target(name: "EmotionService", dependencies: ["ServingPipeline", "Conversation", "GatedXLSTM", "ModelPackage",
+        .target(name: "EmotionService", dependencies: ["ServingPipeline", "Conversation", "GatedXLSTM", "ModelPackage", "Numerics",
                                                        "DialogicalEmotionDecoder", "HTTPServer"]),
         .executableTarget(name: "EmotionServer",
-                          dependencies: ["EmotionService", "HTTPServer",
+                          dependencies: ["EmotionService", "HTTPServer", "Conversation",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "EmotionCLI",
                           dependencies: ["ServingPipeline", "Conversation", "GatedXLSTM", "DialogicalEmotionDecoder",
@@ -102,7 +102,7 @@ let package = Package(
         .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "COpenSSL"]),
         .testTarget(name: "ServingPipelineTests", dependencies: ["ServingPipeline", "Conversation", "ModelPackage",
                                                                  "TestSupport"]),
-        .testTarget(name: "EmotionServiceTests", dependencies: ["EmotionService", "Conversation", "DialogicalEmotionDecoder", "ModelPackage",
+        .testTarget(name: "EmotionServiceTests", dependencies: ["EmotionService", "HTTPServer", "Conversation", "DialogicalEmotionDecoder", "ModelPackage",
                                                                 "Yams", "ConversationTestSupport"]),
         .target(name: "ConversationTestSupport", dependencies: ["Conversation", "GatedXLSTM", "Numerics"],
                 path: "Tests/ConversationTestSupport"),

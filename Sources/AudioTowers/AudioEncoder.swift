@@ -32,7 +32,7 @@ public final class CLAPAudioEncoder: Sendable {
     /// Sets OpenBLAS to one thread per product: the tower parallelises over windows and columns itself.
     public init(configuration: HTSATConfiguration, parameters: ParameterSource,
                 towerPrefix: String = "audio_model.audio_encoder.", projectionPrefix: String = "audio_projection.",
-                cores: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
+                cores: Int = CPUQuota.threads) throws {
         if let problem = configuration.validationError() {
             throw AudioTowerError(code: "invalid_configuration", message: "audio: \(problem)")
         }

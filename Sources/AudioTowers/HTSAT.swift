@@ -39,7 +39,7 @@ final class HTSATTower: Sendable {
     /// `"norm.weight"`, ... (transformers' `ClapAudioEncoder` names; `prefix` is
     /// `"audio_model.audio_encoder."` in a ClapModel state dict).
     init(configuration c: HTSATConfiguration, parameters: ParameterSource, prefix: String,
-         cores: Int = ProcessInfo.processInfo.activeProcessorCount) throws {
+         cores: Int = CPUQuota.threads) throws {
         func p(_ name: String, _ shape: [Int]) throws -> Parameter {
             try parameters.parameter(prefix + name, shape: shape)
         }

@@ -38,7 +38,7 @@ public final class WhisperEncoder: Sendable {
         }
         let c = configuration, d = c.dModel, mels = c.numMelBins
         self.configuration = c
-        let threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        let threads = max(1, threads ?? CPUQuota.threads)
         self.threads = threads
         func p(_ name: String, _ shape: [Int]) throws -> Parameter {
             try parameters.parameter(prefix + name, shape: shape)

@@ -263,7 +263,9 @@ static int cpu_level(void) {
 }
 #endif
 
-static int forced_level = -1;
+/* Per thread: a test capping the level on its thread must not change the kernels other threads
+   (other tests running at the same time) use. */
+static _Thread_local int forced_level = -1;
 
 int ck_level(void) {
 #ifdef CK_X86

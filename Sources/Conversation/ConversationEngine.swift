@@ -100,7 +100,8 @@ public final class ConversationEngine: @unchecked Sendable {
         }
     }
 
-    private struct Job {
+    /// Its classes are touched only under `lock` (or by the one thread running the job).
+    private struct Job: @unchecked Sendable {
         let key: SessionKey
         let slot: Slot
         let pending: Pending
@@ -125,6 +126,8 @@ public final class ConversationEngine: @unchecked Sendable {
     private var draining = false
     private var queue: WorkQueue<Work>!
     private var sweeper: DispatchSourceTimer?
+    /// Where stored turns and session ends are journaled (nil: nowhere).
+    private var journal: TurnJournal?
     /// Counters for metrics.
     public private(set) var rejectedTurns = 0
     public private(set) var expiredSessions = 0
@@ -352,14 +355,33 @@ public final class ConversationEngine: @unchecked Sendable {
             var timings = item.timings
             timings.classify = classifyMs
             let job = item.job, input = job.pending.input
+            // The turn's index and its session's creation time cannot change while it is in flight.
             lock.lock()
-            var state = job.slot.state
-            let turn = StoredTurn(index: state.turns.count, turnId: job.pending.turnId, speaker: input.speaker,
+            let index = job.slot.state.turns.count, createdAt = job.slot.state.createdAt
+            let journal = self.journal
+            lock.unlock()
+            let turn = StoredTurn(index: index, turnId: job.pending.turnId, speaker: input.speaker,
                                   transcript: input.transcript, clientTimestamp: input.clientTimestamp,
                                   receivedAt: Date(), audioEmbedding: item.audio.map(FloatVector.init),
                                   textEmbedding: item.text.map(FloatVector.init), logits: classification.logits,
                                   probabilities: classification.probabilities, gates: classification.gates,
                                   label: classification.label, fingerprint: job.pending.fingerprint)
+            let payload = journal.flatMap { _ in
+                TurnJournal.payload(.turn(namespace: job.key.namespace, id: job.key.id, createdAt: createdAt, turn: turn))
+            }
+            if journal != nil && payload == nil {
+                finish(job, .failure(ConversationError(.internal, code: "journal_encode_failed",
+                                                       "the turn holds a number JSON cannot carry")))
+                continue
+            }
+            lock.lock()
+            // Deleted while it was being processed: the turn belongs to no session.
+            if job.slot.deleted {
+                lock.unlock()
+                finish(job, .failure(.sessionDeleted(job.key.id)))
+                continue
+            }
+            var state = job.slot.state
             let t1 = DispatchTime.now()
             let previous = state.decoded
             do {
@@ -373,13 +395,42 @@ public final class ConversationEngine: @unchecked Sendable {
             timings.ded = Self.milliseconds(since: t1)
             state.turns.append(turn)
             state.lastActivity = Date()
-            job.slot.state = state
-            job.slot.version += 1
-            lock.unlock()
             let revised = zip(previous, state.decoded).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
-            timings.total = Self.milliseconds(since: job.pending.enqueuedAt)
-            finish(job, .success(TurnOutcome(sessionId: job.key.id, turn: turn, decoded: state.decoded,
-                                             revised: revised, timings: timings, replayed: false)))
+            guard let journal, let payload else {
+                job.slot.state = state
+                job.slot.version += 1
+                lock.unlock()
+                timings.total = Self.milliseconds(since: job.pending.enqueuedAt)
+                finish(job, .success(TurnOutcome(sessionId: job.key.id, turn: turn, decoded: state.decoded,
+                                                 revised: revised, timings: timings, replayed: false)))
+                continue
+            }
+            // Stored (and answered) once its record is durable; appended under the lock, so the
+            // journal's order is the order of changes (a delete after it is journaled after it).
+            let computed = state, stage = timings
+            journal.append(payload) { [self] failure in
+                if let failure {
+                    finish(job, .failure(.storageUnavailable(failure)))
+                    return
+                }
+                lock.lock()
+                if job.slot.deleted {
+                    lock.unlock()
+                    finish(job, .failure(.sessionDeleted(job.key.id)))
+                    return
+                }
+                job.slot.state.turns.append(turn)
+                job.slot.state.decoder = computed.decoder
+                job.slot.state.decoded = computed.decoded
+                job.slot.state.lastActivity = Date()
+                job.slot.version += 1
+                lock.unlock()
+                var timings = stage
+                timings.total = Self.milliseconds(since: job.pending.enqueuedAt)
+                finish(job, .success(TurnOutcome(sessionId: job.key.id, turn: turn, decoded: computed.decoded,
+                                                 revised: revised, timings: timings, replayed: false)))
+            }
+            lock.unlock()
         }
     }
 
@@ -553,21 +604,26 @@ public final class ConversationEngine: @unchecked Sendable {
         return sessions[SessionKey(namespace: namespace, id: id)]?.state
     }
 
-    /// Removes a session; turns still waiting fail with `session_deleted`. False if unknown in
-    /// that namespace.
-    public func deleteSession(_ id: String, namespace: String = SessionKey.defaultNamespace) -> Bool {
+    /// Removes a session; turns still waiting, and the one being processed, fail with
+    /// `session_deleted` (404). False if unknown in that namespace. `whenDurable` (only if the
+    /// session was there) runs once the journal holds the deletion (at once without a journal;
+    /// with the error if the journal could not write it).
+    public func deleteSession(_ id: String, namespace: String = SessionKey.defaultNamespace,
+                              whenDurable: (@Sendable (StorageError?) -> Void)? = nil) -> Bool {
         lock.lock()
         guard let slot = sessions.removeValue(forKey: SessionKey(namespace: namespace, id: id)) else {
             lock.unlock()
             return false
         }
         slot.deleted = true
+        let journaled = journalEnd(SessionKey(namespace: namespace, id: id), whenDurable: whenDurable)
         let dropped = slot.waiting
         slot.waiting.removeAll()
         waitingCount -= dropped.count
         lock.unlock()
-        let error = ConversationError(.notFound, code: "session_deleted", "session '\(id)' was deleted")
+        let error = ConversationError.sessionDeleted(id)
         for p in dropped { for c in p.completions { c(.failure(error)) } }
+        if !journaled { whenDurable?(nil) }
         return true
     }
 
@@ -582,7 +638,10 @@ public final class ConversationEngine: @unchecked Sendable {
     private func expireIdleLocked(now: Date) -> Int {
         let cutoff = now.addingTimeInterval(-configuration.sessionTTL)
         let expired = sessions.filter { $0.value.inFlight == nil && $0.value.waiting.isEmpty && $0.value.state.lastActivity < cutoff }
-        for key in expired.keys { sessions[key] = nil }
+        for key in expired.keys {
+            sessions[key] = nil
+            journalEnd(key)
+        }
         expiredSessions += expired.count
         return expired.count
     }
@@ -618,6 +677,84 @@ public final class ConversationEngine: @unchecked Sendable {
             slot.version = 1
             sessions[state.key] = slot
         }
+    }
+
+    // MARK: - Journal
+
+    /// From now on every stored turn is answered only once `journal` holds it durably, and
+    /// deleted or expired sessions are journaled as ended. Call after `restore` and `replay`.
+    public func attach(journal: TurnJournal) {
+        lock.lock(); defer { lock.unlock() }
+        self.journal = journal
+    }
+
+    /// Journals the end of a session (under the lock). A failure shows in the journal's
+    /// `problem`; the session is gone from memory either way.
+    /// False when there is no journal (`whenDurable` is then not called).
+    @discardableResult
+    private func journalEnd(_ key: SessionKey, whenDurable: (@Sendable (StorageError?) -> Void)? = nil) -> Bool {
+        guard let journal, let payload = TurnJournal.payload(.end(namespace: key.namespace, id: key.id)) else { return false }
+        journal.append(payload) { whenDurable?($0) }
+        return true
+    }
+
+    /// Applies journal records (oldest first) on top of restored sessions: a turn whose index
+    /// is the session's next one is stored (and decoded, exactly as when it was answered), one
+    /// already held is skipped, one after a gap or failing `model`'s checks is reported; an end
+    /// removes the session. Returns the turns stored and what was skipped.
+    public func replay(_ records: [JournalRecord], model: SnapshotModel) -> (stored: Int, problems: [String]) {
+        lock.lock(); defer { lock.unlock() }
+        var stored = 0
+        var problems: [String] = []
+        for record in records {
+            switch record {
+            case .header:
+                continue
+            case .end(let namespace, let id):
+                sessions[SessionKey(namespace: namespace, id: id)] = nil
+            case .turn(let namespace, let id, let createdAt, let turn):
+                let key = SessionKey(namespace: namespace, id: id)
+                let slot: Slot
+                if let existing = sessions[key] {
+                    slot = existing
+                } else {
+                    guard turn.index == 0,
+                          let decoder = try? OnlineDecoder(labelCount: classifier.labels.count, parameters: ded) else {
+                        problems.append("turn \(turn.index) of a session not held: skipped")
+                        continue
+                    }
+                    slot = Slot(state: SessionState(id: id, namespace: namespace, createdAt: createdAt,
+                                                    lastActivity: turn.receivedAt, turns: [], decoder: decoder, decoded: []))
+                }
+                let count = slot.state.turns.count
+                if turn.index < count { continue }  // in the snapshot already
+                guard turn.index == count else {
+                    problems.append("turn \(turn.index) after \(count) turns: a gap, skipped")
+                    continue
+                }
+                if let problem = model.problem(with: turn, at: count) {
+                    problems.append("turn \(turn.index): \(problem); skipped")
+                    continue
+                }
+                var state = slot.state
+                let step = DialogueTurn(speaker: turn.speaker, logits: turn.logits.map(Double.init),
+                                        scale: ded.emissionScale.factor(hasAudio: turn.audioEmbedding != nil,
+                                                                        hasText: turn.textEmbedding != nil))
+                guard let decoded = try? state.decoder.append(step) else {
+                    problems.append("turn \(turn.index): the decoder refused it; skipped")
+                    continue
+                }
+                state.decoded = decoded
+                state.turns.append(turn)
+                state.lastActivity = max(state.lastActivity, turn.receivedAt)
+                slot.state = state
+                slot.bytes = state.storedBytes
+                slot.version += 1
+                sessions[key] = slot
+                stored += 1
+            }
+        }
+        return (stored, problems)
     }
 
     /// Stops accepting turns and waits until every accepted turn is answered (or the deadline).

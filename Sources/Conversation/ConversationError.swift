@@ -31,4 +31,14 @@ public struct ConversationError: Error, Sendable, Equatable, CustomStringConvert
     public static func sessionNotFound(_ id: String) -> ConversationError {
         ConversationError(.notFound, code: "session_not_found", "no session '\(id)'")
     }
+
+    /// A turn of a session deleted before the turn was stored (waiting or being processed).
+    public static func sessionDeleted(_ id: String) -> ConversationError {
+        ConversationError(.notFound, code: "session_deleted", "session '\(id)' was deleted before this turn was stored")
+    }
+
+    /// The turn could not be made durable (journal write failed): 503, retry later.
+    public static func storageUnavailable(_ failure: StorageError) -> ConversationError {
+        ConversationError(.unavailable, code: "storage_unavailable", "the turn could not be stored durably; retry later")
+    }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Conversation
 import EmotionService
 import Foundation
 import HTTPServer
@@ -17,6 +18,8 @@ struct EmotionServer: AsyncParsableCommand {
     @Option(help: "Model package directory (EMOTION_MODEL).") var model: String?
     @Option(help: "Directory where sessions are written on SIGTERM and periodically, and read at start (EMOTION_STATE_DIR).") var stateDir: String?
     @Option(help: "Seconds between session snapshots; 0 writes only at shutdown (EMOTION_SNAPSHOT_INTERVAL).") var snapshotInterval: Double?
+    @Flag(help: "Journal every turn in --state-dir and answer it only once the record is on disk, so a crash (kill -9) loses no turn answered 200 (EMOTION_JOURNAL=1).") var journal = false
+    @Option(help: "Milliseconds the journal gathers turns before one fdatasync; 0 syncs at once, before each answer (EMOTION_JOURNAL_COMMIT_MS).") var journalCommitMs: Double?
     @Option(help: "File with API keys, one entry per line: KEY, TENANT:KEY or admin:KEY (EMOTION_API_KEYS_FILE). EMOTION_API_KEYS may hold comma-separated entries. Given but missing, unreadable or empty: the server does not start (exit 2).") var apiKeysFile: String?
     @Option(help: "TLS certificate chain (PEM) (EMOTION_TLS_CERT).") var tlsCert: String?
     @Option(help: "TLS private key (PEM) (EMOTION_TLS_KEY).") var tlsKey: String?
@@ -56,6 +59,8 @@ struct EmotionServer: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // A closed stdout/stderr (or any pipe) must fail a write with EPIPE, not kill the process.
+        signal(SIGPIPE, SIG_IGN)
         let logger = JSONLogger()
         var options = ServiceHost.Options()
         options.http.host = try value(host, "HOST", "127.0.0.1")
@@ -91,6 +96,11 @@ struct EmotionServer: AsyncParsableCommand {
         options.conversation.maxBatch = try value(maxBatch, "MAX_BATCH", options.conversation.maxBatch)
         options.stateDirectory = (stateDir ?? env("STATE_DIR")).map { URL(fileURLWithPath: $0) }
         options.snapshotInterval = try value(snapshotInterval, "SNAPSHOT_INTERVAL", 30.0)
+        options.journal = journal || ["1", "true", "yes", "on"].contains(env("JOURNAL")?.lowercased() ?? "")
+        options.journalCommitInterval = max(0, try value(journalCommitMs, "JOURNAL_COMMIT_MS", 0.0)) / 1000
+        if options.journal && options.stateDirectory == nil {
+            throw ValidationError("--journal needs --state-dir (the journal lives there)")
+        }
         options.drainTimeout = try value(drainTimeout, "DRAIN_TIMEOUT", 30.0)
         options.replicaId = replicaId ?? env("REPLICA_ID")
         // Auth fails closed: a key file or EMOTION_API_KEYS that is given (even empty) but yields
@@ -101,6 +111,7 @@ struct EmotionServer: AsyncParsableCommand {
                                                      inline: environment["EMOTION_API_KEYS"])
         } catch {
             logger.error("refusing to start: the configured API keys are unusable", ["problem": "\(error)"])
+            await logger.flush()
             throw ExitCode(2)
         }
         let modelPath = model ?? env("MODEL") ?? "Models/default"
@@ -109,6 +120,7 @@ struct EmotionServer: AsyncParsableCommand {
         logger.info("configuration", [
             "host": options.http.host, "port": options.http.port, "model": modelPath,
             "state_dir": options.stateDirectory?.path ?? NSNull(), "snapshot_interval_s": options.snapshotInterval,
+            "journal": options.journal, "journal_commit_ms": options.journalCommitInterval * 1000,
             "tls": options.http.tls != nil, "api_keys": options.apiKeys.isEnabled ? "\(options.apiKeys.tenants.count) tenants" : "off",
             "max_sessions": options.conversation.maxSessions, "session_ttl_s": options.conversation.sessionTTL,
             "queue_capacity": options.conversation.queueCapacity, "max_batch": options.conversation.maxBatch,
@@ -127,14 +139,20 @@ struct EmotionServer: AsyncParsableCommand {
         do {
             host = try ServiceHost.load(model: URL(fileURLWithPath: modelPath), options: options, maxAudioSeconds: maxAudio,
                                         logger: logger)
+        } catch let error as StateDirectoryLock.InUse {
+            logger.error("refusing to start: the state directory is in use", ["problem": "\(error)"])
+            await logger.flush()
+            throw ExitCode(5)
         } catch {
             logger.error("cannot load the model", ["model": modelPath, "error": "\(error)"])
+            await logger.flush()
             throw ExitCode(3)
         }
         do {
             try host.start()
         } catch {
             logger.error("cannot listen", ["error": "\(error)"])
+            await logger.flush()
             throw ExitCode(4)
         }
         let stop = AsyncStream<Int32> { continuation in
@@ -147,6 +165,7 @@ struct EmotionServer: AsyncParsableCommand {
         }
         let clean = await host.shutdown()
         logger.info("stopped", ["clean": clean])
+        await logger.flush()
         if !clean { throw ExitCode(1) }
     }
 }

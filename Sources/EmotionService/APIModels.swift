@@ -104,5 +104,7 @@ enum APIModels {
 
     struct Status: Encodable {
         let status: String
+        /// What is wrong while `status` is `degraded` (state directory unusable, journal failing).
+        var problems: [String]? = nil
     }
 }

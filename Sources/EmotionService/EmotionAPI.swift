@@ -13,6 +13,8 @@ public final class EmotionAPI: Sendable {
     let modelDescription: Data
     let apiKeys: APIKeys
     let readiness: @Sendable () -> Bool
+    let problems: @Sendable () -> [String]
+    let deleteSession: @Sendable (SessionKey) async -> Bool
     let labels: [String]
     let logger: JSONLogger
 
@@ -20,10 +22,18 @@ public final class EmotionAPI: Sendable {
     ///   - modelDescription: any Encodable served as `GET /v1/model`.
     ///   - readiness: false while loading or draining (`/readyz` answers 503).
     ///   - logger: where the detail of internal errors goes.
+    ///   - problems: what is wrong while serving goes on (`/readyz` answers 200 `degraded`).
+    ///   - deleteSession: removes a session, answering once the deletion is durable (default:
+    ///     from the engine only; a host with a state directory also removes its file at once and
+    ///     waits for the journal).
     public init<M: Encodable>(engine: ConversationEngine, modelDescription: M, apiKeys: APIKeys = .none,
                               metrics: Metrics = Metrics(), logger: JSONLogger = JSONLogger(),
-                              readiness: @escaping @Sendable () -> Bool) {
+                              readiness: @escaping @Sendable () -> Bool,
+                              problems: @escaping @Sendable () -> [String] = { [] },
+                              deleteSession: (@Sendable (SessionKey) async -> Bool)? = nil) {
         self.engine = engine
+        self.problems = problems
+        self.deleteSession = deleteSession ?? { engine.deleteSession($0.id, namespace: $0.namespace) }
         self.metrics = metrics
         self.logger = logger
         self.modelDescription = (try? APIResponse.json(modelDescription).body) ?? Data("{}".utf8)
@@ -120,7 +130,12 @@ public final class EmotionAPI: Sendable {
         case .ready:
             try allow(request, ["GET"])
             let ready = readiness() && !engine.isDraining
-            return try .json(APIModels.Status(status: ready ? "ready" : "not_ready"), status: ready ? 200 : 503)
+            guard ready else { return try .json(APIModels.Status(status: "not_ready"), status: 503) }
+            let problems = self.problems()
+            // Degraded still serves (turns may be refused with storage_unavailable): 200, so
+            // that one replica's full disk does not take it out of the balancer silently.
+            return try .json(problems.isEmpty ? APIModels.Status(status: "ready")
+                                              : APIModels.Status(status: "degraded", problems: problems))
         case .metrics:
             try allow(request, ["GET"])
             return .text(metrics.exposition(), contentType: "text/plain; version=0.0.4; charset=utf-8")
@@ -157,7 +172,7 @@ public final class EmotionAPI: Sendable {
             let namespace = try self.namespace(of: caller, request)
             // Another tenant's session is answered exactly as a missing one.
             if request.method == "DELETE" {
-                guard engine.deleteSession(id, namespace: namespace) else {
+                guard await deleteSession(SessionKey(namespace: namespace, id: id)) else {
                     throw APIError(ConversationError.sessionNotFound(id))
                 }
                 return APIResponse(status: 204)

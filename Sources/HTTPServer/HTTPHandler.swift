@@ -45,9 +45,20 @@ public struct HTTPResponder: Sendable {
 /// where task executors are unavailable (macOS before 15) they run on the default executor.
 public struct AsyncHTTPHandler: HTTPHandler {
     let body: @Sendable (HTTPRequest) async throws -> HTTPResponse
+    /// The `HandlerTaskExecutor` the Tasks prefer (nil: the shared one); untyped because stored
+    /// properties cannot carry the executor's availability.
+    let executor: (any Sendable)?
 
     public init(_ body: @escaping @Sendable (HTTPRequest) async throws -> HTTPResponse) {
         self.body = body
+        executor = nil
+    }
+
+    /// Tasks prefer `executor` instead of the shared one (a server of its own handler queues).
+    @available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *)
+    public init(executor: HandlerTaskExecutor, _ body: @escaping @Sendable (HTTPRequest) async throws -> HTTPResponse) {
+        self.body = body
+        self.executor = executor
     }
 
     public func handle(_ request: HTTPRequest, responder: HTTPResponder) {
@@ -60,7 +71,7 @@ public struct AsyncHTTPHandler: HTTPHandler {
             }
         }
         if #available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *) {
-            Task(executorPreference: HandlerTaskExecutor.shared, operation: operation)
+            Task(executorPreference: executor as? HandlerTaskExecutor ?? HandlerTaskExecutor.shared, operation: operation)
         } else {
             Task(operation: operation)
         }

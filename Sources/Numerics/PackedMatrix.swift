@@ -102,7 +102,8 @@ public struct PackedMatrix: @unchecked Sendable {
     /// The kernel in use: 0 scalar, 1 AVX2 + FMA, 2 AVX-512.
     public static var instructionLevel: Int { Int(ck_level()) }
 
-    /// Caps the kernel's instruction set (nil: the best the CPU has); for tests and comparisons.
+    /// Caps the kernel's instruction set on the calling thread (nil: the best the CPU has); for
+    /// tests and comparisons. Products on other threads are not affected.
     @discardableResult
     public static func limitInstructionLevel(_ level: Int?) -> Int { Int(ck_force_level(Int32(level ?? -1))) }
 }

@@ -68,7 +68,7 @@ public final class TextEncoder: Sendable {
         }
         let c = configuration, h = c.hiddenSize
         self.configuration = c
-        let threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        let threads = max(1, threads ?? CPUQuota.threads)
         self.threads = threads
         let backend: PackedLinear.Backend = kernel == .packed ? .packed : .blas
         func p(_ name: String, _ shape: [Int]) throws -> Parameter {

@@ -249,12 +249,12 @@ import Testing
         #expect(engine.session("call-42", namespace: "globex")?.turns.map(\.turnId) == ["b", "d"])
         #expect(!engine.deleteSession("call-42"))
         #expect(!engine.deleteSession("call-42", namespace: "initech"))
-        try SessionSnapshotStore(directory: directory).write(engine)
+        try SessionSnapshotStore(directory: directory, model: SnapshotModel(engine: engine)).write(engine)
         let names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
         #expect(Set(names) == [SessionSnapshotStore.fileName(for: SessionKey(namespace: "acme", id: "call-42")),
                                SessionSnapshotStore.fileName(for: SessionKey(namespace: "globex", id: "call-42"))])
         let restarted = try self.engine()
-        restarted.restore(SessionSnapshotStore(directoryUnchecked: directory).read().sessions)
+        restarted.restore(SessionSnapshotStore(directory: directory, model: SnapshotModel(engine: restarted)).read().sessions)
         #expect(restarted.session("call-42", namespace: "acme") == engine.session("call-42", namespace: "acme"))
         #expect(restarted.session("call-42", namespace: "globex") == engine.session("call-42", namespace: "globex"))
     }
@@ -308,7 +308,7 @@ import Testing
         // The engine takes any id within its byte limit (the API allows fewer characters).
         let wide: (inout ConversationConfiguration) -> Void = { $0.limits.sessionIdBytes = 1024 }
         let first = try engine(configure: wide), uninterrupted = try engine(configure: wide)
-        let store = try SessionSnapshotStore(directory: directory)
+        let store = SessionSnapshotStore(directory: directory, model: SnapshotModel(engine: first))
         let longId = String(repeating: "call/ü/", count: 40)
         for id in ["call-1", longId] {
             for turn in script.prefix(3) {
@@ -321,7 +321,7 @@ import Testing
 
         // A new process: read back, restore, continue.
         let restarted = try engine(configure: wide)
-        let (sessions, problems) = try SessionSnapshotStore(directory: directory).read()
+        let (sessions, problems) = SessionSnapshotStore(directory: directory, model: SnapshotModel(engine: restarted)).read()
         #expect(problems.isEmpty && sessions.count == 2)
         restarted.restore(sessions)
         #expect(restarted.session(longId) == first.session(longId))
@@ -337,15 +337,8 @@ import Testing
         #expect(first.deleteSession("call-1"))
         try store.write(first)
         try Data("{not json".utf8).write(to: directory.appendingPathComponent("00.session.json"))
-        let after = SessionSnapshotStore(directoryUnchecked: directory).read()
+        let after = SessionSnapshotStore(directory: directory, model: SnapshotModel(engine: first)).read()
         #expect(after.sessions.map(\.id) == [longId])
         #expect(after.problems.count == 1)
-    }
-}
-
-extension SessionSnapshotStore {
-    convenience init(directoryUnchecked directory: URL) {
-        // The directory exists in these tests.
-        try! self.init(directory: directory)
     }
 }

@@ -189,7 +189,8 @@ struct LimitsTests {
             client.send(get("/slow?ms=600"))
             return try client.readResponse()
         }
-        try await blocking { usleep(150_000) }
+        // The slow request is in the handler (not a sleep: a loaded machine may take longer).
+        #expect(try await blocking { server.waitForSlowRequests(1) })
         async let idleClosed: Bool = blocking { idle.client.waitForClose() }
         let seconds = try await timedShutdown(server.server, gracePeriod: .seconds(5))
         let response = try await slow
@@ -211,7 +212,7 @@ struct LimitsTests {
             client.send(get("/slow?ms=4000"))
             return client.readToEnd()
         }
-        try await blocking { usleep(150_000) }
+        #expect(try await blocking { server.waitForSlowRequests(1) })
         let seconds = try await timedShutdown(server.server, gracePeriod: .milliseconds(300))
         #expect(seconds < 2)
         #expect(try await stuck.isEmpty)

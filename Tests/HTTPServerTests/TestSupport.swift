@@ -53,9 +53,14 @@ func testLimits() -> HTTPServerLimits {
 /// - `/big?n=N`: N bytes of body.
 /// - anything else: echoes the body; X-Method, X-Path, X-Query, X-Index, X-Trailers headers.
 struct TestHandler: HTTPHandler {
+    /// Counts `/slow` requests that reached the handler, so that a test can wait for one to be
+    /// in progress instead of sleeping and hoping.
+    var slowStarted = Locked<Int>(0)
+
     func handle(_ request: HTTPRequest, responder: HTTPResponder) {
         switch request.path {
         case "/slow":
+            slowStarted.withLock { $0 += 1 }
             let ms = Int(request.target.queryValue("ms") ?? "") ?? 100
             delayQueue.asyncAfter(deadline: .now() + .milliseconds(ms)) {
                 responder.respond(HTTPResponse(status: .ok, body: "slow \(ms)"))
@@ -96,9 +101,15 @@ final class TestServer: Sendable {
     let logs = Locked<[HTTPRequestLog]>([])
     let diagnostics = Locked<[HTTPServerDiagnostic]>([])
 
+    /// `/slow` requests the default handler has started.
+    let slowStarted: Locked<Int>
+
     init(limits: HTTPServerLimits = testLimits(), tls: TLSConfiguration? = nil,
-         handler: any HTTPHandler = TestHandler()) throws
+         handler: (any HTTPHandler)? = nil) throws
     {
+        let test = TestHandler()
+        slowStarted = test.slowStarted
+        let handler = handler ?? test
         let logs = self.logs
         let diagnostics = self.diagnostics
         let configuration = HTTPServerConfiguration(host: "127.0.0.1", port: 0, tls: tls, limits: limits)
@@ -111,6 +122,15 @@ final class TestServer: Sendable {
     func client(timeout: Double = 5) throws -> RawClient { try RawClient(port: port, timeout: timeout) }
 
     func stop() async { await server.shutdown(gracePeriod: .seconds(2)) }
+
+    /// Blocks until `count` `/slow` requests have reached the handler (false after 30 s).
+    func waitForSlowRequests(_ count: Int) -> Bool {
+        for _ in 0..<3000 {
+            if slowStarted.withLock({ $0 }) >= count { return true }
+            usleep(10_000)
+        }
+        return false
+    }
 
     /// Waits until `count` logs have arrived (they are reported after the write completes).
     func waitForLogs(_ count: Int, timeout: Double = 3) -> [HTTPRequestLog] {

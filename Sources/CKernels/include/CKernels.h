@@ -50,8 +50,8 @@ int ck_vectorized(void);
 /// The instruction set in use: 0 scalar, 1 AVX2 + FMA, 2 AVX-512 (the best the CPU has).
 int ck_level(void);
 
-/// Caps the instruction set (-1: no cap) so tests can run every path; returns the level in use.
-/// Not thread-safe: call before any product runs.
+/// Caps the instruction set on the calling thread (-1: no cap) so tests can run every path;
+/// returns the level in use there. Other threads keep the best level.
 int ck_force_level(int level);
 
 #endif

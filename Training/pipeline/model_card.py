@@ -216,7 +216,7 @@ def write(package: pathlib.Path, card: dict) -> None:
             "SHA-256 `d01c3014881c...a0a6a9`, checked at conversion; `Training/convert/whisper_audio.py`); pooling and projection "
             "trained here: CLAP contrastive loss against the text tower's embeddings of emotion captions + an auxiliary "
             "4-class loss, on RAVDESS actors 1-16 and TESS YAF (calm read as neutral), every clip also as copies at 8 kHz "
-            "(own level), at a random gain of -12..+6 dB, 8 kHz + gain, noisy (5-25 dB SNR) and G.711 mu-law; "
+            "(own level), at a random gain of -12..+6 dB, 8 kHz + gain, noisy (5-25 dB SNR), G.711 mu-law and A-law; "
             f"{rec['epochs']} epochs, AdamW {rec['lr']:g}, dropout {rec['dropout']}, mixup {rec['mixup']}, "
             "recipe chosen by speaker-grouped cross-validation (below) |")
     else:
@@ -225,6 +225,9 @@ def write(package: pathlib.Path, card: dict) -> None:
             "+ projection 128 -> 512 -> 512; 16 kHz, log-mel 64 bins | trained here from scratch with the CLAP loss on "
             f"RAVDESS actors 1-16 and TESS YAF; {audio_recipe(card)} |")
     mean, worst = _speaker_stats(r, "acted audio")
+    mismatch = card.get("audio_mismatch", 0.25)
+    mismatch_share = {0.25: "a quarter", 0.5: "half"}.get(mismatch, f"{mismatch:.0%}")
+    context_share = card.get("context_dropout", 0.3)
     text = f"""# gatedxlstm-default: the demo model
 
 A small GatedxLSTM model trained on this machine by `bash Training/build_default_model.sh`
@@ -251,10 +254,10 @@ conversation. Each IEMOCAP training dialogue is voiced by acted speakers: each d
 played by one RAVDESS/TESS training speaker of the same sex, and each turn gets a random clip of
 that speaker with the turn's label (turns outside the four classes: frustrated and disgusted ->
 angry clip, surprised -> happy, fearful -> sad, other/no agreement -> neutral), in a random copy;
-in dialogues with both modalities a quarter of the turns is voiced with a clip of another emotion,
+in dialogues with both modalities {mismatch_share} of the turns is voiced with a clip of another emotion,
 because voice and words do not always agree, so the classifier must not take the voice for the
 label. Modality dropout: 50 % of the training dialogues have both modalities (10 % of their turns
-lose the audio, 10 % the text), 30 % text only, 20 % audio only; 30 % of the examples see no
+lose the audio, 10 % the text), 30 % text only, 20 % audio only; {context_share * 100:.0f} % of the examples see no
 context (a single turn). So the audio stream carries the turn's emotion as an actor would voice
 it, not the voice that actually spoke the words: the weighting of audio against text it learned
 is a property of this construction, not of real calls.
@@ -279,7 +282,9 @@ Targets set for this model:
 
 Held-out acted clips ({held_out_counts(card)}), one clip per request, audio only, accuracy of the
 classifier (the label a client reads per turn). Every speaker weighs the same in the speaker mean;
-the clip-weighted figure is dominated by TESS OAF's clips.
+the clip-weighted figure is dominated by TESS OAF's clips. Each RAVDESS speaker has only 28
+four-class clips, so one clip moves that speaker's figure by 3.6 points: differences between
+speakers and conditions smaller than about 7 points (two clips) are within that granularity.
 
 {speaker_table(r)}
 

@@ -3,24 +3,8 @@ import Foundation
 import GatedXLSTM
 import ConversationTestSupport
 import Testing
+import TestSupport
 @testable import Conversation
-
-/// A state directory the current user cannot write: a read-only directory, or (as root, whom
-/// permissions do not stop) a path under a regular file. `how` says which was used.
-func unwritableDirectory(in base: URL) throws -> (url: URL, how: String) {
-    let readOnly = base.appendingPathComponent("read-only")
-    try FileManager.default.createDirectory(at: readOnly, withIntermediateDirectories: true)
-    chmod(readOnly.path, 0o500)
-    let probe = readOnly.appendingPathComponent("probe")
-    if FileManager.default.createFile(atPath: probe.path, contents: Data()) {
-        // Privileged (root): the mode does not stop writes. A regular file as parent does.
-        try? FileManager.default.removeItem(at: probe)
-        let file = base.appendingPathComponent("not-a-directory")
-        try Data("x".utf8).write(to: file)
-        return (file.appendingPathComponent("state"), "a path under a regular file")
-    }
-    return (readOnly.appendingPathComponent("state"), "a read-only directory")
-}
 
 /// Issue #11, durability of snapshots: fsynced, private files; deletes at once; every field of
 /// a restored session validated; an unusable directory reported, not fatal.

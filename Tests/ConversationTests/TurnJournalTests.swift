@@ -3,6 +3,7 @@ import Foundation
 import GatedXLSTM
 import ConversationTestSupport
 import Testing
+import TestSupport
 @testable import Conversation
 
 /// Issue #11: the turn journal (framing, replay, rotation, failures).

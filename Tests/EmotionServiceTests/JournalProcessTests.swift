@@ -1,6 +1,7 @@
 import Conversation
 import Foundation
 import Testing
+import TestSupport
 @testable import EmotionService
 
 /// The real `emotion-server` started with a state directory, its log in a file; every blocking

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import HTTPServer
 
 /// One server shared by the tests that do not change limits (started on first use).
@@ -11,7 +12,7 @@ let sharedServer: TestServer = {
 struct ConnectionTests {
     @Test func keepAliveServesSeveralRequestsOnOneConnection() async throws {
         let server = try TestServer()
-        let responses = try await blocking {
+        let responses = try await offPool {
             let client = try server.client()
             var out: [ParsedResponse] = []
             for i in 0..<3 {
@@ -31,7 +32,7 @@ struct ConnectionTests {
             #expect(r.headers["x-request-id"]?.count == 32)
             #expect(r.headers["x-remote"] == "127.0.0.1")
         }
-        let logs = try await blocking { server.waitForLogs(3) }
+        let logs = try await offPool { server.waitForLogs(3) }
         #expect(logs.count == 3)
         #expect(logs.allSatisfy { $0.method == "POST" && $0.path == "/echo" && $0.status == 200 && $0.completed })
         #expect(logs.allSatisfy { $0.requestBodyBytes == 5 && $0.responseBodyBytes == 5 && $0.errorCode == nil })
@@ -40,7 +41,7 @@ struct ConnectionTests {
     }
 
     @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
-        let responses = try await blocking {
+        let responses = try await offPool {
             let client = try sharedServer.client()
             client.send(get("/slow?ms=150") + "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc"
                 + get("/slow?ms=1") + "HEAD /big?n=10 HTTP/1.1\r\nHost: a\r\n\r\n" + get("/echo?last"))
@@ -54,7 +55,7 @@ struct ConnectionTests {
     }
 
     @Test func chunkedBodyWithExtensionsAndTrailersThenKeepAlive() async throws {
-        let (first, second) = try await blocking {
+        let (first, second) = try await offPool {
             let client = try sharedServer.client()
             client.send("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
             client.send("5;ext=1\r\nhello\r\n")
@@ -71,7 +72,7 @@ struct ConnectionTests {
     }
 
     @Test func headResponsesHaveNoBody() async throws {
-        let (a, b, c) = try await blocking {
+        let (a, b, c) = try await offPool {
             let client = try sharedServer.client()
             client.send("HEAD /big?n=100 HTTP/1.1\r\nHost: a\r\n\r\n")
             let a = try client.readResponse(isHEAD: true)
@@ -87,7 +88,7 @@ struct ConnectionTests {
     }
 
     @Test func expectContinue() async throws {
-        let (interim, final, early) = try await blocking {
+        let (interim, final, early) = try await offPool {
             let client = try sharedServer.client()
             client.send("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
             let interim = try client.readResponse()
@@ -107,7 +108,7 @@ struct ConnectionTests {
     }
 
     @Test func http10WithAndWithoutKeepAlive() async throws {
-        let (plain, closed, kept, keptAgain) = try await blocking {
+        let (plain, closed, kept, keptAgain) = try await offPool {
             let a = try sharedServer.client()
             a.send("GET /echo HTTP/1.0\r\n\r\n")
             let plain = try a.readResponse()
@@ -125,7 +126,7 @@ struct ConnectionTests {
     }
 
     @Test func connectionCloseFromClientAndFromHandler() async throws {
-        let (a, aClosed, b, bClosed) = try await blocking {
+        let (a, aClosed, b, bClosed) = try await offPool {
             let c1 = try sharedServer.client()
             c1.send(get("/echo", extra: "Connection: close\r\n") + get("/never-read"))
             let a = try c1.readResponse()
@@ -142,7 +143,7 @@ struct ConnectionTests {
     }
 
     @Test func clientHalfCloseStillGetsItsAnswer() async throws {
-        let response = try await blocking {
+        let response = try await offPool {
             let client = try sharedServer.client()
             client.send(get("/slow?ms=50"))
             client.shutdownWrite()
@@ -152,7 +153,7 @@ struct ConnectionTests {
     }
 
     @Test func requestIDTakenWhenSaneReplacedOtherwise() async throws {
-        let (taken, replaced, tooLong) = try await blocking {
+        let (taken, replaced, tooLong) = try await offPool {
             let client = try sharedServer.client()
             client.send(get("/echo", extra: "X-Request-Id: call-42.turn:7\r\n"))
             let taken = try client.readResponse()
@@ -167,7 +168,7 @@ struct ConnectionTests {
     }
 
     @Test func handlerErrorsGoThroughTheRendererAndKeepTheConnection() async throws {
-        let (thrown, crashed, dropped, after) = try await blocking {
+        let (thrown, crashed, dropped, after) = try await offPool {
             let client = try sharedServer.client()
             client.send(get("/throw"))
             let thrown = try client.readResponse()
@@ -195,7 +196,7 @@ struct ConnectionTests {
                                                    body: "custom \(error.code)") },
             onRequestComplete: { log in logs.withLock { $0.append(log) } })
         let port = try server.start().port
-        let response = try await blocking {
+        let response = try await offPool {
             let client = try RawClient(port: port)
             client.send("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx")
             return try client.readResponse()
@@ -203,7 +204,7 @@ struct ConnectionTests {
         #expect(response.status == 400)
         #expect(response.bodyText == "custom smuggling_rejected")
         #expect(response.headers["x-request-id"]?.count == 32)
-        try await blocking { for _ in 0..<200 where logs.withLock({ $0.isEmpty }) { usleep(10_000) } }
+        try await offPool { for _ in 0..<200 where logs.withLock({ $0.isEmpty }) { usleep(10_000) } }
         let log = try #require(logs.withLock { $0.first })
         #expect(log.status == 400 && log.errorCode == "smuggling_rejected" && log.method == "GET" && log.path == "/")
         await server.shutdown(gracePeriod: .seconds(1))
@@ -216,7 +217,7 @@ struct ConnectionTests {
             return HTTPResponse(status: .created, headers: ["Content-Type": "text/plain"], body: "made \(request.body.count)")
         }
         let port = try server.start().port
-        let (ok, missing) = try await blocking {
+        let (ok, missing) = try await offPool {
             let client = try RawClient(port: port)
             client.send("PUT /thing HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc")
             let ok = try client.readResponse()
@@ -229,7 +230,7 @@ struct ConnectionTests {
     }
 
     @Test func leadingEmptyLinesOptionsAsteriskAndOddButValidRequests() async throws {
-        let responses = try await blocking {
+        let responses = try await offPool {
             let client = try sharedServer.client()
             client.send("\r\n\r\nOPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n")
             let a = try client.readResponse()
@@ -248,7 +249,7 @@ struct ConnectionTests {
         var limits = testLimits()
         limits.maxBodyBytes = 4 * 1024 * 1024
         let server = try TestServer(limits: limits)
-        let (echoed, statuses) = try await blocking {
+        let (echoed, statuses) = try await offPool {
             let client = try server.client()
             let body = [UInt8]((0..<(3 * 1024 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 31) })
             client.send(Array("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: \(body.count)\r\n\r\n".utf8) + body)

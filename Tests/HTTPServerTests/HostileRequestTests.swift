@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import HTTPServer
 
 /// A malformed or hostile request and the answer the server documents for it.
@@ -114,7 +115,7 @@ let hostileCases: [HostileCase] = [
 struct HostileRequestTests {
     @Test(arguments: hostileCases)
     func answeredWithTheDocumentedStatusThenClosed(_ hostile: HostileCase) async throws {
-        let (response, closed) = try await blocking {
+        let (response, closed) = try await offPool {
             let client = try sharedServer.client()
             client.send(hostile.bytes)
             let response = try client.readResponse()
@@ -137,7 +138,7 @@ struct HostileRequestTests {
         var limits = testLimits()
         limits.lengthRequiredMethods = ["POST", "PUT"]
         let server = try TestServer(limits: limits)
-        let response = try await blocking {
+        let response = try await offPool {
             let client = try server.client()
             client.send("POST /echo HTTP/1.1\r\nHost: a\r\n\r\n")
             return try client.readResponse()
@@ -150,14 +151,14 @@ struct HostileRequestTests {
     @Test func nothingIsParsedAfterAnError() async throws {
         // The second request hides behind a refused first one; it must never reach the handler.
         let server = try TestServer()
-        let all = try await blocking {
+        let all = try await offPool {
             let client = try server.client()
             client.send("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n")
             return String(decoding: client.readToEnd(), as: UTF8.self)
         }
         #expect(all.hasPrefix("HTTP/1.1 400 "))
         #expect(all.components(separatedBy: "HTTP/1.1 ").count == 2)
-        let logs = try await blocking { server.waitForLogs(1) }
+        let logs = try await offPool { server.waitForLogs(1) }
         #expect(logs.allSatisfy { $0.path != "/smuggled" })
         await server.stop()
     }

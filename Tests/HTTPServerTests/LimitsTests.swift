@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import Testing
+import TestSupport
 @testable import HTTPServer
 
 @Suite("Timeouts, limits and shutdown")
@@ -12,7 +13,7 @@ struct LimitsTests {
         limits.headTimeout = .milliseconds(600)
         let server = try TestServer(limits: limits)
         // The slow client sends one byte every 100 ms (it would need about 3 s for its head).
-        async let slow: (ParsedResponse, Double) = blocking {
+        async let slow: (ParsedResponse, Double) = offPool {
             let client = try server.client()
             let start = Date()
             let request = Array(get("/slow-client", extra: "X-Padding: \(String(repeating: "p", count: 10))\r\n").utf8)
@@ -24,8 +25,8 @@ struct LimitsTests {
             let response = try client.readResponse()
             return (response, Date().timeIntervalSince(start))
         }
-        try await blocking { usleep(200_000) }
-        let (fast, fastSeconds) = try await blocking {
+        try await offPool { usleep(200_000) }
+        let (fast, fastSeconds) = try await offPool {
             let start = Date()
             let client = try server.client()
             client.send(get("/echo"))
@@ -43,7 +44,7 @@ struct LimitsTests {
         var limits = testLimits()
         limits.bodyTimeout = .milliseconds(400)
         let server = try TestServer(limits: limits)
-        let (response, seconds) = try await blocking {
+        let (response, seconds) = try await offPool {
             let client = try server.client()
             let start = Date()
             client.send("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n")
@@ -55,7 +56,7 @@ struct LimitsTests {
         }
         #expect(response.status == 408 && response.errorCode == "request_timeout")
         #expect(seconds < 1.2)
-        let logs = try await blocking { server.waitForLogs(1) }
+        let logs = try await offPool { server.waitForLogs(1) }
         #expect(logs.first?.errorCode == "request_timeout" && logs.first?.method == "POST")
         await server.stop()
     }
@@ -65,7 +66,7 @@ struct LimitsTests {
         limits.headTimeout = .milliseconds(300)
         limits.idleTimeout = .milliseconds(300)
         let server = try TestServer(limits: limits)
-        let (silentBytes, silentSeconds, idleBytes, idleSeconds) = try await blocking {
+        let (silentBytes, silentSeconds, idleBytes, idleSeconds) = try await offPool {
             let silent = try server.client()
             var start = Date()
             let silentBytes = silent.readToEnd()
@@ -95,7 +96,7 @@ struct LimitsTests {
                 throw TestFailure("expected \(n) connections, have \(server.server.openConnectionCount)")
             }
         }
-        let (rejected, droppedBytes, servedAfter) = try await blocking {
+        let (rejected, droppedBytes, servedAfter) = try await offPool {
             let first = try server.client()
             let second = try server.client()
             try waitForCount(2)
@@ -127,7 +128,7 @@ struct LimitsTests {
     }
 
     @Test func bodyAtTheLimitIsAccepted() async throws {
-        let response = try await blocking {
+        let response = try await offPool {
             let client = try sharedServer.client()
             let body = String(repeating: "b", count: 64 * 1024)
             client.send("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
@@ -140,7 +141,7 @@ struct LimitsTests {
         var limits = testLimits()
         limits.writeTimeout = .milliseconds(400)
         let server = try TestServer(limits: limits)
-        try await blocking {
+        try await offPool {
             let client = try server.client()
             var small: Int32 = 4096
             setsockopt(client.fd, SOL_SOCKET, SO_RCVBUF, &small, socklen_t(MemoryLayout<Int32>.size))
@@ -151,7 +152,7 @@ struct LimitsTests {
             withExtendedLifetime(client) {}
         }
         #expect(server.server.openConnectionCount == 0)
-        let logs = try await blocking { server.waitForLogs(1) }
+        let logs = try await offPool { server.waitForLogs(1) }
         #expect(logs.first?.completed == false && logs.first?.status == 200)
         await server.stop()
     }
@@ -160,7 +161,7 @@ struct LimitsTests {
         var limits = testLimits()
         limits.maxRequestsPerConnection = 2
         let server = try TestServer(limits: limits)
-        let (a, b, closed) = try await blocking {
+        let (a, b, closed) = try await offPool {
             let client = try server.client()
             client.send(get("/echo"))
             let a = try client.readResponse()
@@ -178,20 +179,20 @@ struct LimitsTests {
         let server = try TestServer()
         let port = server.port
         // An idle keep-alive connection, and one waiting for a slow answer.
-        let idle = try await blocking { () -> RawClientBox in
+        let idle = try await offPool { () -> RawClientBox in
             let client = try server.client()
             client.send(get("/echo"))
             _ = try client.readResponse()
             return RawClientBox(client)
         }
-        async let slow: ParsedResponse = blocking {
+        async let slow: ParsedResponse = offPool {
             let client = try server.client()
             client.send(get("/slow?ms=600"))
             return try client.readResponse()
         }
         // The slow request is in the handler (not a sleep: a loaded machine may take longer).
-        #expect(try await blocking { server.waitForSlowRequests(1) })
-        async let idleClosed: Bool = blocking { idle.client.waitForClose() }
+        #expect(try await offPool { server.waitForSlowRequests(1) })
+        async let idleClosed: Bool = offPool { idle.client.waitForClose() }
         let seconds = try await timedShutdown(server.server, gracePeriod: .seconds(5))
         let response = try await slow
         #expect(response.status == 200 && response.bodyText == "slow 600")
@@ -207,12 +208,12 @@ struct LimitsTests {
 
     @Test func shutdownGracePeriodForcesStragglersClosed() async throws {
         let server = try TestServer()
-        async let stuck: [UInt8] = blocking {
+        async let stuck: [UInt8] = offPool {
             let client = try server.client()
             client.send(get("/slow?ms=4000"))
             return client.readToEnd()
         }
-        #expect(try await blocking { server.waitForSlowRequests(1) })
+        #expect(try await offPool { server.waitForSlowRequests(1) })
         let seconds = try await timedShutdown(server.server, gracePeriod: .milliseconds(300))
         #expect(seconds < 2)
         #expect(try await stuck.isEmpty)
@@ -228,7 +229,7 @@ struct LimitsTests {
             server.server.shutdown(gracePeriod: .seconds(1)) {}
         }
         defer { observer.cancel() }
-        try await blocking { usleep(50_000) }
+        try await offPool { usleep(50_000) }
         kill(getpid(), SIGUSR2)
         await server.server.waitUntilShutdown()
         #expect(fired.withLock { $0 } == [SIGUSR2])
@@ -268,7 +269,7 @@ final class RawClientBox: @unchecked Sendable {
 /// Shuts down and measures on a plain thread, so the time does not include waiting for a thread
 /// of the cooperative pool (which other test suites may keep busy).
 func timedShutdown(_ server: HTTPServer, gracePeriod: Duration) async throws -> Double {
-    try await blocking {
+    try await offPool {
         let done = DispatchSemaphore(value: 0)
         let start = Date()
         server.shutdown(gracePeriod: gracePeriod) { done.signal() }

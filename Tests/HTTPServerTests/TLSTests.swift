@@ -1,6 +1,7 @@
 import COpenSSL
 import Foundation
 import Testing
+import TestSupport
 @testable import HTTPServer
 
 @Suite("TLS")
@@ -8,7 +9,7 @@ struct TLSTests {
     @Test func roundTripWithKeepAlive() async throws {
         let (certificate, key) = try makeSelfSignedCertificate()
         let server = try TestServer(tls: TLSConfiguration(certificateChainPath: certificate, privateKeyPath: key))
-        let (first, second, version) = try await blocking {
+        let (first, second, version) = try await offPool {
             let client = try server.client()
             try client.startTLS(trustedCertificate: certificate)
             let version = SSL_version(client.ssl)
@@ -27,7 +28,7 @@ struct TLSTests {
     @Test func errorsAndLargeResponsesOverTLS() async throws {
         let (certificate, key) = try makeSelfSignedCertificate()
         let server = try TestServer(tls: TLSConfiguration(certificateChainPath: certificate, privateKeyPath: key))
-        let (big, refused, closed) = try await blocking {
+        let (big, refused, closed) = try await offPool {
             let client = try server.client()
             try client.startTLS(trustedCertificate: certificate)
             client.send(get("/big?n=1000000"))
@@ -45,7 +46,7 @@ struct TLSTests {
     @Test func plaintextOnTheTLSPortIsDroppedAndTLSStillWorks() async throws {
         let (certificate, key) = try makeSelfSignedCertificate()
         let server = try TestServer(tls: TLSConfiguration(certificateChainPath: certificate, privateKeyPath: key))
-        let (plainReply, after) = try await blocking {
+        let (plainReply, after) = try await offPool {
             let plain = try server.client()
             plain.send(get("/echo"))
             let reply = plain.readToEnd()

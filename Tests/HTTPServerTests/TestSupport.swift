@@ -6,18 +6,9 @@ import Darwin
 import Dispatch
 import Foundation
 import Testing
+import TestSupport
 import COpenSSL
 @testable import HTTPServer
-
-/// Runs blocking work (socket I/O, sleeps) on a Dispatch thread so that tests never block the
-/// cooperative pool (2 threads on the CI machines) that async handlers need.
-@discardableResult
-func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        let thread = Thread { continuation.resume(with: Result { try body() }) }
-        thread.start()
-    }
-}
 
 /// Delays of the test handler run here (a serial queue gets its own thread when needed).
 let delayQueue = DispatchQueue(label: "test.delays")
@@ -313,7 +304,7 @@ func get(_ path: String, extra: String = "") -> String {
 
 /// Checks that `server` still serves a plain request on a fresh connection.
 func expectServes(_ server: TestServer, sourceLocation: SourceLocation = #_sourceLocation) async throws {
-    let response = try await blocking {
+    let response = try await offPool {
         let client = try server.client()
         client.send(get("/ok"))
         return try client.readResponse()

@@ -396,24 +396,8 @@ public final class ConversationEngine: @unchecked Sendable {
             state.turns.append(turn)
             state.lastActivity = Date()
             let revised = zip(previous, state.decoded).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
-            guard let journal, let payload else {
-                job.slot.state = state
-                job.slot.version += 1
-                lock.unlock()
-                timings.total = Self.milliseconds(since: job.pending.enqueuedAt)
-                finish(job, .success(TurnOutcome(sessionId: job.key.id, turn: turn, decoded: state.decoded,
-                                                 revised: revised, timings: timings, replayed: false)))
-                continue
-            }
-            // Stored (and answered) once its record is durable; appended under the lock, so the
-            // journal's order is the order of changes (a delete after it is journaled after it).
-            let computed = state, stage = timings
-            journal.append(payload) { [self] failure in
-                if let failure {
-                    finish(job, .failure(.storageUnavailable(failure)))
-                    return
-                }
-                lock.lock()
+            // Stores the turn in its session and answers it; entered with the lock held, releases it.
+            let store: @Sendable (SessionState, TurnTimings) -> Void = { [self] computed, stage in
                 if job.slot.deleted {
                     lock.unlock()
                     finish(job, .failure(.sessionDeleted(job.key.id)))
@@ -429,6 +413,21 @@ public final class ConversationEngine: @unchecked Sendable {
                 timings.total = Self.milliseconds(since: job.pending.enqueuedAt)
                 finish(job, .success(TurnOutcome(sessionId: job.key.id, turn: turn, decoded: computed.decoded,
                                                  revised: revised, timings: timings, replayed: false)))
+            }
+            guard let journal, let payload else {
+                store(state, timings)
+                continue
+            }
+            // Stored (and answered) once its record is durable; appended under the lock, so the
+            // journal's order is the order of changes (a delete after it is journaled after it).
+            let computed = state, stage = timings
+            journal.append(payload) { [self] failure in
+                if let failure {
+                    finish(job, .failure(.storageUnavailable(failure)))
+                    return
+                }
+                lock.lock()
+                store(computed, stage)
             }
             lock.unlock()
         }

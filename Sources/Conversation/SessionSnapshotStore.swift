@@ -63,22 +63,13 @@ public final class SessionSnapshotStore: @unchecked Sendable {
     }
 
     /// What went wrong with the state directory at the last pass (nil: nothing).
-    public var problem: String? {
-        lock.lock(); defer { lock.unlock() }
-        return lastProblem
-    }
+    public var problem: String? { lock.withLock { lastProblem } }
 
     /// Snapshot passes (or deletions) that failed to write or remove a file.
-    public var failedPasses: Int {
-        lock.lock(); defer { lock.unlock() }
-        return failures
-    }
+    public var failedPasses: Int { lock.withLock { failures } }
 
     /// Files skipped at restore (unreadable, another model's, failing validation).
-    public var skippedFiles: Int {
-        lock.lock(); defer { lock.unlock() }
-        return skipped
-    }
+    public var skippedFiles: Int { lock.withLock { skipped } }
 
     /// Writes what changed in `engine` since the last call; returns the number of files written.
     /// Every changed session is attempted; the first failure is thrown after the pass (the

@@ -170,16 +170,10 @@ public final class TurnJournal: @unchecked Sendable {
     }
 
     /// Syncs that failed.
-    public var failedCommits: Int {
-        lock.lock(); defer { lock.unlock() }
-        return failures
-    }
+    public var failedCommits: Int { lock.withLock { failures } }
 
     /// Syncs done (each covers one or more records).
-    public var commitCount: Int {
-        lock.lock(); defer { lock.unlock() }
-        return commits
-    }
+    public var commitCount: Int { lock.withLock { commits } }
 
     /// Opens generation + 1 with its header, durable, as the file appended to (on `queue`, or in init).
     private func openNext() throws(StorageError) {

@@ -47,16 +47,10 @@ public final class JSONLogger: @unchecked Sendable {
     }
 
     /// Lines dropped because `capacity` lines were already waiting.
-    public var droppedLines: Int {
-        lock.lock(); defer { lock.unlock() }
-        return dropped
-    }
+    public var droppedLines: Int { lock.withLock { dropped } }
 
     /// Lines whose write(2) failed.
-    public var writeFailures: Int {
-        lock.lock(); defer { lock.unlock() }
-        return failures
-    }
+    public var writeFailures: Int { lock.withLock { failures } }
 
     /// Queues `{"ts": ..., "level": ..., "msg": ..., fields...}`; never blocks.
     public func log(_ level: String, _ message: String, _ fields: [String: Any] = [:]) {

@@ -645,6 +645,19 @@ public final class ConversationEngine: @unchecked Sendable {
         return expired.count
     }
 
+    /// Why new work (a turn or a dialogue) would be refused right now whatever it holds: the
+    /// server is draining or the inference queue is full. Lets the API refuse a request at
+    /// header time, before its body is read; `submit` and `analyze` check again.
+    public func admissionRefusal() -> ConversationError? {
+        lock.lock(); defer { lock.unlock() }
+        if draining { return ConversationError(.unavailable, code: "shutting_down", "the server is shutting down") }
+        guard waitingCount < configuration.queueCapacity else {
+            rejectedTurns += 1
+            return ConversationError(.overloaded, code: "queue_full", "too many turns are waiting for inference; retry later")
+        }
+        return nil
+    }
+
     /// Number of sessions, turns waiting or running, for health and metrics.
     public var statistics: (sessions: Int, waiting: Int, running: Int, rejected: Int, expired: Int) {
         lock.lock(); defer { lock.unlock() }

@@ -35,6 +35,7 @@ struct EmotionServer: AsyncParsableCommand {
     @Option(help: "Turns waiting for inference before 503 (EMOTION_QUEUE_CAPACITY).") var queueCapacity: Int?
     @Option(help: "Turns of different sessions classified in one batch (EMOTION_MAX_BATCH).") var maxBatch: Int?
     @Option(help: "Largest request body in bytes (EMOTION_MAX_BODY_BYTES).") var maxBodyBytes: Int?
+    @Option(help: "Request-body bytes all connections together may buffer; a request that does not fit is answered 503 body_budget_exhausted before its body is read (EMOTION_MAX_BUFFERED_BODY_BYTES).") var maxBufferedBodyBytes: Int?
     @Option(help: "Longest audio clip in seconds (EMOTION_MAX_AUDIO_SECONDS).") var maxAudioSeconds: Double?
     @Option(help: "Maximum open connections (EMOTION_MAX_CONNECTIONS).") var maxConnections: Int?
     @Option(help: "Largest request head (request line + headers) in bytes (EMOTION_MAX_HEADER_BYTES).") var maxHeaderBytes: Int?
@@ -66,6 +67,7 @@ struct EmotionServer: AsyncParsableCommand {
         options.http.host = try value(host, "HOST", "127.0.0.1")
         options.http.port = try value(port, "PORT", 8080)
         options.http.limits.maxBodyBytes = try value(maxBodyBytes, "MAX_BODY_BYTES", 16 << 20)
+        options.http.limits.maxBufferedBodyBytes = try value(maxBufferedBodyBytes, "MAX_BUFFERED_BODY_BYTES", 64 << 20)
         options.http.limits.maxConnections = try value(maxConnections, "MAX_CONNECTIONS", options.http.limits.maxConnections)
         options.http.limits.maxHeaderBytes = try value(maxHeaderBytes, "MAX_HEADER_BYTES", options.http.limits.maxHeaderBytes)
         options.http.limits.maxHeaderCount = try value(maxHeaderCount, "MAX_HEADER_COUNT", options.http.limits.maxHeaderCount)
@@ -128,7 +130,7 @@ struct EmotionServer: AsyncParsableCommand {
             "max_session_id_bytes": limits.sessionIdBytes, "max_speaker_bytes": limits.speakerBytes,
             "max_turn_id_bytes": limits.turnIdBytes, "max_transcript_bytes": limits.transcriptBytes,
             "max_timestamp_bytes": limits.timestampBytes,
-            "max_body_bytes": options.http.limits.maxBodyBytes, "max_audio_s": maxAudio,
+            "max_body_bytes": options.http.limits.maxBodyBytes, "max_buffered_body_bytes": options.http.limits.maxBufferedBodyBytes, "max_audio_s": maxAudio,
             "max_connections": options.http.limits.maxConnections, "drain_timeout_s": options.drainTimeout,
             "max_header_bytes": options.http.limits.maxHeaderBytes, "max_header_count": options.http.limits.maxHeaderCount,
             "backlog": options.http.backlog,

@@ -144,45 +144,35 @@ public final class EmotionAPI: Sendable {
         default:
             break
         }
-        let caller = try apiKeys.tenant(for: request.header("Authorization"))
-        if request.method == "POST", let type = request.header("Content-Type"),
-           type.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() != "application/json" {
-            throw APIError(415, "unsupported_media_type", "the body must be application/json, not '\(type)'")
-        }
+        let key = try preflight(route, request)
         switch route {
         case .model:
-            try allow(request, ["GET"])
             return APIResponse(status: 200, headers: [("Content-Type", "application/json")], body: modelDescription)
-        case .turns(let raw):
-            try allow(request, ["POST"])
-            let id = try Self.sessionId(raw, maxBytes: engine.configuration.limits.sessionIdBytes)
-            let namespace = try self.namespace(of: caller, request)
+        case .turns:
+            guard let key else { throw .internalError("no session key for a turn") }
             let turn = try Self.parseTurn(request.body)
             let outcome: TurnOutcome
             do {
-                outcome = try await engine.submit(sessionId: id, namespace: namespace, turn: turn)
+                outcome = try await engine.submit(sessionId: key.id, namespace: key.namespace, turn: turn)
             } catch {
                 throw APIError(error)
             }
             recordStages(outcome.timings)
             return try .json(turnAnswer(outcome))
-        case .session(let raw):
-            try allow(request, ["GET", "DELETE"])
-            let id = try Self.sessionId(raw, maxBytes: engine.configuration.limits.sessionIdBytes)
-            let namespace = try self.namespace(of: caller, request)
+        case .session:
+            guard let key else { throw .internalError("no session key for a session request") }
             // Another tenant's session is answered exactly as a missing one.
             if request.method == "DELETE" {
-                guard await deleteSession(SessionKey(namespace: namespace, id: id)) else {
-                    throw APIError(ConversationError.sessionNotFound(id))
+                guard await deleteSession(key) else {
+                    throw APIError(ConversationError.sessionNotFound(key.id))
                 }
                 return APIResponse(status: 204)
             }
-            guard let state = engine.session(id, namespace: namespace) else {
-                throw APIError(ConversationError.sessionNotFound(id))
+            guard let state = engine.session(key.id, namespace: key.namespace) else {
+                throw APIError(ConversationError.sessionNotFound(key.id))
             }
             return try .json(session(state))
         case .analyze:
-            try allow(request, ["POST"])
             let (turns, repeatTwice) = try Self.parseDialogue(request.body)
             let analysis: DialogueAnalysis
             do {
@@ -194,6 +184,60 @@ public final class EmotionAPI: Sendable {
         default:
             throw .notFound(request.path)
         }
+    }
+
+    /// The checks of an authenticated route that need no body, in the order answered: API key
+    /// (401), media type (415), method (405), session id (400), tenant (403/400). Returns the
+    /// session the request acts on (nil for routes without one).
+    private func preflight(_ route: Route, _ request: APIRequest) throws(APIError) -> SessionKey? {
+        let caller = try apiKeys.tenant(for: request.header("Authorization"))
+        if request.method == "POST", let type = request.header("Content-Type"),
+           type.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() != "application/json" {
+            throw APIError(415, "unsupported_media_type", "the body must be application/json, not '\(type)'")
+        }
+        switch route {
+        case .model:
+            try allow(request, ["GET"])
+            return nil
+        case .analyze:
+            try allow(request, ["POST"])
+            return nil
+        case .turns(let raw), .session(let raw):
+            if case .turns = route { try allow(request, ["POST"]) } else { try allow(request, ["GET", "DELETE"]) }
+            let id = try Self.sessionId(raw, maxBytes: engine.configuration.limits.sessionIdBytes)
+            return SessionKey(namespace: try namespace(of: caller, request), id: id)
+        case .health, .ready, .metrics, .unknown:
+            return nil
+        }
+    }
+
+    /// Header-time admission of a request that carries a body (`HTTPHandler.admit`): everything
+    /// `handle` would refuse without reading the body — an unknown route, a wrong method, media
+    /// type, key, session id or tenant, and for new work a draining or full server — so that a
+    /// refused client never has its body buffered (nor gets `100 Continue`). Refusals are
+    /// counted in the request metrics like any answer.
+    public func admit(method: String, path: String, headers: [(name: String, value: String)]) -> APIError? {
+        let request = APIRequest(method: method, path: path, headers: headers)
+        let route = Route(path: path)
+        var refusal: APIError?
+        do throws(APIError) {
+            switch route {
+            case .health, .ready, .metrics: try allow(request, ["GET"])
+            case .unknown: throw APIError.notFound(path)
+            case .turns, .analyze:
+                _ = try preflight(route, request)
+                if let busy = engine.admissionRefusal() { throw APIError(busy) }
+            case .model, .session:
+                _ = try preflight(route, request)
+            }
+        } catch {
+            refusal = error
+        }
+        if let refusal {
+            metrics.recordRequest(route: Self.routeTemplate(method: method, path: path), method: MethodLabel(method),
+                                  status: refusal.status, seconds: 0)
+        }
+        return refusal
     }
 
     /// The namespace a session request acts in: the caller's tenant, or with an admin key the

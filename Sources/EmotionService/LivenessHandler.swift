@@ -22,4 +22,6 @@ struct LivenessHandler: HTTPHandler {
         metrics.recordRequest(route: "/healthz", method: MethodLabel(request.method.rawValue), status: 200, seconds: 0)
         responder.respond(HTTPResponse(status: .ok, headers: headers, body: Self.body))
     }
+
+    func admit(_ head: HTTPRequestHead) -> HTTPError? { next.admit(head) }
 }

@@ -171,7 +171,8 @@ public final class ServiceHost: @unchecked Sendable {
         }
         let server = HTTPServer(
             configuration: options.http,
-            handler: LivenessHandler(next: handler, metrics: api.metrics, replicaId: replica),
+            handler: LivenessHandler(next: AdmissionHandler(next: handler, api: api, replicaId: replica),
+                                     metrics: api.metrics, replicaId: replica),
             onRequestComplete: { log in
                 var fields: [String: Any] = [
                     "request_id": log.requestID, "status": log.status, "duration_ms": Double(log.duration.components.attoseconds) / 1e15 + Double(log.duration.components.seconds) * 1000,
@@ -186,6 +187,18 @@ public final class ServiceHost: @unchecked Sendable {
             onDiagnostic: { diagnostic in logger.warning("http", ["kind": diagnostic.kind.rawValue, "detail": diagnostic.message]) })
         let address = try server.start()
         self.server = server
+        api.metrics.gauge("emotion_http_body_bytes_buffered",
+                          help: "Request-body bytes held in memory now (reserved from the body budget).") { [weak server] in
+            Double(server?.bodyBudget.inUse ?? 0)
+        }
+        api.metrics.gauge("emotion_http_body_budget_refusals_total",
+                          help: "Requests answered 503 body_budget_exhausted before their body was read.") { [weak server] in
+            Double(server?.bodyBudget.refusedRequests ?? 0)
+        }
+        api.metrics.gauge("emotion_http_connections_evicted_total",
+                          help: "Connections still sending (or idle before) a request head, closed at the connection limit to make room.") { [weak server] in
+            Double(server?.evictedConnectionCount ?? 0)
+        }
         if snapshots != nil, options.snapshotInterval > 0 {
             let t = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
             t.schedule(deadline: .now() + options.snapshotInterval, repeating: options.snapshotInterval)

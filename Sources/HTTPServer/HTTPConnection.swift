@@ -43,6 +43,10 @@ final class HTTPConnection: @unchecked Sendable {
 
     private let openLock = NSLock()
     private var openFlag = true
+    /// `HTTPConnectionStateMachine.headBytesPending` as of the last event (under `openLock`).
+    private var headProgress: Int? = 0
+    /// Answering the connection limit's 503: never chosen to make room.
+    let isOverflow: Bool
 
     init(id: UInt64, fd: Int32, remoteAddress: HTTPRemoteAddress, targetQueue: DispatchQueue,
          context: HTTPConnectionStateMachine.Context, handler: any HTTPHandler, tls: TLSEngine?,
@@ -54,6 +58,7 @@ final class HTTPConnection: @unchecked Sendable {
         self.remoteAddress = remoteAddress
         queue = DispatchQueue(label: "http.connection.\(id)", target: targetQueue)
         machine = HTTPConnectionStateMachine(context: context)
+        isOverflow = context.rejection != nil
         limits = context.limits
         self.handler = handler
         self.tls = tls
@@ -63,11 +68,12 @@ final class HTTPConnection: @unchecked Sendable {
     }
 
     /// False once the connection is closed (readable from any thread).
-    var isOpen: Bool {
-        openLock.lock()
-        defer { openLock.unlock() }
-        return openFlag
-    }
+    var isOpen: Bool { openLock.withLock { openFlag } }
+
+    /// Bytes received of a request head still incomplete (0: waiting for one); nil while the
+    /// connection is past the head (body, handler, answer), closed or answering the overflow
+    /// 503. Readable from any thread: the server picks whom to close at the connection limit.
+    var headBytesPending: Int? { isOverflow ? nil : openLock.withLock { openFlag ? headProgress : nil } }
 
     // MARK: Entry points (any thread)
 
@@ -228,6 +234,8 @@ final class HTTPConnection: @unchecked Sendable {
             }
         }
         updateInterest()
+        let progress = machine.headBytesPending
+        openLock.withLock { headProgress = progress }
     }
 
     private enum FlushResult { case drained, pending, failed }
@@ -305,6 +313,7 @@ final class HTTPConnection: @unchecked Sendable {
     private func closeNow() {
         guard !closed else { return }
         closed = true
+        machine.releaseBody()
         openLock.lock()
         openFlag = false
         openLock.unlock()

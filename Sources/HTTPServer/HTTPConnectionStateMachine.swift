@@ -43,9 +43,15 @@ struct HTTPConnectionStateMachine {
         /// Set for connections beyond the connection limit: their first request is answered
         /// with this error.
         var rejection: HTTPError?
+        /// The handler's header-time admission (`HTTPHandler.admit`), for requests with a body.
+        var admit: @Sendable (HTTPRequestHead) -> HTTPError? = { _ in nil }
+        /// The server-wide budget the bodies reserve from (nil: unbounded).
+        var bodyBudget: HTTPBodyBudget?
     }
 
     static let pipelineBufferLimit = 64 * 1024
+    /// Largest declared body read and dropped after a header-time refusal (see `beginRequest`).
+    static let discardableBodyBytes = 64 * 1024
 
     private(set) var state: State = .awaitingHead(started: false)
     private let context: Context
@@ -54,6 +60,11 @@ struct HTTPConnectionStateMachine {
     private var parser: HTTPRequestHeadParser
     private var decoder: HTTPBodyDecoder?
     private var body: [UInt8] = []
+    /// Bytes of `bodyBudget` this exchange holds.
+    private var reservedBodyBytes = 0
+    /// Set when the handler refused the request at header time but its small body is read
+    /// (and dropped) first; answered once the body is complete.
+    private var refusalAfterBody: HTTPError?
 
     // The current exchange.
     private var head: HTTPRequestHead?
@@ -90,6 +101,13 @@ struct HTTPConnectionStateMachine {
 
     var isClosed: Bool { state == .closed }
 
+    /// Bytes received of a request head not yet complete (0 while waiting for one); nil once
+    /// the head is complete (body, handler, answer) or the connection is closing.
+    var headBytesPending: Int? {
+        guard case .awaitingHead = state else { return nil }
+        return buffer.count - readIndex
+    }
+
     // MARK: Events
 
     mutating func received<C: Collection>(_ bytes: C) -> [Action] where C.Element == UInt8 {
@@ -111,6 +129,7 @@ struct HTTPConnectionStateMachine {
         switch state {
         case .awaitingHead, .awaitingBody, .lingering:
             // Nothing to answer (an incomplete request is dropped without a response).
+            releaseBody()
             state = .closed
             return [.close]
         case .handling, .writingResponse, .writingError, .closed:
@@ -121,6 +140,7 @@ struct HTTPConnectionStateMachine {
     /// The handler answered request `generation`.
     mutating func handlerCompleted(generation: UInt64, result: Result<HTTPResponse, any Error>) -> [Action] {
         guard state == .handling, generation == self.generation else { return [] }
+        releaseBody()
         var response: HTTPResponse
         var errorCode: String? = nil
         switch result {
@@ -214,8 +234,16 @@ struct HTTPConnectionStateMachine {
             actions.append(.log(log))
         }
         pendingLog = nil
+        releaseBody()
         state = .closed
         return actions + [.close]
+    }
+
+    /// Gives back the body bytes this exchange reserved (idempotent; also called by the
+    /// connection when it closes, whatever the state).
+    mutating func releaseBody() {
+        context.bodyBudget?.release(reservedBodyBytes)
+        reservedBodyBytes = 0
     }
 
     // MARK: Parsing
@@ -248,6 +276,23 @@ struct HTTPConnectionStateMachine {
                     let done = try current.decode(buffer, index: &index, into: &body)
                     readIndex = index
                     decoder = current
+                    if let refusal = refusalAfterBody {
+                        body.removeAll(keepingCapacity: true)
+                        if !done { break loop }
+                        refusalAfterBody = nil
+                        generation &+= 1
+                        state = .handling
+                        actions += [.cancelTimer] + handlerCompleted(generation: generation, result: .failure(refusal))
+                        continue
+                    }
+                    // A chunked body reserves as it grows (a declared length reserved it all).
+                    if body.count > reservedBodyBytes, let budget = context.bodyBudget {
+                        guard budget.reserve(body.count - reservedBodyBytes) else {
+                            actions += fail(.bodyBudgetExhausted(retryAfterSeconds: context.limits.retryAfterSeconds))
+                            break loop
+                        }
+                        reservedBodyBytes = body.count
+                    }
                     if !done { break loop }
                     actions += deliver()
                 } catch {
@@ -282,6 +327,27 @@ struct HTTPConnectionStateMachine {
         case .none:
             return deliver()
         case .length, .chunked:
+            // Refusals that need no body come before any byte of it is read (and before
+            // 100 Continue): the handler's, then the server-wide body budget.
+            if let refusal = context.admit(parsed) {
+                // A small declared body is read and dropped, so that the connection stays
+                // usable (a client refused on a keep-alive connection need not reconnect); a
+                // large or chunked one, or one waiting for 100 Continue, is never read.
+                guard case .length(let n) = framing.body, n <= Self.discardableBodyBytes, !framing.expectContinue else {
+                    return fail(refusal)
+                }
+                refusalAfterBody = refusal
+                decoder = HTTPBodyDecoder(framing: framing.body, limits: context.limits)
+                body = []
+                state = .awaitingBody
+                return [.startTimer(.body)]
+            }
+            if case .length(let n) = framing.body, let budget = context.bodyBudget {
+                guard budget.reserve(n) else {
+                    return fail(.bodyBudgetExhausted(retryAfterSeconds: context.limits.retryAfterSeconds))
+                }
+                reservedBodyBytes = n
+            }
             decoder = HTTPBodyDecoder(framing: framing.body, limits: context.limits)
             body = []
             if case .length(let n) = framing.body { body.reserveCapacity(min(n, 64 * 1024)) }
@@ -309,6 +375,8 @@ struct HTTPConnectionStateMachine {
 
     /// Answers `error` and closes the connection after it.
     private mutating func fail(_ error: HTTPError) -> [Action] {
+        releaseBody()
+        refusalAfterBody = nil
         if requestID == nil { requestID = RequestID.generate() }
         let response = render(error)
         let encoded = HTTPResponseEncoder.encode(response, isHEAD: head?.method == .head, keepAlive: false,
@@ -349,6 +417,7 @@ struct HTTPConnectionStateMachine {
     }
 
     private mutating func resetExchange() {
+        refusalAfterBody = nil
         head = nil
         requestID = nil
         decoder = nil

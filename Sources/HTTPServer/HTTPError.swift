@@ -85,6 +85,13 @@ public struct HTTPError: Error, Sendable, Equatable, CustomStringConvertible {
         HTTPError(status: .serviceUnavailable, code: "service_unavailable", message: message,
                   headers: ["Retry-After": String(retryAfterSeconds)])
     }
+    /// 503: the server-wide budget of buffered request bodies is spent (`HTTPBodyBudget`), with
+    /// Retry-After; answered before the body is read.
+    public static func bodyBudgetExhausted(retryAfterSeconds: Int) -> HTTPError {
+        HTTPError(status: .serviceUnavailable, code: "body_budget_exhausted",
+                  message: "the server is buffering as many request bodies as it may; retry later",
+                  headers: ["Retry-After": String(retryAfterSeconds)])
+    }
     /// 505: HTTP major version other than 1 (HTTP/2 preface, HTTP/0.9 request line, HTTP/3.0...).
     public static func versionNotSupported(_ message: String) -> HTTPError {
         HTTPError(status: .httpVersionNotSupported, code: "http_version_not_supported", message: message)

@@ -14,6 +14,18 @@ import Foundation
 /// 500 `internal_error`.
 public protocol HTTPHandler: Sendable {
     func handle(_ request: HTTPRequest, responder: HTTPResponder)
+
+    /// Admission at header time: called on the connection's queue once the head of a request
+    /// that announces a body is parsed, before any byte of the body is read and before
+    /// `100 Continue` is sent. An error is answered at once and the connection closes after it
+    /// (the body is never read), so that a request the handler would refuse anyway (bad key,
+    /// unknown route, server full) costs no buffer. Must be quick and must not block. The
+    /// default admits every request.
+    func admit(_ head: HTTPRequestHead) -> HTTPError?
+}
+
+extension HTTPHandler {
+    public func admit(_ head: HTTPRequestHead) -> HTTPError? { nil }
 }
 
 /// Answers one request; callable from any thread, first call wins.
@@ -191,6 +203,9 @@ public struct HTTPServerDiagnostic: Sendable, CustomStringConvertible {
         case connectionDropped = "connection_dropped"
         /// Connection beyond `maxConnections`, answered 503.
         case connectionRejected = "connection_rejected"
+        /// A connection still sending (or idle before) a request head, closed at the connection
+        /// limit to make room for a new one.
+        case connectionEvicted = "connection_evicted"
         /// TLS handshake or record error.
         case tlsError = "tls_error"
         /// Connections still open at the end of the shutdown grace period, closed by force.

@@ -1,9 +1,21 @@
-/// A parsed request head (request line + header fields).
-struct HTTPRequestHead: Sendable {
-    var method: HTTPMethod
-    var target: HTTPRequestTarget
-    var version: HTTPVersion
-    var headers: HTTPHeaders
+/// A parsed request head (request line + header fields): what `HTTPHandler.admit` sees of a
+/// request before its body is read.
+public struct HTTPRequestHead: Sendable {
+    public var method: HTTPMethod
+    public var target: HTTPRequestTarget
+    public var version: HTTPVersion
+    public var headers: HTTPHeaders
+
+    public init(method: HTTPMethod, target: HTTPRequestTarget, version: HTTPVersion = .http1_1,
+                headers: HTTPHeaders = HTTPHeaders()) {
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+    }
+
+    /// The path without the query.
+    public var path: String { target.path }
 }
 
 /// Incremental, strict parser of a request head (RFC 9112 sections 2-5).

@@ -33,6 +33,8 @@ public final class HTTPServer: Sendable {
     /// the global concurrent queues); connections are spread over them round-robin.
     private let ioQueues: [DispatchQueue]
     private let state = Locked(ServerState())
+    /// Request-body bytes held by all connections (`HTTPServerLimits.maxBufferedBodyBytes`).
+    public let bodyBudget: HTTPBodyBudget
 
     private struct ServerState {
         enum Phase { case idle, running, draining, stopped }
@@ -44,6 +46,9 @@ public final class HTTPServer: Sendable {
         var tls: TLSContext?
         var connections: [UInt64: HTTPConnection] = [:]
         var rejecting = 0
+        /// Connections closed to make room for new ones, until their close completes.
+        var evicting: Set<UInt64> = []
+        var evicted = 0
         var nextID: UInt64 = 0
         var waiters: [@Sendable () -> Void] = []
         var forceTimer: DispatchSourceTimerBox?
@@ -66,6 +71,7 @@ public final class HTTPServer: Sendable {
         self.onRequestComplete = onRequestComplete
         self.onDiagnostic = onDiagnostic
         ioQueues = (0..<max(1, configuration.ioQueueCount)).map { DispatchQueue(label: "http.server.io.\($0)") }
+        bodyBudget = HTTPBodyBudget(limit: max(configuration.limits.maxBufferedBodyBytes, configuration.limits.maxBodyBytes))
     }
 
     /// A server whose handler is an async closure (one Task per request).
@@ -84,6 +90,9 @@ public final class HTTPServer: Sendable {
 
     /// Connections currently open (including those being answered 503 or lingering).
     public var openConnectionCount: Int { state.withLock { $0.connections.count } }
+
+    /// Connections closed so far to make room at the connection limit (see `acceptReady`).
+    public var evictedConnectionCount: Int { state.withLock { $0.evicted } }
 
     /// Binds, listens and starts accepting. Returns the bound address.
     @discardableResult
@@ -200,10 +209,21 @@ public final class HTTPServer: Sendable {
                 return
             case .accepted(let fd, let remote):
                 enum Admission { case serve(UInt64), reject(UInt64), drop }
+                var victim: HTTPConnection?
                 let admission: Admission = state.withLock { s in
                     guard s.phase == .running else { return .drop }
                     s.nextID &+= 1
-                    if s.connections.count - s.rejecting < limits.maxConnections {
+                    if s.connections.count - s.rejecting - s.evicting.count < limits.maxConnections {
+                        return .serve(s.nextID)
+                    }
+                    // Full: make room by closing the connection that has sent the least of a
+                    // request head (an idle keep-alive one first, then the slowest partial
+                    // head; the longest waiting among equals). One busy with a body or an
+                    // answer is never closed for this; without such a candidate, overflow.
+                    if let chosen = Self.evictionCandidate(s) {
+                        s.evicting.insert(chosen.id)
+                        s.evicted += 1
+                        victim = chosen
                         return .serve(s.nextID)
                     }
                     if s.rejecting < limits.overflowConnections {
@@ -211,6 +231,12 @@ public final class HTTPServer: Sendable {
                         return .reject(s.nextID)
                     }
                     return .drop
+                }
+                if let victim {
+                    victim.forceClose()
+                    onDiagnostic?(HTTPServerDiagnostic(kind: .connectionEvicted,
+                                                       message: "closed at the connection limit to make room",
+                                                       remoteAddress: victim.remoteAddress))
                 }
                 let id: UInt64
                 var rejection: HTTPError? = nil
@@ -241,8 +267,10 @@ public final class HTTPServer: Sendable {
                     }
                 }
                 let rejected = rejection != nil
+                let handler = self.handler
                 let context = HTTPConnectionStateMachine.Context(limits: limits, remoteAddress: remote, isSecure: tls != nil,
-                                                                 errorRenderer: errorRenderer, rejection: rejection)
+                                                                 errorRenderer: errorRenderer, rejection: rejection,
+                                                                 admit: { handler.admit($0) }, bodyBudget: bodyBudget)
                 let connection = HTTPConnection(
                     id: id, fd: fd, remoteAddress: remote, targetQueue: ioQueues[Int(id % UInt64(ioQueues.count))], context: context, handler: handler,
                     tls: engine, onLog: onRequestComplete, onDiagnostic: onDiagnostic,
@@ -275,9 +303,24 @@ public final class HTTPServer: Sendable {
         acceptQueue.asyncAfter(deadline: .now() + .milliseconds(100)) { source.source.resume() }
     }
 
+    /// The open connection that has sent the fewest bytes of its current request head and is
+    /// not yet being evicted (ties: the oldest), or nil when every connection is past its head.
+    private static func evictionCandidate(_ s: ServerState) -> HTTPConnection? {
+        var best: (connection: HTTPConnection, bytes: Int)?
+        for connection in s.connections.values where !s.evicting.contains(connection.id) {
+            guard let bytes = connection.headBytesPending else { continue }
+            if let current = best, current.bytes < bytes || (current.bytes == bytes && current.connection.id < connection.id) {
+                continue
+            }
+            best = (connection, bytes)
+        }
+        return best?.connection
+    }
+
     private func connectionDidClose(_ id: UInt64, rejected: Bool) {
         state.withLock { s in
             s.connections[id] = nil
+            s.evicting.remove(id)
             if rejected { s.rejecting -= 1 }
         }
         checkFinished()

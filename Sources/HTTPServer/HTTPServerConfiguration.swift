@@ -48,6 +48,11 @@ public struct HTTPServerLimits: Sendable {
     /// Largest body before 413 `payload_too_large` (checked against Content-Length at once, and
     /// against every chunk size as it is announced).
     public var maxBodyBytes: Int = 8 * 1024 * 1024
+    /// Request-body bytes all connections together may hold in memory at once (see
+    /// `HTTPBodyBudget`): a request whose declared length does not fit, or a chunked body that
+    /// grows past what is left, is answered 503 `body_budget_exhausted` + `Retry-After`.
+    /// Raised to `maxBodyBytes` if lower, so that one maximal body always fits.
+    public var maxBufferedBodyBytes: Int = 64 * 1024 * 1024
     /// Longest chunk-size line (size + extensions) before 400 `invalid_chunked_encoding`.
     public var maxChunkLineBytes: Int = 4 * 1024
     /// Methods that must carry Content-Length or Transfer-Encoding (else 411 `length_required`).
@@ -71,8 +76,11 @@ public struct HTTPServerLimits: Sendable {
     /// response instead of getting a reset.
     public var lingerTimeout: Duration = .seconds(2)
 
-    /// Connections served at once. Beyond it the server accepts up to `overflowConnections` more
-    /// and answers each one's first request with 503 `service_unavailable` + `Retry-After`, then
+    /// Connections served at once. A new connection beyond it first makes room by closing the
+    /// open connection that has sent the least of a request head (an idle keep-alive one, then
+    /// the slowest partial head: slow-header clients cannot lock healthy ones out); when every
+    /// connection is past its head, the server accepts up to `overflowConnections` more and
+    /// answers each one's first request with 503 `service_unavailable` + `Retry-After`, then
     /// closes; beyond that it accepts and closes at once.
     public var maxConnections: Int = 512
     public var overflowConnections: Int = 64

@@ -231,6 +231,50 @@ func errorMessage(_ body: [String: Any]) -> String? { (body["error"] as? [String
         await second.stop()
     }
 
+    /// Every refusal that needs no body is answered from the head: before `100 Continue`, before
+    /// a byte of the body is read, whatever the declared length.
+    @Test func refusalsThatNeedNoBodyComeBeforeTheBody() async throws {
+        let service = try LoggedHost { $0.apiKeys = try! APIKeys(Self.keys) }
+        let declared = 200_000
+        func head(_ method: String, _ path: String, _ fields: [String]) -> String {
+            "\(method) \(path) HTTP/1.1\r\nHost: x\r\nContent-Length: \(declared)\r\n" + fields.map { $0 + "\r\n" }.joined() + "\r\n"
+        }
+        let json = "Content-Type: application/json"
+        let cases: [(String, String, [String], Int, String)] = [
+            ("POST", "/v1/sessions/c1/turns", [json, "Expect: 100-continue", "Authorization: Bearer wrong"], 401, "unauthorized"),
+            ("POST", "/v1/sessions/c1/turns", [json], 401, "unauthorized"),
+            ("POST", "/v1/sessions/c1/turns", ["Content-Type: text/plain", "Authorization: Bearer acme-key"], 415, "unsupported_media_type"),
+            ("PUT", "/v1/sessions/c1/turns", [json, "Authorization: Bearer acme-key"], 405, "method_not_allowed"),
+            ("POST", "/v1/sessions/bad%3Aid/turns", [json, "Authorization: Bearer acme-key"], 400, "invalid_session_id"),
+            ("POST", "/v1/sessions/c1/turns", [json, "Authorization: Bearer acme-key", "X-Tenant: globex"], 403, "tenant_forbidden"),
+            ("POST", "/v1/no/such/route", [json, "Expect: 100-continue"], 404, "not_found"),
+            ("POST", "/healthz", [json], 405, "method_not_allowed"),
+        ]
+        for (method, path, fields, status, code) in cases {
+            let client = try LoopbackClient(port: service.port)
+            client.send(head(method, path, fields))  // and never the body
+            let r = client.readResponse()
+            let body = (try? JSONSerialization.jsonObject(with: Data(r.body))) as? [String: Any] ?? [:]
+            #expect(r.status == status && errorCode(body) == code, "\(method) \(path) \(fields): \(r.status) \(body)")
+            #expect(r.headers["connection"] == "close")
+            if status == 405 { #expect(r.headers["allow"] != nil) }
+        }
+        // A draining server refuses new work before reading it too (503 + Retry-After).
+        _ = service.host.engine.drain(deadline: Date())
+        let client = try LoopbackClient(port: service.port)
+        client.send(head("POST", "/v1/dialogues/analyze", [json, "Authorization: Bearer acme-key", "Expect: 100-continue"]))
+        let draining = client.readResponse()
+        let body = (try? JSONSerialization.jsonObject(with: Data(draining.body))) as? [String: Any] ?? [:]
+        #expect(draining.status == 503 && errorCode(body) == "shutting_down" && draining.headers["retry-after"] != nil, "\(body)")
+        // The refusals are in the request metrics like any answer.
+        let metrics = try LoopbackClient(port: service.port)
+        metrics.send("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        let text = String(decoding: metrics.readResponse().body, as: UTF8.self)
+        #expect(text.contains(#"emotion_http_requests_total{route="/v1/sessions/{session_id}/turns",method="POST",status="401"} 2"#), "\(text)")
+        #expect(text.contains("emotion_http_body_bytes_buffered 0"))
+        await service.stop()
+    }
+
     @Test func preNamespaceSnapshotFilesRestoreIntoTheDefaultNamespace() async throws {
         let state = FileManager.default.temporaryDirectory.appendingPathComponent("legacy-\(UUID())")
         defer { try? FileManager.default.removeItem(at: state) }

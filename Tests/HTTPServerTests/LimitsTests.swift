@@ -97,8 +97,13 @@ struct LimitsTests {
             }
         }
         let (rejected, droppedBytes, servedAfter) = try await offPool {
+            // Both served connections are busy with a request (past their heads), so none can
+            // be closed to make room.
             let first = try server.client()
             let second = try server.client()
+            first.send(get("/slow?ms=1500"))
+            second.send(get("/slow?ms=1500"))
+            guard server.waitForSlowRequests(2) else { throw TestFailure("slow requests did not start") }
             try waitForCount(2)
             let third = try server.client()  // over the limit: answered 503
             try waitForCount(3)
@@ -108,8 +113,9 @@ struct LimitsTests {
             let rejected = try third.readResponse()
             _ = third.waitForClose()
             // Served connections are unaffected, and a freed slot serves again.
-            second.send(get("/echo"))
-            guard try second.readResponse().status == 200 else { throw TestFailure("second not served") }
+            guard try second.readResponse().status == 200, try first.readResponse().status == 200 else {
+                throw TestFailure("busy connections not served")
+            }
             withExtendedLifetime(first) {}
             _ = consume first
             try waitForCount(1)

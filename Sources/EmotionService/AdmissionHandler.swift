@@ -1,0 +1,25 @@
+import Foundation
+import HTTPServer
+
+/// Puts the API's header-time admission (`EmotionAPI.admit`) in front of `next`: a request with
+/// a body that the API would refuse from its head alone is answered before the body is read.
+struct AdmissionHandler: HTTPHandler {
+    let next: any HTTPHandler
+    let api: EmotionAPI
+    let replicaId: String?
+
+    func handle(_ request: HTTPRequest, responder: HTTPResponder) {
+        next.handle(request, responder: responder)
+    }
+
+    func admit(_ head: HTTPRequestHead) -> HTTPError? {
+        guard let refusal = api.admit(method: head.method.rawValue, path: head.path,
+                                      headers: head.headers.map { ($0.name, $0.value) }) else { return next.admit(head) }
+        var headers = HTTPHeaders()
+        if let seconds = refusal.retryAfter { headers.add(name: "Retry-After", value: String(seconds)) }
+        if let allow = refusal.allow { headers.add(name: "Allow", value: allow.joined(separator: ", ")) }
+        if let replicaId { headers.add(name: "X-Replica-Id", value: replicaId) }
+        return HTTPError(status: HTTPStatus(code: refusal.status), code: refusal.code, message: refusal.message,
+                         headers: headers)
+    }
+}

@@ -133,6 +133,9 @@ public final class ServiceHost: @unchecked Sendable {
 
     public var isReady: Bool { readiness.isSet }
 
+    /// Connections the HTTP server holds open (0 before `start`).
+    public var openConnectionCount: Int { server?.openConnectionCount ?? 0 }
+
     private func setReady(_ value: Bool) { readiness.set(value) }
 
     /// Restores saved sessions, starts listening and the snapshot timer; returns the bound address.

@@ -3,6 +3,7 @@ import Foundation
 import GatedXLSTM
 import ConversationTestSupport
 import Testing
+import TestSupport
 @testable import Conversation
 
 /// Issue #11: budgets of whole-dialogue analyses and of the session table.
@@ -27,16 +28,6 @@ import Testing
             TurnInput(speaker: i % 2 == 0 ? "agent" : "caller", transcript: "turn \(i)",
                       audio: audioBytes > 0 ? Data(repeating: UInt8(i % 200), count: audioBytes) : nil)
         }
-    }
-
-    /// Polls `condition` until it holds or about 20 s have passed (a bound against hangs, not a
-    /// timed assertion); without blocking the cooperative pool.
-    func eventually(_ condition: () -> Bool) async throws -> Bool {
-        for _ in 0..<4000 {
-            if condition() { return true }
-            try await Task.sleep(nanoseconds: 5_000_000)
-        }
-        return condition()
     }
 
     /// A thread-safe log of which answers came first.

@@ -117,6 +117,9 @@ public final class ConversationEngine: @unchecked Sendable {
         var version = 0
         /// Bytes of the session's strings, stored and accepted (see `StorageLimits.sessionBytes`).
         var bytes: Int
+        /// What the next turn's streams need of the stored turns (nil: to be built from
+        /// `state.turns`, after a restore or a replay), so that a turn never rebuilds the history.
+        var context: StreamContext?
         init(state: SessionState) {
             self.state = state
             bytes = state.storedBytes
@@ -437,12 +440,12 @@ public final class ConversationEngine: @unchecked Sendable {
                     timings.text = Self.milliseconds(since: t0)
                 }
                 lock.lock()
-                var history = job.slot.state.turns.map {
+                let context = job.slot.context ?? StreamContext(turns: job.slot.state.turns.map {
                     TurnEmbeddings(speaker: $0.speaker, audio: $0.audioEmbedding?.values, text: $0.textEmbedding?.values)
-                }
+                }, dimension: encoder.dimension)
+                job.slot.context = context
                 lock.unlock()
-                history.append(TurnEmbeddings(speaker: input.speaker, audio: audio, text: text))
-                let streams = StreamAssembler.streams(for: history.count - 1, in: history, dimension: encoder.dimension)
+                let streams = context.streams(next: TurnEmbeddings(speaker: input.speaker, audio: audio, text: text))
                 encoded.append((job, streams, audio, text, timings))
             } catch let error as ConversationError {
                 finish(job, .failure(error))
@@ -491,29 +494,31 @@ public final class ConversationEngine: @unchecked Sendable {
                 finish(job, .failure(.sessionDeleted(job.key.id)))
                 continue
             }
-            var state = job.slot.state
+            // Only the decoder is copied (not the session's turns): it is stored with the turn.
+            var decoder = job.slot.state.decoder
             let t1 = DispatchTime.now()
-            let previous = state.decoded
+            let previous = job.slot.state.decoded
+            let decoded: [Int]
             do {
-                state.decoded = try state.decoder.append(decoderTurn(speaker: input.speaker, hasAudio: item.audio != nil,
-                                                                     hasText: item.text != nil, classification: classification))
+                decoded = try decoder.append(decoderTurn(speaker: input.speaker, hasAudio: item.audio != nil,
+                                                         hasText: item.text != nil, classification: classification))
             } catch {
                 lock.unlock()
                 finish(job, .failure(ConversationError(.internal, code: "decoder_failed", "\(error)")))
                 continue
             }
             timings.ded = Self.milliseconds(since: t1)
-            state.turns.append(turn)
-            state.lastActivity = Date()
-            let revised = zip(previous, state.decoded).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
+            let revised = zip(previous, decoded).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
+            let computed = (decoder: decoder, decoded: decoded)
             // Stores the turn in its session and answers it; entered with the lock held, releases it.
-            let store: @Sendable (SessionState, TurnTimings) -> Void = { [self] computed, stage in
+            let store: @Sendable (TurnTimings) -> Void = { [self] stage in
                 if job.slot.deleted {
                     lock.unlock()
                     finish(job, .failure(.sessionDeleted(job.key.id)))
                     return
                 }
                 job.slot.state.turns.append(turn)
+                job.slot.context?.append(TurnEmbeddings(speaker: input.speaker, audio: item.audio, text: item.text))
                 job.slot.state.decoder = computed.decoder
                 job.slot.state.decoded = computed.decoded
                 job.slot.state.lastActivity = Date()
@@ -525,19 +530,19 @@ public final class ConversationEngine: @unchecked Sendable {
                                                  revised: revised, timings: timings, replayed: false)))
             }
             guard let journal, let payload else {
-                store(state, timings)
+                store(timings)
                 continue
             }
             // Stored (and answered) once its record is durable; appended under the lock, so the
             // journal's order is the order of changes (a delete after it is journaled after it).
-            let computed = state, stage = timings
+            let stage = timings
             journal.append(payload) { [self] failure in
                 if let failure {
                     finish(job, .failure(.storageUnavailable(failure)))
                     return
                 }
                 lock.lock()
-                store(computed, stage)
+                store(stage)
             }
             lock.unlock()
         }
@@ -959,6 +964,7 @@ public final class ConversationEngine: @unchecked Sendable {
                 state.lastActivity = max(state.lastActivity, turn.receivedAt)
                 slot.state = state
                 slot.bytes = state.storedBytes
+                slot.context = nil  // rebuilt from the turns when the next one arrives
                 slot.version += 1
                 sessions[key] = slot
                 stored += 1

@@ -213,4 +213,29 @@ import TestSupport
         for id in ["a4", "a5"] { try await post(engine, id, "acme") }
         #expect(engine.statistics.sessions == 2)
     }
+
+    // MARK: - Stream context
+
+    /// A long session (several speakers, runs, missing modalities), restored from a snapshot half
+    /// way, classifies every turn exactly as the streams of its whole history do.
+    @Test func aLongSessionClassifiesEveryTurnFromItsWholeHistory() async throws {
+        let encoder = FakeEncoder()
+        var engine = try engine(encoder)
+        var history: [TurnEmbeddings] = []
+        let speakers = ["agent", "caller", "caller", "supervisor", "agent", "caller", "agent"]
+        for i in 0..<120 {
+            if i == 60 {
+                let restarted = try self.engine(encoder)
+                restarted.restore(engine.snapshot())
+                engine = restarted
+            }
+            let turn = TurnInput(speaker: speakers[(i * 5 + i / 7) % speakers.count], transcript: i % 4 == 3 ? "" : "words \(i)",
+                                 audio: i % 3 == 0 && i % 4 != 3 ? nil : Data([UInt8(i % 251), 1]))
+            let outcome = try await engine.submit(sessionId: "long", turn: turn)
+            history.append(TurnEmbeddings(speaker: turn.speaker, audio: try turn.audio.map { try encoder.embed(audio: $0) },
+                                          text: turn.hasTranscript ? try encoder.embed(text: turn.transcript) : nil))
+            let direct = try classifier.classify([StreamAssembler.streams(for: i, in: history, dimension: 64)])[0]
+            #expect(outcome.turn.index == i && outcome.turn.logits == direct.logits && outcome.turn.gates == direct.gates, "turn \(i)")
+        }
+    }
 }

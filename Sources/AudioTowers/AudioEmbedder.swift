@@ -46,6 +46,19 @@ public final class AudioEmbedder: Sendable {
         return try embed(features)
     }
 
+    /// An upper bound of an encoded clip's duration in seconds from its header alone (nothing is
+    /// decoded): the length the header states, or the per-clip limit when it states none (a
+    /// longer clip is refused while decoding). Throws the decoder's errors as `AudioTowerError`s.
+    public func durationBound(audio data: Data) throws -> Double {
+        let info: AudioInfo
+        do {
+            info = try frontEnd.decoder.probe(data)
+        } catch let error as AudioError {
+            throw AudioTowerError(code: error.code.rawValue, message: error.message)
+        }
+        return info.durationSeconds ?? frontEnd.decoder.options.maxDurationSeconds
+    }
+
     /// The embedding of a clip given as samples at any rate.
     public func embed(samples: [Float], sampleRate: Int) throws -> [Float] {
         let features: AudioFeatures

@@ -4,19 +4,42 @@ import GatedXLSTM
 
 /// Limits and sizes of the conversation layer.
 public struct ConversationConfiguration: Sendable, Equatable {
-    /// Sessions held at once; beyond it (after expiring idle ones) new sessions are refused.
+    /// Sessions held at once. A new session in a full table first drops expired sessions, then
+    /// evicts the idle session with the oldest last activity (see `evictionMinimumIdle`); when
+    /// none qualifies it is refused (503 `too_many_sessions`).
     public var maxSessions = 10_000
+    /// Sessions one namespace (tenant) may hold; a new one beyond is refused (429
+    /// `tenant_session_quota`), so that one key cannot take the whole table. nil: no quota.
+    public var maxSessionsPerTenant: Int? = nil
+    /// Only a session idle (no turn waiting or in flight) at least this long may be evicted from
+    /// a full table, so that a live call is not.
+    public var evictionMinimumIdle: TimeInterval = 120
     /// A session idle this long is dropped.
     public var sessionTTL: TimeInterval = 3600
-    /// Turns one session (or one analysed dialogue) may hold.
+    /// Turns one session may hold.
     public var maxTurnsPerSession = 10_000
+    /// Turns one `analyze` request may hold (422 `dialogue_too_long` beyond).
+    public var maxDialogueTurns = 500
+    /// Seconds of audio one `analyze` request may hold, read from the clips' headers before any
+    /// work (422 `dialogue_audio_too_long` beyond; see `TurnEncoder.audioSeconds(of:)`).
+    public var maxDialogueAudioSeconds: Double = 1800
+    /// Turns of all accepted, unfinished analyses: a new analysis that would pass it is refused
+    /// (503 `analysis_queue_full`), so that big analyses cannot stack up unbounded work. One
+    /// analysis is admitted whenever none is running.
+    public var analysisTurnCapacity = 1000
+    /// Audio seconds of all accepted, unfinished analyses (refused as `analysisTurnCapacity`).
+    public var analysisAudioSecondsCapacity: Double = 3600
+    /// Seconds an analysis may take from its admission; past it its remaining chunks are
+    /// skipped and it is answered 503 `analysis_timeout`.
+    public var analyzeTimeout: TimeInterval = 120
     /// Byte limits on stored strings and the byte budget per session.
     public var limits = StorageLimits()
     /// Turns waiting for inference across all sessions; beyond it new turns are refused (503).
     public var queueCapacity = 64
     /// Inference workers (each runs its products on all cores).
     public var workers = 1
-    /// Turns of different sessions classified together in one batch.
+    /// Turns of different sessions classified together in one batch; also the turns of one
+    /// analysis processed per step before it goes back to the end of the work queue.
     public var maxBatch = 8
 
     public init() {}
@@ -94,6 +117,9 @@ public final class ConversationEngine: @unchecked Sendable {
         var version = 0
         /// Bytes of the session's strings, stored and accepted (see `StorageLimits.sessionBytes`).
         var bytes: Int
+        /// What the next turn's streams need of the stored turns (nil: to be built from
+        /// `state.turns`, after a restore or a replay), so that a turn never rebuilds the history.
+        var context: StreamContext?
         init(state: SessionState) {
             self.state = state
             bytes = state.storedBytes
@@ -107,12 +133,33 @@ public final class ConversationEngine: @unchecked Sendable {
         let pending: Pending
     }
 
-    /// A whole dialogue analysed offline (stateless).
-    private struct DialogueJob {
+    /// A whole dialogue analysed offline (stateless), step by step: its progress is touched only
+    /// by the one worker running its current step (it is in the queue at most once).
+    private final class DialogueJob: @unchecked Sendable {
         let turns: [TurnInput]
         let repeatTwice: Bool
+        /// What it counts against `analysisAudioSecondsCapacity`.
+        let audioSeconds: Double
         let enqueuedAt: DispatchTime
+        let deadline: DispatchTime
+        let isCancelled: @Sendable () -> Bool
         let completion: @Sendable (Result<DialogueAnalysis, ConversationError>) -> Void
+        var history: [TurnEmbeddings] = []
+        var classifications: [Classification] = []
+
+        init(turns: [TurnInput], repeatTwice: Bool, audioSeconds: Double, timeout: TimeInterval,
+             isCancelled: @escaping @Sendable () -> Bool,
+             completion: @escaping @Sendable (Result<DialogueAnalysis, ConversationError>) -> Void) {
+            self.turns = turns
+            self.repeatTwice = repeatTwice
+            self.audioSeconds = audioSeconds
+            enqueuedAt = .now()
+            deadline = enqueuedAt + (timeout >= 0 ? min(timeout, 1e9) : 0)  // 1e9 s: no deadline
+            self.isCancelled = isCancelled
+            self.completion = completion
+            history.reserveCapacity(turns.count)
+            classifications.reserveCapacity(turns.count)
+        }
     }
 
     private enum Work {
@@ -121,8 +168,11 @@ public final class ConversationEngine: @unchecked Sendable {
     }
 
     private let lock = NSLock()
-    private var sessions: [SessionKey: Slot] = [:]
+    private var sessions = SessionTable<Slot>()
     private var waitingCount = 0
+    /// Turns and audio seconds of the analyses accepted and not yet answered.
+    private var analysisTurns = 0
+    private var analysisAudioSeconds = 0.0
     private var draining = false
     private var queue: WorkQueue<Work>!
     private var sweeper: DispatchSourceTimer?
@@ -131,6 +181,12 @@ public final class ConversationEngine: @unchecked Sendable {
     /// Counters for metrics.
     public private(set) var rejectedTurns = 0
     public private(set) var expiredSessions = 0
+    private var evictedSessions = 0
+    private var quotaRefusals = 0
+    private var rejectedAnalyses = 0
+    private var abandonedAnalyses = 0
+    private var timedOutAnalyses = 0
+    private var skippedAnalysisTurns = 0
 
     public init(classifier: GatedXLSTMClassifier, encoder: TurnEncoder, ded: DEDParameters,
                 configuration: ConversationConfiguration = ConversationConfiguration()) throws {
@@ -146,13 +202,16 @@ public final class ConversationEngine: @unchecked Sendable {
                           name: "inference") { [weak self] work in
             guard let self else { return }  // the engine is gone: nobody is waiting for answers
             var turns: [Job] = []
+            var dialogues: [DialogueJob] = []
             for item in work {
                 switch item {
                 case .turn(let job): turns.append(job)
-                case .dialogue(let job): self.analyze(job)
+                case .dialogue(let job): dialogues.append(job)
                 }
             }
+            // Live turns first: an analysis step taken in the same batch waits for them.
             if !turns.isEmpty { self.process(turns) }
+            for job in dialogues { self.step(job) }
         }
         let timer = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
         let period = max(1, min(configuration.sessionTTL / 4, 60))
@@ -226,15 +285,12 @@ public final class ConversationEngine: @unchecked Sendable {
         if let existing = sessions[key] {
             slot = existing
         } else {
-            if sessions.count >= configuration.maxSessions { expireIdleLocked(now: Date()) }
-            guard sessions.count < configuration.maxSessions else {
-                rejectedTurns += 1
+            let now = Date()
+            if let refusal = admissionRefusal(namespace: namespace, now: now) {
                 lock.unlock()
-                completion(.failure(ConversationError(.overloaded, code: "too_many_sessions",
-                                                      "the server holds its maximum number of sessions; retry later")))
+                completion(.failure(refusal))
                 return
             }
-            let now = Date()
             // Parameters were validated at start, so this cannot fail.
             guard let decoder = try? OnlineDecoder(labelCount: classifier.labels.count, parameters: ded) else {
                 lock.unlock()
@@ -283,6 +339,63 @@ public final class ConversationEngine: @unchecked Sendable {
         return nil
     }
 
+    /// Why a new session of `namespace` cannot be created, after making room if the rules allow
+    /// (under the lock). Its tenant at its quota: 429 `tenant_session_quota`, Retry-After when
+    /// the tenant's first session expires (its expired ones are dropped first). A full table:
+    /// expired sessions are dropped, else the idle session with the oldest last activity, idle
+    /// at least `evictionMinimumIdle`, is evicted (ended as an expired one); when none
+    /// qualifies, 503 `too_many_sessions`, Retry-After when the first one will.
+    private func admissionRefusal(namespace: String, now: Date) -> ConversationError? {
+        func idle(_ slot: Slot) -> Bool { slot.inFlight == nil && slot.waiting.isEmpty }
+        if let quota = configuration.maxSessionsPerTenant, sessions.count(in: namespace) >= quota {
+            let cutoff = now.addingTimeInterval(-configuration.sessionTTL)
+            var expired: [SessionKey] = []
+            var firstExpiry = configuration.sessionTTL
+            for key in sessions.keys(in: namespace) {
+                guard let slot = sessions[key] else { continue }
+                if idle(slot) && slot.state.lastActivity < cutoff {
+                    expired.append(key)
+                } else {
+                    let last = idle(slot) ? slot.state.lastActivity : now
+                    firstExpiry = min(firstExpiry, last.timeIntervalSince(cutoff))
+                }
+            }
+            for key in expired { end(key) }
+            expiredSessions += expired.count
+            if sessions.count(in: namespace) >= quota {
+                quotaRefusals += 1
+                return ConversationError(.quotaExceeded, code: "tenant_session_quota",
+                                         "this tenant holds its maximum of \(quota) sessions; end some (DELETE) or retry when one expires",
+                                         retryAfter: max(1, firstExpiry))
+            }
+        }
+        guard sessions.count >= configuration.maxSessions else { return nil }
+        expireIdleLocked(now: now)
+        guard sessions.count >= configuration.maxSessions else { return nil }
+        let evictable = now.addingTimeInterval(-configuration.evictionMinimumIdle)
+        var oldest: (key: SessionKey, last: Date)?
+        for (key, slot) in sessions.all where idle(slot) && (oldest.map { slot.state.lastActivity < $0.last } ?? true) {
+            oldest = (key, slot.state.lastActivity)
+        }
+        if let oldest, oldest.last <= evictable {
+            end(oldest.key)
+            evictedSessions += 1
+            return nil
+        }
+        rejectedTurns += 1
+        let wait = oldest.map { $0.last.timeIntervalSince(evictable) } ?? 1
+        return ConversationError(.overloaded, code: "too_many_sessions",
+                                 "the server holds its maximum number of sessions and none is idle long enough to evict; retry later",
+                                 retryAfter: max(1, wait))
+    }
+
+    /// Drops a session as an expired one (under the lock): gone from memory, journaled as ended
+    /// (when a journal is attached); the next snapshot pass removes its file.
+    private func end(_ key: SessionKey) {
+        sessions[key] = nil
+        journalEnd(key)
+    }
+
     private static func conflict(_ turnId: String) -> ConversationError {
         ConversationError(.conflict, code: "turn_id_conflict",
                           "turn_id '\(turnId)' was already used for a different turn in this session")
@@ -327,12 +440,12 @@ public final class ConversationEngine: @unchecked Sendable {
                     timings.text = Self.milliseconds(since: t0)
                 }
                 lock.lock()
-                var history = job.slot.state.turns.map {
+                let context = job.slot.context ?? StreamContext(turns: job.slot.state.turns.map {
                     TurnEmbeddings(speaker: $0.speaker, audio: $0.audioEmbedding?.values, text: $0.textEmbedding?.values)
-                }
+                }, dimension: encoder.dimension)
+                job.slot.context = context
                 lock.unlock()
-                history.append(TurnEmbeddings(speaker: input.speaker, audio: audio, text: text))
-                let streams = StreamAssembler.streams(for: history.count - 1, in: history, dimension: encoder.dimension)
+                let streams = context.streams(next: TurnEmbeddings(speaker: input.speaker, audio: audio, text: text))
                 encoded.append((job, streams, audio, text, timings))
             } catch let error as ConversationError {
                 finish(job, .failure(error))
@@ -381,29 +494,31 @@ public final class ConversationEngine: @unchecked Sendable {
                 finish(job, .failure(.sessionDeleted(job.key.id)))
                 continue
             }
-            var state = job.slot.state
+            // Only the decoder is copied (not the session's turns): it is stored with the turn.
+            var decoder = job.slot.state.decoder
             let t1 = DispatchTime.now()
-            let previous = state.decoded
+            let previous = job.slot.state.decoded
+            let decoded: [Int]
             do {
-                state.decoded = try state.decoder.append(decoderTurn(speaker: input.speaker, hasAudio: item.audio != nil,
-                                                                     hasText: item.text != nil, classification: classification))
+                decoded = try decoder.append(decoderTurn(speaker: input.speaker, hasAudio: item.audio != nil,
+                                                         hasText: item.text != nil, classification: classification))
             } catch {
                 lock.unlock()
                 finish(job, .failure(ConversationError(.internal, code: "decoder_failed", "\(error)")))
                 continue
             }
             timings.ded = Self.milliseconds(since: t1)
-            state.turns.append(turn)
-            state.lastActivity = Date()
-            let revised = zip(previous, state.decoded).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
+            let revised = zip(previous, decoded).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
+            let computed = (decoder: decoder, decoded: decoded)
             // Stores the turn in its session and answers it; entered with the lock held, releases it.
-            let store: @Sendable (SessionState, TurnTimings) -> Void = { [self] computed, stage in
+            let store: @Sendable (TurnTimings) -> Void = { [self] stage in
                 if job.slot.deleted {
                     lock.unlock()
                     finish(job, .failure(.sessionDeleted(job.key.id)))
                     return
                 }
                 job.slot.state.turns.append(turn)
+                job.slot.context?.append(TurnEmbeddings(speaker: input.speaker, audio: item.audio, text: item.text))
                 job.slot.state.decoder = computed.decoder
                 job.slot.state.decoded = computed.decoded
                 job.slot.state.lastActivity = Date()
@@ -415,19 +530,19 @@ public final class ConversationEngine: @unchecked Sendable {
                                                  revised: revised, timings: timings, replayed: false)))
             }
             guard let journal, let payload else {
-                store(state, timings)
+                store(timings)
                 continue
             }
             // Stored (and answered) once its record is durable; appended under the lock, so the
             // journal's order is the order of changes (a delete after it is journaled after it).
-            let computed = state, stage = timings
+            let stage = timings
             journal.append(payload) { [self] failure in
                 if let failure {
                     finish(job, .failure(.storageUnavailable(failure)))
                     return
                 }
                 lock.lock()
-                store(computed, stage)
+                store(stage)
             }
             lock.unlock()
         }
@@ -456,17 +571,27 @@ public final class ConversationEngine: @unchecked Sendable {
     // MARK: - Whole dialogues
 
     /// Analyses a whole dialogue offline: every turn classified with its context, then DED over
-    /// the dialogue (repeated twice, keeping the last copy, when `repeatTwice`). Stateless; runs
-    /// on the same bounded work queue as session turns.
+    /// the dialogue (repeated twice, keeping the last copy, when `repeatTwice`). Stateless.
+    ///
+    /// Budgets: at most `maxDialogueTurns` turns and `maxDialogueAudioSeconds` of audio (from the
+    /// clips' headers, before any work; 422 `dialogue_too_long`, `dialogue_audio_too_long`); the
+    /// turns and audio seconds of all running analyses are bounded by `analysisTurnCapacity` and
+    /// `analysisAudioSecondsCapacity` (503 `analysis_queue_full`), and an analysis also takes one
+    /// place of `queueCapacity` (503 `queue_full`). The work runs on the same work queue as
+    /// session turns, `maxBatch` turns per step, each step going back to the end of the queue,
+    /// so that turns posted meanwhile are answered between steps. Before every step the analysis
+    /// stops when `isCancelled` says the client is gone (counted in `abandonedAnalyses`) or
+    /// `analyzeTimeout` has passed since admission (503 `analysis_timeout`).
     public func analyze(_ turns: [TurnInput], repeatTwice: Bool = true,
+                        isCancelled: @escaping @Sendable () -> Bool = { false },
                         completion: @escaping @Sendable (Result<DialogueAnalysis, ConversationError>) -> Void) {
         if turns.isEmpty {
             completion(.failure(ConversationError(.invalidInput, code: "empty_dialogue", "a dialogue needs at least one turn")))
             return
         }
-        if turns.count > configuration.maxTurnsPerSession {
+        if turns.count > configuration.maxDialogueTurns {
             completion(.failure(ConversationError(.invalidInput, code: "dialogue_too_long",
-                                                  "a dialogue may have at most \(configuration.maxTurnsPerSession) turns")))
+                                                  "a dialogue may have at most \(configuration.maxDialogueTurns) turns")))
             return
         }
         for (i, turn) in turns.enumerated() {
@@ -479,6 +604,24 @@ public final class ConversationEngine: @unchecked Sendable {
         if bytes > configuration.limits.sessionBytes {
             completion(.failure(ConversationError(.invalidInput, code: "dialogue_too_large",
                                                   "the dialogue's strings are \(bytes) UTF-8 bytes; the limit is \(configuration.limits.sessionBytes)")))
+            return
+        }
+        var seconds = 0.0
+        for (i, turn) in turns.enumerated() {
+            guard let audio = turn.audio else { continue }
+            do {
+                seconds += try encoder.audioSeconds(of: audio)
+            } catch let error as ConversationError {
+                completion(.failure(ConversationError(error.category, code: error.code, "turn \(i): \(error.message)")))
+                return
+            } catch {
+                completion(.failure(ConversationError(.internal, code: "audio_probe_failed", "turn \(i): \(error)")))
+                return
+            }
+        }
+        if seconds > configuration.maxDialogueAudioSeconds {
+            completion(.failure(ConversationError(.invalidInput, code: "dialogue_audio_too_long",
+                                                  "the dialogue's audio is \(Int(seconds.rounded(.up))) s; the limit is \(Int(configuration.maxDialogueAudioSeconds)) s")))
             return
         }
         lock.lock()
@@ -494,43 +637,88 @@ public final class ConversationEngine: @unchecked Sendable {
                                                   "too many turns are waiting for inference; retry later")))
             return
         }
+        let running = analysisTurns > 0 || analysisAudioSeconds > 0
+        if running && (analysisTurns + turns.count > configuration.analysisTurnCapacity
+                       || analysisAudioSeconds + seconds > configuration.analysisAudioSecondsCapacity) {
+            rejectedAnalyses += 1
+            lock.unlock()
+            completion(.failure(ConversationError(.overloaded, code: "analysis_queue_full",
+                                                  "too many dialogue turns or audio seconds are being analysed; retry later")))
+            return
+        }
         waitingCount += 1
-        _ = queue.enqueue(.dialogue(DialogueJob(turns: turns, repeatTwice: repeatTwice, enqueuedAt: .now(),
-                                                completion: completion)), force: true)
+        analysisTurns += turns.count
+        analysisAudioSeconds += seconds
+        let job = DialogueJob(turns: turns, repeatTwice: repeatTwice, audioSeconds: seconds,
+                              timeout: configuration.analyzeTimeout, isCancelled: isCancelled, completion: completion)
+        _ = queue.enqueue(.dialogue(job), force: true)
         lock.unlock()
     }
 
-    public func analyze(_ turns: [TurnInput], repeatTwice: Bool = true) async throws(ConversationError) -> DialogueAnalysis {
+    public func analyze(_ turns: [TurnInput], repeatTwice: Bool = true,
+                        isCancelled: @escaping @Sendable () -> Bool = { false }) async throws(ConversationError) -> DialogueAnalysis {
         let result: Result<DialogueAnalysis, ConversationError> = await withCheckedContinuation { continuation in
-            analyze(turns, repeatTwice: repeatTwice) { continuation.resume(returning: $0) }
+            analyze(turns, repeatTwice: repeatTwice, isCancelled: isCancelled) { continuation.resume(returning: $0) }
         }
         return try result.get()
     }
 
-    private func analyze(_ job: DialogueJob) {
-        defer {
-            lock.lock()
-            waitingCount -= 1
-            lock.unlock()
+    /// One step of an analysis: `maxBatch` more turns embedded and classified, then back to the
+    /// end of the queue, or DED and the answer after the last turn.
+    private func step(_ job: DialogueJob) {
+        let left = job.turns.count - job.history.count
+        if job.isCancelled() {
+            finishAnalysis(job, .failure(ConversationError(.unavailable, code: "client_gone",
+                                                           "the client closed the connection")),
+                           abandoned: true, skipped: left)
+            return
+        }
+        if DispatchTime.now() >= job.deadline {
+            finishAnalysis(job, .failure(ConversationError(.overloaded, code: "analysis_timeout",
+                                                           "the analysis took longer than \(Int(configuration.analyzeTimeout)) s; retry with fewer turns or later")),
+                           timedOut: true, skipped: left)
+            return
         }
         do {
-            var history: [TurnEmbeddings] = []
-            for (i, turn) in job.turns.enumerated() {
+            let start = job.history.count
+            let end = min(job.turns.count, start + max(1, configuration.maxBatch))
+            for i in start..<end {
                 do {
-                    history.append(try embeddings(of: turn))
+                    job.history.append(try embeddings(of: job.turns[i]))
                 } catch let error as ConversationError {
                     throw ConversationError(error.category, code: error.code, "turn \(i): \(error.message)")
                 }
             }
-            let classifications = try classify(dialogue: history)
-            let decoded = try decodeOffline(history, classifications: classifications, repeatTwice: job.repeatTwice)
-            job.completion(.success(DialogueAnalysis(classifications: classifications, decoded: decoded,
-                                                     milliseconds: Self.milliseconds(since: job.enqueuedAt))))
+            job.classifications += try classify(start..<end, of: job.history)
+            if end < job.turns.count {
+                guard queue.enqueue(.dialogue(job), force: true) else {
+                    throw ConversationError(.unavailable, code: "shutting_down", "the server is shutting down")
+                }
+                return
+            }
+            let decoded = try decodeOffline(job.history, classifications: job.classifications, repeatTwice: job.repeatTwice)
+            finishAnalysis(job, .success(DialogueAnalysis(classifications: job.classifications, decoded: decoded,
+                                                          milliseconds: Self.milliseconds(since: job.enqueuedAt))))
         } catch let error as ConversationError {
-            job.completion(.failure(error))
+            finishAnalysis(job, .failure(error))
         } catch {
-            job.completion(.failure(ConversationError(.internal, code: "analysis_failed", "\(error)")))
+            finishAnalysis(job, .failure(ConversationError(.internal, code: "analysis_failed", "\(error)")))
         }
+    }
+
+    /// Gives an analysis's place in the queue and its budget back, then answers it.
+    private func finishAnalysis(_ job: DialogueJob, _ result: Result<DialogueAnalysis, ConversationError>,
+                                abandoned: Bool = false, timedOut: Bool = false, skipped: Int = 0) {
+        lock.lock()
+        waitingCount -= 1
+        analysisTurns -= job.turns.count
+        analysisAudioSeconds -= job.audioSeconds
+        if analysisTurns == 0 { analysisAudioSeconds = 0 }  // no drift from float sums
+        if abandoned { abandonedAnalyses += 1 }
+        if timedOut { timedOutAnalyses += 1 }
+        skippedAnalysisTurns += skipped
+        lock.unlock()
+        job.completion(result)
     }
 
     // MARK: - Pipeline stages
@@ -561,11 +749,15 @@ public final class ConversationEngine: @unchecked Sendable {
         var start = 0
         while start < history.count {
             let end = min(history.count, start + batch)
-            let streams = (start..<end).map { StreamAssembler.streams(for: $0, in: history, dimension: encoder.dimension) }
-            classifications += try classifier.classify(streams)
+            classifications += try classify(start..<end, of: history)
             start = end
         }
         return classifications
+    }
+
+    /// The turns `range` of a dialogue classified as one batch (each needs only turns before it).
+    private func classify(_ range: Range<Int>, of history: [TurnEmbeddings]) throws -> [Classification] {
+        try classifier.classify(range.map { StreamAssembler.streams(for: $0, in: history, dimension: encoder.dimension) })
     }
 
     /// A classified turn as DED sees it: its logits times the emission scale of its modality mix.
@@ -636,11 +828,8 @@ public final class ConversationEngine: @unchecked Sendable {
     @discardableResult
     private func expireIdleLocked(now: Date) -> Int {
         let cutoff = now.addingTimeInterval(-configuration.sessionTTL)
-        let expired = sessions.filter { $0.value.inFlight == nil && $0.value.waiting.isEmpty && $0.value.state.lastActivity < cutoff }
-        for key in expired.keys {
-            sessions[key] = nil
-            journalEnd(key)
-        }
+        let expired = sessions.all.filter { $0.value.inFlight == nil && $0.value.waiting.isEmpty && $0.value.state.lastActivity < cutoff }
+        for key in expired.keys { end(key) }
         expiredSessions += expired.count
         return expired.count
     }
@@ -662,6 +851,33 @@ public final class ConversationEngine: @unchecked Sendable {
     public var statistics: (sessions: Int, waiting: Int, running: Int, rejected: Int, expired: Int) {
         lock.lock(); defer { lock.unlock() }
         return (sessions.count, waitingCount, queue.inFlight, rejectedTurns, expiredSessions)
+    }
+
+    /// Counters of the session table and of whole-dialogue analyses, for metrics.
+    public struct Counters: Sendable, Equatable {
+        /// Idle sessions evicted from a full table.
+        public var evictedSessions = 0
+        /// New sessions refused because their tenant held its quota.
+        public var quotaRefusals = 0
+        /// Analyses refused because running analyses held the analysis capacity.
+        public var rejectedAnalyses = 0
+        /// Analyses stopped because their client was gone.
+        public var abandonedAnalyses = 0
+        /// Analyses stopped at `analyzeTimeout`.
+        public var timedOutAnalyses = 0
+        /// Turns of stopped analyses that were never processed.
+        public var skippedAnalysisTurns = 0
+        /// Turns and audio seconds of the analyses accepted and not yet answered.
+        public var analysisTurnsInFlight = 0
+        public var analysisAudioSecondsInFlight = 0.0
+    }
+
+    public var counters: Counters {
+        lock.lock(); defer { lock.unlock() }
+        return Counters(evictedSessions: evictedSessions, quotaRefusals: quotaRefusals, rejectedAnalyses: rejectedAnalyses,
+                        abandonedAnalyses: abandonedAnalyses, timedOutAnalyses: timedOutAnalyses,
+                        skippedAnalysisTurns: skippedAnalysisTurns, analysisTurnsInFlight: analysisTurns,
+                        analysisAudioSecondsInFlight: analysisAudioSeconds)
     }
 
     // MARK: - Snapshots and shutdown
@@ -761,6 +977,7 @@ public final class ConversationEngine: @unchecked Sendable {
                 state.lastActivity = max(state.lastActivity, turn.receivedAt)
                 slot.state = state
                 slot.bytes = state.storedBytes
+                slot.context = nil  // rebuilt from the turns when the next one arrives
                 slot.version += 1
                 sessions[key] = slot
                 stored += 1

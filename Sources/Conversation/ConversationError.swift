@@ -10,6 +10,9 @@ public struct ConversationError: Error, Sendable, Equatable, CustomStringConvert
         case conflict
         /// Over capacity (work queue full, too many sessions): 503 with Retry-After.
         case overloaded
+        /// The caller's own quota is used up (its tenant holds its maximum of sessions), while
+        /// other callers are still served: 429 with Retry-After.
+        case quotaExceeded
         /// Shutting down: 503.
         case unavailable
         /// A bug or a failed model computation: 500.
@@ -19,11 +22,15 @@ public struct ConversationError: Error, Sendable, Equatable, CustomStringConvert
     public let category: Category
     public let code: String
     public let message: String
+    /// Seconds after which a retry may succeed, for `.overloaded` and `.quotaExceeded` (nil: the
+    /// HTTP layer's default).
+    public let retryAfter: Double?
 
-    public init(_ category: Category, code: String, _ message: String) {
+    public init(_ category: Category, code: String, _ message: String, retryAfter: Double? = nil) {
         self.category = category
         self.code = code
         self.message = message
+        self.retryAfter = retryAfter
     }
 
     public var description: String { "\(code): \(message)" }

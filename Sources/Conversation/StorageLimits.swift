@@ -3,7 +3,8 @@
 /// A field over its limit is refused as invalid input (`<field>_too_long`); a turn that would
 /// take its session over `sessionBytes` or `ConversationConfiguration.maxTurnsPerSession` is a
 /// conflict with the session's state (`session_budget_exceeded`, `session_full`); a whole
-/// dialogue (`analyze`) over either is invalid input (`dialogue_too_large`, `dialogue_too_long`).
+/// dialogue (`analyze`) over `sessionBytes` or `ConversationConfiguration.maxDialogueTurns` is
+/// invalid input (`dialogue_too_large`, `dialogue_too_long`).
 public struct StorageLimits: Sendable, Equatable {
     public var sessionIdBytes = 128
     public var speakerBytes = 256

@@ -11,6 +11,15 @@ public protocol TurnEncoder: Sendable {
     func embed(audio: Data) throws -> [Float]
     /// Embedding of a transcript (non-empty).
     func embed(text: String) throws -> [Float]
+    /// An upper bound of a clip's duration in seconds, from its header alone (no decoding), so
+    /// that a dialogue's audio is counted before any heavy work: the length the header states,
+    /// or the encoder's per-clip limit when it states none. Throws like `embed(audio:)` for
+    /// an unreadable header. Default: 0 (an encoder that cannot tell counts no audio time).
+    func audioSeconds(of audio: Data) throws -> Double
+}
+
+extension TurnEncoder {
+    public func audioSeconds(of audio: Data) throws -> Double { 0 }
 }
 
 /// One turn as a client posts it.

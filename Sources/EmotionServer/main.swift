@@ -23,9 +23,16 @@ struct EmotionServer: AsyncParsableCommand {
     @Option(help: "File with API keys, one entry per line: KEY, TENANT:KEY or admin:KEY (EMOTION_API_KEYS_FILE). EMOTION_API_KEYS may hold comma-separated entries. Given but missing, unreadable or empty: the server does not start (exit 2).") var apiKeysFile: String?
     @Option(help: "TLS certificate chain (PEM) (EMOTION_TLS_CERT).") var tlsCert: String?
     @Option(help: "TLS private key (PEM) (EMOTION_TLS_KEY).") var tlsKey: String?
-    @Option(help: "Maximum sessions held (EMOTION_MAX_SESSIONS).") var maxSessions: Int?
+    @Option(help: "Maximum sessions held; when full, expired then the longest-idle sessions are evicted (EMOTION_MAX_SESSIONS).") var maxSessions: Int?
+    @Option(help: "Sessions one tenant (API key namespace) may hold, else 429 tenant_session_quota; 0: no quota. Default: a quarter of --max-sessions with API keys, no quota without (EMOTION_MAX_SESSIONS_PER_TENANT).") var maxSessionsPerTenant: Int?
+    @Option(help: "Seconds a session must have been idle before a full table may evict it (EMOTION_EVICTION_MIN_IDLE).") var evictionMinIdle: Double?
     @Option(help: "Seconds a session may stay idle (EMOTION_SESSION_TTL).") var sessionTtl: Double?
-    @Option(help: "Turns one session or analysed dialogue may hold (EMOTION_MAX_TURNS_PER_SESSION).") var maxTurnsPerSession: Int?
+    @Option(help: "Turns one session may hold (EMOTION_MAX_TURNS_PER_SESSION).") var maxTurnsPerSession: Int?
+    @Option(help: "Turns one /v1/dialogues/analyze request may hold, else 422 dialogue_too_long (EMOTION_MAX_DIALOGUE_TURNS).") var maxDialogueTurns: Int?
+    @Option(help: "Seconds of audio one analysed dialogue may hold, from the clips' headers, else 422 dialogue_audio_too_long (EMOTION_MAX_DIALOGUE_AUDIO_SECONDS).") var maxDialogueAudioSeconds: Double?
+    @Option(help: "Turns of all running analyses before new ones get 503 analysis_queue_full (EMOTION_ANALYSIS_TURN_CAPACITY).") var analysisTurnCapacity: Int?
+    @Option(help: "Audio seconds of all running analyses before new ones get 503 analysis_queue_full (EMOTION_ANALYSIS_AUDIO_SECONDS_CAPACITY).") var analysisAudioSecondsCapacity: Double?
+    @Option(help: "Seconds an analysis may take before its remaining turns are skipped and it is answered 503 analysis_timeout (EMOTION_ANALYZE_TIMEOUT).") var analyzeTimeout: Double?
     @Option(help: "UTF-8 bytes of the strings one session or analysed dialogue may hold (EMOTION_MAX_SESSION_BYTES).") var maxSessionBytes: Int?
     @Option(help: "Longest session id in bytes (EMOTION_MAX_SESSION_ID_BYTES).") var maxSessionIdBytes: Int?
     @Option(help: "Longest speaker in UTF-8 bytes (EMOTION_MAX_SPEAKER_BYTES).") var maxSpeakerBytes: Int?
@@ -86,6 +93,25 @@ struct EmotionServer: AsyncParsableCommand {
         options.conversation.sessionTTL = try value(sessionTtl, "SESSION_TTL", options.conversation.sessionTTL)
         options.conversation.maxTurnsPerSession = try value(maxTurnsPerSession, "MAX_TURNS_PER_SESSION",
                                                             options.conversation.maxTurnsPerSession)
+        options.conversation.evictionMinimumIdle = try value(evictionMinIdle, "EVICTION_MIN_IDLE",
+                                                             options.conversation.evictionMinimumIdle)
+        options.conversation.maxDialogueTurns = try value(maxDialogueTurns, "MAX_DIALOGUE_TURNS", options.conversation.maxDialogueTurns)
+        options.conversation.maxDialogueAudioSeconds = try value(maxDialogueAudioSeconds, "MAX_DIALOGUE_AUDIO_SECONDS",
+                                                                 options.conversation.maxDialogueAudioSeconds)
+        options.conversation.analysisTurnCapacity = try value(analysisTurnCapacity, "ANALYSIS_TURN_CAPACITY",
+                                                              options.conversation.analysisTurnCapacity)
+        options.conversation.analysisAudioSecondsCapacity = try value(analysisAudioSecondsCapacity, "ANALYSIS_AUDIO_SECONDS_CAPACITY",
+                                                                      options.conversation.analysisAudioSecondsCapacity)
+        options.conversation.analyzeTimeout = try value(analyzeTimeout, "ANALYZE_TIMEOUT", options.conversation.analyzeTimeout)
+        for (name, seconds) in [("--eviction-min-idle", options.conversation.evictionMinimumIdle),
+                                ("--max-dialogue-audio-seconds", options.conversation.maxDialogueAudioSeconds),
+                                ("--analysis-audio-seconds-capacity", options.conversation.analysisAudioSecondsCapacity)]
+            where !(seconds >= 0 && seconds.isFinite) {
+            throw ValidationError("\(name) must be a non-negative number of seconds")
+        }
+        guard options.conversation.analyzeTimeout > 0 && options.conversation.analyzeTimeout.isFinite else {
+            throw ValidationError("--analyze-timeout must be a positive number of seconds")
+        }
         var limits = options.conversation.limits
         limits.sessionBytes = try value(maxSessionBytes, "MAX_SESSION_BYTES", limits.sessionBytes)
         limits.sessionIdBytes = try value(maxSessionIdBytes, "MAX_SESSION_ID_BYTES", limits.sessionIdBytes)
@@ -116,6 +142,11 @@ struct EmotionServer: AsyncParsableCommand {
             await logger.flush()
             throw ExitCode(2)
         }
+        // The quota is per API-key namespace; without keys every session is in one namespace.
+        let quota = try value(maxSessionsPerTenant, "MAX_SESSIONS_PER_TENANT",
+                              options.apiKeys.isEnabled ? max(1, options.conversation.maxSessions / 4) : 0)
+        guard quota >= 0 else { throw ValidationError("--max-sessions-per-tenant must be 0 (no quota) or more") }
+        options.conversation.maxSessionsPerTenant = quota > 0 ? quota : nil
         let modelPath = model ?? env("MODEL") ?? "Models/default"
         let maxAudio = try value(maxAudioSeconds, "MAX_AUDIO_SECONDS", 120.0)
 
@@ -127,6 +158,13 @@ struct EmotionServer: AsyncParsableCommand {
             "max_sessions": options.conversation.maxSessions, "session_ttl_s": options.conversation.sessionTTL,
             "queue_capacity": options.conversation.queueCapacity, "max_batch": options.conversation.maxBatch,
             "max_turns_per_session": options.conversation.maxTurnsPerSession, "max_session_bytes": limits.sessionBytes,
+            "max_sessions_per_tenant": options.conversation.maxSessionsPerTenant ?? NSNull(),
+            "eviction_min_idle_s": options.conversation.evictionMinimumIdle,
+            "max_dialogue_turns": options.conversation.maxDialogueTurns,
+            "max_dialogue_audio_s": options.conversation.maxDialogueAudioSeconds,
+            "analysis_turn_capacity": options.conversation.analysisTurnCapacity,
+            "analysis_audio_seconds_capacity": options.conversation.analysisAudioSecondsCapacity,
+            "analyze_timeout_s": options.conversation.analyzeTimeout,
             "max_session_id_bytes": limits.sessionIdBytes, "max_speaker_bytes": limits.speakerBytes,
             "max_turn_id_bytes": limits.turnIdBytes, "max_transcript_bytes": limits.transcriptBytes,
             "max_timestamp_bytes": limits.timestampBytes,

@@ -47,13 +47,16 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
         APIError(500, "internal_error", "internal error; quote request id \(requestId) to the operator")
     }
 
-    /// Maps a conversation-layer error to its HTTP form.
-    public init(_ error: ConversationError, retryAfter seconds: Int = 1) {
+    /// Maps a conversation-layer error to its HTTP form; Retry-After is the error's own hint
+    /// (rounded up to whole seconds) or `seconds`.
+    public init(_ error: ConversationError, retryAfter defaultSeconds: Int = 1) {
+        let seconds = error.retryAfter.map { max(1, Int(min($0, 86_400).rounded(.up))) } ?? defaultSeconds
         switch error.category {
         case .invalidInput: self.init(422, error.code, error.message)
         case .notFound: self.init(404, error.code, error.message)
         case .conflict: self.init(409, error.code, error.message)
         case .overloaded: self.init(503, error.code, error.message, retryAfter: seconds)
+        case .quotaExceeded: self.init(429, error.code, error.message, retryAfter: seconds)
         case .unavailable: self.init(503, error.code, error.message, retryAfter: seconds)
         case .internal: self = .internalError("\(error.code): \(error.message)")
         }

@@ -8,14 +8,17 @@ public struct APIRequest: Sendable {
     public var headers: [(name: String, value: String)]
     public var body: Data
     public var requestId: String
+    /// False once the client is gone (its connection closed): long work (an analysis) stops.
+    public var isConnectionOpen: @Sendable () -> Bool
 
     public init(method: String, path: String, headers: [(name: String, value: String)] = [], body: Data = Data(),
-                requestId: String = UUID().uuidString) {
+                requestId: String = UUID().uuidString, isConnectionOpen: @escaping @Sendable () -> Bool = { true }) {
         self.method = method
         self.path = path
         self.headers = headers
         self.body = body
         self.requestId = requestId
+        self.isConnectionOpen = isConnectionOpen
     }
 
     /// First value of a header, case-insensitively.

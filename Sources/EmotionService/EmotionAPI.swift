@@ -49,6 +49,31 @@ public final class EmotionAPI: Sendable {
         metrics.gauge("emotion_expired_sessions_total", help: "Sessions dropped after their idle TTL.") {
             Double(engine.statistics.expired)
         }
+        metrics.gauge("emotion_evicted_sessions_total",
+                      help: "Idle sessions evicted (oldest last activity first) to make room in a full session table.") {
+            Double(engine.counters.evictedSessions)
+        }
+        metrics.gauge("emotion_tenant_quota_refusals_total",
+                      help: "New sessions refused (429 tenant_session_quota) because their tenant held its quota.") {
+            Double(engine.counters.quotaRefusals)
+        }
+        metrics.gauge("emotion_rejected_analyses_total",
+                      help: "Dialogue analyses refused (503 analysis_queue_full) because running analyses held the capacity.") {
+            Double(engine.counters.rejectedAnalyses)
+        }
+        metrics.gauge("emotion_abandoned_analyses_total", help: "Dialogue analyses stopped because their client was gone.") {
+            Double(engine.counters.abandonedAnalyses)
+        }
+        metrics.gauge("emotion_analysis_timeouts_total", help: "Dialogue analyses stopped at --analyze-timeout (503 analysis_timeout).") {
+            Double(engine.counters.timedOutAnalyses)
+        }
+        metrics.gauge("emotion_analysis_turns_skipped_total",
+                      help: "Turns of stopped analyses (client gone, timeout) that were never processed.") {
+            Double(engine.counters.skippedAnalysisTurns)
+        }
+        metrics.gauge("emotion_analysis_turns_in_flight", help: "Turns of the dialogue analyses accepted and not yet answered.") {
+            Double(engine.counters.analysisTurnsInFlight)
+        }
     }
 
     /// A route template for logs and metrics (no ids).
@@ -176,7 +201,8 @@ public final class EmotionAPI: Sendable {
             let (turns, repeatTwice) = try Self.parseDialogue(request.body)
             let analysis: DialogueAnalysis
             do {
-                analysis = try await engine.analyze(turns, repeatTwice: repeatTwice)
+                let open = request.isConnectionOpen
+                analysis = try await engine.analyze(turns, repeatTwice: repeatTwice, isCancelled: { !open() })
             } catch {
                 throw APIError(error)
             }

@@ -133,6 +133,9 @@ public final class ServiceHost: @unchecked Sendable {
 
     public var isReady: Bool { readiness.isSet }
 
+    /// Connections the HTTP server holds open (0 before `start`).
+    public var openConnectionCount: Int { server?.openConnectionCount ?? 0 }
+
     private func setReady(_ value: Bool) { readiness.set(value) }
 
     /// Restores saved sessions, starts listening and the snapshot timer; returns the bound address.
@@ -156,18 +159,18 @@ public final class ServiceHost: @unchecked Sendable {
             writeSnapshot()
         }
         let api = self.api, logger = self.logger, replica = options.replicaId
-        let body: @Sendable (HTTPRequest) async throws -> HTTPResponse = { request in
+        let body: @Sendable (HTTPRequest, @escaping AsyncHTTPHandler.ConnectionCheck) async throws -> HTTPResponse = { request, isOpen in
             let apiRequest = APIRequest(method: request.method.rawValue, path: request.target.path,
                                         headers: request.headers.map { ($0.name, $0.value) },
-                                        body: Data(request.body), requestId: request.requestID)
+                                        body: Data(request.body), requestId: request.requestID, isConnectionOpen: isOpen)
             let answer = await api.handle(apiRequest)
             var headers = HTTPHeaders(answer.headers.map { ($0.name, $0.value) })
             if let replica { headers.add(name: "X-Replica-Id", value: replica) }
             return HTTPResponse(status: HTTPStatus(code: answer.status), headers: headers, body: [UInt8](answer.body))
         }
-        var handler = AsyncHTTPHandler(body)
+        var handler = AsyncHTTPHandler(connectionAware: body)
         if #available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *), handlerExecutorStorage != nil {
-            handler = AsyncHTTPHandler(executor: handlerExecutor, body)
+            handler = AsyncHTTPHandler(executor: handlerExecutor, connectionAware: body)
         }
         let server = HTTPServer(
             configuration: options.http,

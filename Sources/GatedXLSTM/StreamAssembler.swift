@@ -51,3 +51,49 @@ public enum StreamAssembler {
         return current + (previous ?? zeros) + (beforePrevious ?? zeros)
     }
 }
+
+/// What the streams of a dialogue's next turn need from the turns before it, in constant size
+/// however long the dialogue: the 4-tuples of the last two turns, the last turn, and the most
+/// recent turn whose speaker differs from the last one's (the next turn's interlocutor is the
+/// last turn if another speaker spoke it, else that one). `streams(next:)` equals
+/// `StreamAssembler.streams(for:in:dimension:)` over the whole history, so a session keeps this
+/// instead of rebuilding its history for every turn.
+public struct StreamContext: Sendable, Equatable {
+    public let dimension: Int
+    private var last: TurnEmbeddings?
+    /// The most recent turn whose speaker differs from `last`'s.
+    private var lastOther: TurnEmbeddings?
+    /// The 4-tuples of the last turn and of the one before it (at most two, newest first).
+    private var recentTuples: [[[Float]]] = []
+
+    public init(dimension: Int) {
+        self.dimension = dimension
+    }
+
+    /// The context after `turns` (oldest first).
+    public init(turns: [TurnEmbeddings], dimension: Int) {
+        self.init(dimension: dimension)
+        for turn in turns { append(turn) }
+    }
+
+    /// The 4-tuple `turn` gets as the next turn of the dialogue.
+    public func tuple(of turn: TurnEmbeddings) -> [[Float]] {
+        let zeros = [Float](repeating: 0, count: dimension)
+        let other = last.flatMap { $0.speaker != turn.speaker ? $0 : lastOther }
+        return [turn.audio ?? zeros, turn.text ?? zeros, other?.audio ?? zeros, other?.text ?? zeros]
+    }
+
+    /// The 12 stream vectors of `turn` as the next turn, in `StreamLayout.names` order.
+    public func streams(next turn: TurnEmbeddings) -> [[Float]] {
+        StreamAssembler.streams(current: tuple(of: turn), previous: recentTuples.first,
+                                beforePrevious: recentTuples.dropFirst().first, dimension: dimension)
+    }
+
+    /// Adds `turn` as the next turn.
+    public mutating func append(_ turn: TurnEmbeddings) {
+        let tuple = tuple(of: turn)
+        if let last, last.speaker != turn.speaker { lastOther = last }
+        last = turn
+        recentTuples = [tuple] + recentTuples.prefix(1)
+    }
+}

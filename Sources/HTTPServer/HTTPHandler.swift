@@ -56,12 +56,22 @@ public struct HTTPResponder: Sendable {
 /// so handlers make progress even while other code blocks the threads of Swift's cooperative pool;
 /// where task executors are unavailable (macOS before 15) they run on the default executor.
 public struct AsyncHTTPHandler: HTTPHandler {
-    let body: @Sendable (HTTPRequest) async throws -> HTTPResponse
+    /// Asks whether the request's connection is still open (`HTTPResponder.isConnectionOpen`).
+    public typealias ConnectionCheck = @Sendable () -> Bool
+
+    let body: @Sendable (HTTPRequest, @escaping ConnectionCheck) async throws -> HTTPResponse
     /// The `HandlerTaskExecutor` the Tasks prefer (nil: the shared one); untyped because stored
     /// properties cannot carry the executor's availability.
     let executor: (any Sendable)?
 
     public init(_ body: @escaping @Sendable (HTTPRequest) async throws -> HTTPResponse) {
+        self.body = { request, _ in try await body(request) }
+        executor = nil
+    }
+
+    /// A body that also gets a check of its connection, so that long work can stop once the
+    /// client is gone.
+    public init(connectionAware body: @escaping @Sendable (HTTPRequest, @escaping ConnectionCheck) async throws -> HTTPResponse) {
         self.body = body
         executor = nil
     }
@@ -69,6 +79,14 @@ public struct AsyncHTTPHandler: HTTPHandler {
     /// Tasks prefer `executor` instead of the shared one (a server of its own handler queues).
     @available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *)
     public init(executor: HandlerTaskExecutor, _ body: @escaping @Sendable (HTTPRequest) async throws -> HTTPResponse) {
+        self.body = { request, _ in try await body(request) }
+        self.executor = executor
+    }
+
+    /// A connection-aware body whose Tasks prefer `executor`.
+    @available(macOS 15.0, iOS 18.0, tvOS 18.0, watchOS 11.0, *)
+    public init(executor: HandlerTaskExecutor,
+                connectionAware body: @escaping @Sendable (HTTPRequest, @escaping ConnectionCheck) async throws -> HTTPResponse) {
         self.body = body
         self.executor = executor
     }
@@ -77,7 +95,7 @@ public struct AsyncHTTPHandler: HTTPHandler {
         let body = self.body
         let operation: @Sendable () async -> Void = {
             do {
-                responder.respond(try await body(request))
+                responder.respond(try await body(request, { responder.isConnectionOpen }))
             } catch {
                 responder.fail(error)
             }

@@ -28,6 +28,16 @@ public struct ConversationTurnEncoder: TurnEncoder {
         }
     }
 
+    public func audioSeconds(of audio: Data) throws -> Double {
+        do {
+            return try embedder.audio.durationBound(audio: audio)
+        } catch let error as AudioTowerError where Self.clientAudioCodes.contains(error.code) {
+            throw ConversationError(.invalidInput, code: error.code, error.message)
+        } catch {
+            throw ConversationError(.internal, code: "audio_encoder_failed", "\(error)")
+        }
+    }
+
     public func embed(text: String) throws -> [Float] {
         do {
             return try embedder.embed(text: text)

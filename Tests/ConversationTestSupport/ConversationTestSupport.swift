@@ -31,8 +31,9 @@ public func makeClassifier() throws -> GatedXLSTMClassifier {
 }
 
 /// A deterministic stand-in encoder: embeddings are pseudo-random functions of the content.
-/// Audio whose first byte is 0xFF is "undecodable"; `gate` (if set) blocks every call until
-/// signalled, to hold turns in the queue.
+/// Audio whose first byte is 0xFF is "undecodable"; a clip lasts one millisecond per byte
+/// (`audioSeconds(of:)`); `gate` (if set) blocks every call until signalled, to hold turns in
+/// the queue.
 public final class FakeEncoder: TurnEncoder, @unchecked Sendable {
     public let dimension = 64
     let gate: DispatchSemaphore?
@@ -40,6 +41,11 @@ public final class FakeEncoder: TurnEncoder, @unchecked Sendable {
     private(set) var calls = 0
 
     public init(gate: DispatchSemaphore? = nil) { self.gate = gate }
+
+    /// Embedding calls so far (counted before the gate).
+    public var callCount: Int { lock.withLock { calls } }
+
+    public func audioSeconds(of audio: Data) throws -> Double { Double(audio.count) / 1000 }
 
     func vector(_ seed: UInt64) -> [Float] {
         var s = seed | 1

@@ -230,8 +230,9 @@ import Testing
         let refused = await #expect(throws: ConversationError.self) { _ = try await tiny.submit(sessionId: "new", turn: words) }
         #expect(refused?.code == "session_budget_exceeded")
         #expect(tiny.session("new") == nil)
-        // A whole dialogue has the same caps, as invalid input.
-        let long = await #expect(throws: ConversationError.self) { _ = try await capped.analyze([words, words, words]) }
+        // A whole dialogue has a byte budget and a turn cap of its own, as invalid input.
+        let shortDialogues = try self.engine { $0.maxDialogueTurns = 2 }
+        let long = await #expect(throws: ConversationError.self) { _ = try await shortDialogues.analyze([words, words, words]) }
         #expect(long?.code == "dialogue_too_long")
         let large = await #expect(throws: ConversationError.self) { _ = try await engine.analyze([words, words, words]) }
         #expect(large?.code == "dialogue_too_large" && large?.category == .invalidInput)

@@ -115,7 +115,9 @@ func errorMessage(_ body: [String: Any]) -> String? { (body["error"] as? [String
     }
 
     @Test func everyStoredStringHasAByteLimitOverHTTP() async throws {
-        let service = try LoggedHost { $0.conversation.limits.sessionBytes = 2_000; $0.conversation.maxTurnsPerSession = 3 }
+        let service = try LoggedHost {
+            $0.conversation.limits.sessionBytes = 2_000; $0.conversation.maxTurnsPerSession = 3; $0.conversation.maxDialogueTurns = 3
+        }
         let client = try LoopbackClient(port: service.port)
         // One Character each, but 2,001 and 40,001 UTF-8 bytes.
         let heavy = "a" + String(repeating: "\u{0301}", count: 1_000)
@@ -160,7 +162,7 @@ func errorMessage(_ body: [String: Any]) -> String? { (body["error"] as? [String
             #expect(r.status == expected, "\(r.body)")
             if expected == 409 { #expect(errorCode(r.body) == "session_full") }
         }
-        // A whole dialogue has the same budget and cap, refused as unusable content.
+        // A whole dialogue has a byte budget and a turn cap (`maxDialogueTurns`), refused as unusable content.
         let big = Array(repeating: #"{"speaker": "A", "transcript": "\#(words)"}"#, count: 3).joined(separator: ",")
         let large = client.request("POST", "/v1/dialogues/analyze", json: #"{"turns": [\#(big)]}"#)
         #expect(large.status == 422 && errorCode(large.body) == "dialogue_too_large", "\(large.body)")

@@ -10,6 +10,7 @@ import Testing
 final class LoopbackClient {
     let fd: Int32
     private var buffer: [UInt8] = []
+    private var closed = false
 
     init(port: Int) throws {
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -25,7 +26,16 @@ final class LoopbackClient {
         guard rc == 0 else { close(fd); throw POSIXError(.ECONNREFUSED) }
     }
 
-    deinit { close(fd) }
+    deinit { if !closed { close(fd) } }
+
+    /// Closes the connection abortively (SO_LINGER 0: a reset, as a client that gives up or dies).
+    func abort() {
+        guard !closed else { return }
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        close(fd)
+        closed = true
+    }
 
     func send(_ text: String) { send(Array(text.utf8)) }
 

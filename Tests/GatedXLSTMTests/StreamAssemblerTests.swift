@@ -69,4 +69,24 @@ import Testing
         let first = StreamAssembler.streams(current: tuples[0], previous: nil, beforePrevious: nil, dimension: 2)
         #expect(first == StreamAssembler.streams(for: 0, in: turns, dimension: 2))
     }
+
+    /// The constant-size context a session keeps gives every turn the streams the whole history
+    /// gives: several speakers, runs of one speaker, missing modalities.
+    @Test func aStreamContextGivesTheStreamsOfTheWholeHistory() {
+        var state: UInt64 = 42
+        func next(_ n: UInt64) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int((state >> 33) % n)
+        }
+        var history: [TurnEmbeddings] = []
+        var context = StreamContext(dimension: 2)
+        for i in 1...300 {
+            let modality = next(3)
+            let t = turn(i, ["A", "B", "C", "D"][next(4)], audio: modality != 1, text: modality != 2)
+            history.append(t)
+            #expect(context.streams(next: t) == StreamAssembler.streams(for: i - 1, in: history, dimension: 2), "turn \(i)")
+            context.append(t)
+        }
+        #expect(StreamContext(turns: history, dimension: 2) == context)
+    }
 }

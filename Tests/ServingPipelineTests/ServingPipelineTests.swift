@@ -54,6 +54,22 @@ import TestSupport
         #expect(try encoder.embed(text: "hello") == embedder.embed(text: "hello"))
     }
 
+    /// A dialogue's audio is counted from the clips' headers, before any decoding.
+    @Test func audioSecondsAreReadFromTheHeader() throws {
+        let embedder = try TurnEmbedder(package: ModelPackage.load(directory: Self.model), maxAudioSeconds: 20)
+        let encoder = ConversationTurnEncoder(embedder)
+        let long = try encoder.audioSeconds(of: Self.clip("long.wav"))
+        #expect(abs(long - 11.5) < 0.01, "\(long)")
+        #expect { _ = try encoder.audioSeconds(of: Data("RIFF....not audio".utf8)) } throws: { error in
+            (error as? ConversationError).map { $0.category == .invalidInput && $0.code == "unreadable_audio" } ?? false
+        }
+        // A clip over the per-clip limit is refused from its header, as when it is embedded.
+        let short = ConversationTurnEncoder(try TurnEmbedder(package: ModelPackage.load(directory: Self.model), maxAudioSeconds: 10))
+        #expect { _ = try short.audioSeconds(of: Self.clip("long.wav")) } throws: { error in
+            (error as? ConversationError)?.code == "audio_too_long"
+        }
+    }
+
     @Test func serviceModelLoadsThePackageIntoAnEngine() throws {
         let model = try ServiceModel.load(directory: Self.model, maxAudioSeconds: 600)
         #expect(model.package.manifest.name == "tiny-service-test-model")

@@ -345,7 +345,10 @@ public final class ConversationEngine: @unchecked Sendable {
     /// expired sessions are dropped, else the idle session with the oldest last activity, idle
     /// at least `evictionMinimumIdle`, is evicted (ended as an expired one); when none
     /// qualifies, 503 `too_many_sessions`, Retry-After when the first one will.
-    private func admissionRefusal(namespace: String, now: Date) -> ConversationError? {
+    ///
+    /// `commit` false only asks (header-time admission): nothing is dropped or evicted (a
+    /// refusal is counted, as it is answered), and nil means that `submit` would find room.
+    private func admissionRefusal(namespace: String, now: Date, commit: Bool = true) -> ConversationError? {
         func idle(_ slot: Slot) -> Bool { slot.inFlight == nil && slot.waiting.isEmpty }
         if let quota = configuration.maxSessionsPerTenant, sessions.count(in: namespace) >= quota {
             let cutoff = now.addingTimeInterval(-configuration.sessionTTL)
@@ -360,9 +363,11 @@ public final class ConversationEngine: @unchecked Sendable {
                     firstExpiry = min(firstExpiry, last.timeIntervalSince(cutoff))
                 }
             }
-            for key in expired { end(key) }
-            expiredSessions += expired.count
-            if sessions.count(in: namespace) >= quota {
+            if commit {
+                for key in expired { end(key) }
+                expiredSessions += expired.count
+            }
+            if sessions.count(in: namespace) - (commit ? 0 : expired.count) >= quota {
                 quotaRefusals += 1
                 return ConversationError(.quotaExceeded, code: "tenant_session_quota",
                                          "this tenant holds its maximum of \(quota) sessions; end some (DELETE) or retry when one expires",
@@ -370,16 +375,19 @@ public final class ConversationEngine: @unchecked Sendable {
             }
         }
         guard sessions.count >= configuration.maxSessions else { return nil }
-        expireIdleLocked(now: now)
+        if commit { expireIdleLocked(now: now) }
         guard sessions.count >= configuration.maxSessions else { return nil }
-        let evictable = now.addingTimeInterval(-configuration.evictionMinimumIdle)
+        let evictable = now.addingTimeInterval(-min(configuration.evictionMinimumIdle, configuration.sessionTTL))
         var oldest: (key: SessionKey, last: Date)?
         for (key, slot) in sessions.all where idle(slot) && (oldest.map { slot.state.lastActivity < $0.last } ?? true) {
             oldest = (key, slot.state.lastActivity)
         }
+        // (An expired session is idle and at least this old: asking finds it here.)
         if let oldest, oldest.last <= evictable {
-            end(oldest.key)
-            evictedSessions += 1
+            if commit {
+                end(oldest.key)
+                evictedSessions += 1
+            }
             return nil
         }
         rejectedTurns += 1
@@ -837,12 +845,17 @@ public final class ConversationEngine: @unchecked Sendable {
     /// Why new work (a turn or a dialogue) would be refused right now whatever it holds: the
     /// server is draining or the inference queue is full. Lets the API refuse a request at
     /// header time, before its body is read; `submit` and `analyze` check again.
-    public func admissionRefusal() -> ConversationError? {
+    /// With `session`, a turn for it: when that session does not exist yet, also the session
+    /// table's quota and room (asked only: nothing is evicted before the turn is read).
+    public func admissionRefusal(session key: SessionKey? = nil) -> ConversationError? {
         lock.lock(); defer { lock.unlock() }
         if draining { return ConversationError(.unavailable, code: "shutting_down", "the server is shutting down") }
         guard waitingCount < configuration.queueCapacity else {
             rejectedTurns += 1
             return ConversationError(.overloaded, code: "queue_full", "too many turns are waiting for inference; retry later")
+        }
+        if let key, sessions[key] == nil {
+            return admissionRefusal(namespace: key.namespace, now: Date(), commit: false)
         }
         return nil
     }

@@ -251,8 +251,8 @@ public final class EmotionAPI: Sendable {
             case .health, .ready, .metrics: try allow(request, ["GET"])
             case .unknown: throw APIError.notFound(path)
             case .turns, .analyze:
-                _ = try preflight(route, request)
-                if let busy = engine.admissionRefusal() { throw APIError(busy) }
+                let key = try preflight(route, request)
+                if let busy = engine.admissionRefusal(session: key) { throw APIError(busy) }
             case .model, .session:
                 _ = try preflight(route, request)
             }

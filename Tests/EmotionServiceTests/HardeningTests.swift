@@ -236,7 +236,10 @@ func errorMessage(_ body: [String: Any]) -> String? { (body["error"] as? [String
     /// Every refusal that needs no body is answered from the head: before `100 Continue`, before
     /// a byte of the body is read, whatever the declared length.
     @Test func refusalsThatNeedNoBodyComeBeforeTheBody() async throws {
-        let service = try LoggedHost { $0.apiKeys = try! APIKeys(Self.keys) }
+        let service = try LoggedHost {
+            $0.apiKeys = try! APIKeys(Self.keys)
+            $0.conversation.maxSessionsPerTenant = 1
+        }
         let declared = 200_000
         func head(_ method: String, _ path: String, _ fields: [String]) -> String {
             "\(method) \(path) HTTP/1.1\r\nHost: x\r\nContent-Length: \(declared)\r\n" + fields.map { $0 + "\r\n" }.joined() + "\r\n"
@@ -261,6 +264,16 @@ func errorMessage(_ body: [String: Any]) -> String? { (body["error"] as? [String
             #expect(r.headers["connection"] == "close")
             if status == 405 { #expect(r.headers["allow"] != nil) }
         }
+        // A new session beyond its tenant's quota is refused from the head as well (429), while
+        // a turn for a session the tenant holds is admitted.
+        #expect(post(try LoopbackClient(port: service.port), "held", key: "acme-key", "hello") == 200)
+        let quota = try LoopbackClient(port: service.port)
+        quota.send(head("POST", "/v1/sessions/another/turns", [json, "Authorization: Bearer acme-key", "Expect: 100-continue"]))
+        let overQuota = quota.readResponse()
+        let quotaBody = (try? JSONSerialization.jsonObject(with: Data(overQuota.body))) as? [String: Any] ?? [:]
+        #expect(overQuota.status == 429 && errorCode(quotaBody) == "tenant_session_quota" && overQuota.headers["retry-after"] != nil,
+                "\(overQuota.status) \(quotaBody)")
+        #expect(post(try LoopbackClient(port: service.port), "held", key: "acme-key", "again") == 200)
         // A draining server refuses new work before reading it too (503 + Retry-After).
         _ = service.host.engine.drain(deadline: Date())
         let client = try LoopbackClient(port: service.port)

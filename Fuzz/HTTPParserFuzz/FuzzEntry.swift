@@ -98,7 +98,7 @@ enum FuzzDriver {
     static func describe(_ r: HTTPRequest) -> String {
         let headers = r.headers.map { "\($0.name):\($0.value)" }.joined(separator: "|")
         let trailers = r.trailers.map { "\($0.name):\($0.value)" }.joined(separator: "|")
-        return "\(r.method.rawValue) \(r.target.raw) \(r.version) [\(headers)] \(r.body) [\(trailers)]"
+        return "\(r.method.rawValue) \(r.target.raw) \(r.version) [\(headers)] \(Array(r.body)) [\(trailers)]"
     }
 
     static func checkRequest(_ r: HTTPRequest) {

@@ -162,7 +162,7 @@ public final class ServiceHost: @unchecked Sendable {
         let body: @Sendable (HTTPRequest, @escaping AsyncHTTPHandler.ConnectionCheck) async throws -> HTTPResponse = { request, isOpen in
             let apiRequest = APIRequest(method: request.method.rawValue, path: request.target.path,
                                         headers: request.headers.map { ($0.name, $0.value) },
-                                        body: Data(request.body), requestId: request.requestID, isConnectionOpen: isOpen)
+                                        body: request.body, requestId: request.requestID, isConnectionOpen: isOpen)
             let answer = await api.handle(apiRequest)
             var headers = HTTPHeaders(answer.headers.map { ($0.name, $0.value) })
             if let replica { headers.add(name: "X-Replica-Id", value: replica) }

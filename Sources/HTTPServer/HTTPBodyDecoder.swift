@@ -45,7 +45,9 @@ struct HTTPBodyDecoder {
 
     /// Consumes bytes from `buffer[index...]`, advancing `index`, appending decoded bytes to `body`.
     /// Returns true once the body (and trailer section) is complete; bytes after it are left.
-    mutating func decode(_ buffer: [UInt8], index: inout Int, into body: inout [UInt8]) throws(HTTPError) -> Bool {
+    mutating func decode<Body: RangeReplaceableCollection>(_ buffer: [UInt8], index: inout Int,
+                                                           into body: inout Body) throws(HTTPError) -> Bool
+    where Body.Element == UInt8 {
         let end = buffer.count
         while true {
             switch state {

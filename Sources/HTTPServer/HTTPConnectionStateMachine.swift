@@ -1,3 +1,5 @@
+import Foundation
+
 /// The life of one connection as a pure state machine: bytes, handler answers, write
 /// completions, timer firings and shutdown go in; actions (write these bytes, deliver this
 /// request, start that timer, close) come out. No I/O, no clocks other than for durations, so it
@@ -59,7 +61,7 @@ struct HTTPConnectionStateMachine {
     private var readIndex = 0
     private var parser: HTTPRequestHeadParser
     private var decoder: HTTPBodyDecoder?
-    private var body: [UInt8] = []
+    private var body = Data()
     /// Bytes of `bodyBudget` this exchange holds.
     private var reservedBodyBytes = 0
     /// Set when the handler refused the request at header time but its small body is read
@@ -338,7 +340,7 @@ struct HTTPConnectionStateMachine {
                 }
                 refusalAfterBody = refusal
                 decoder = HTTPBodyDecoder(framing: framing.body, limits: context.limits)
-                body = []
+                body = Data()
                 state = .awaitingBody
                 return [.startTimer(.body)]
             }
@@ -349,8 +351,10 @@ struct HTTPConnectionStateMachine {
                 reservedBodyBytes = n
             }
             decoder = HTTPBodyDecoder(framing: framing.body, limits: context.limits)
-            body = []
-            if case .length(let n) = framing.body { body.reserveCapacity(min(n, 64 * 1024)) }
+            body = Data()
+            // The declared length is reserved from the budget already: one allocation of it
+            // (pages are touched only as bytes arrive), not a growing copy of up to twice it.
+            if case .length(let n) = framing.body { body.reserveCapacity(n) }
             state = .awaitingBody
             var actions: [Action] = [.startTimer(.body)]
             if framing.expectContinue && readIndex == buffer.count {
@@ -369,7 +373,7 @@ struct HTTPConnectionStateMachine {
                                   requestID: requestID, remoteAddress: context.remoteAddress,
                                   isSecure: context.isSecure, indexOnConnection: requestIndex)
         pendingLog = makeLog(status: 0, errorCode: nil, responseBodyBytes: 0)
-        body = []
+        body = Data()
         return [.cancelTimer, .deliver(request, generation: generation)]
     }
 
@@ -421,7 +425,7 @@ struct HTTPConnectionStateMachine {
         head = nil
         requestID = nil
         decoder = nil
-        body = []
+        body = Data()
         parser.reset()
     }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// A request method: any RFC 9110 token (extension methods included); case-sensitive.
 public struct HTTPMethod: RawRepresentable, Hashable, Sendable, CustomStringConvertible,
     ExpressibleByStringLiteral
@@ -144,8 +146,9 @@ public struct HTTPRequest: Sendable {
     public var version: HTTPVersion
     /// Header fields in the order received, duplicates kept, case-insensitive lookup.
     public var headers: HTTPHeaders
-    /// The complete body (decoded from chunked transfer coding when it was chunked).
-    public var body: [UInt8]
+    /// The complete body (decoded from chunked transfer coding when it was chunked); `Data`, so
+    /// that handlers parse it without another copy.
+    public var body: Data
     /// Trailer fields of a chunked body (never merged into `headers`).
     public var trailers: HTTPHeaders
     /// The client's X-Request-Id when it is sane, otherwise a generated id; echoed on the response.
@@ -157,7 +160,7 @@ public struct HTTPRequest: Sendable {
     public var indexOnConnection: Int
 
     public init(method: HTTPMethod, target: HTTPRequestTarget, version: HTTPVersion = .http1_1,
-                headers: HTTPHeaders = HTTPHeaders(), body: [UInt8] = [], trailers: HTTPHeaders = HTTPHeaders(),
+                headers: HTTPHeaders = HTTPHeaders(), body: Data = Data(), trailers: HTTPHeaders = HTTPHeaders(),
                 requestID: String = RequestID.generate(),
                 remoteAddress: HTTPRemoteAddress = HTTPRemoteAddress(host: "127.0.0.1", port: 0),
                 isSecure: Bool = false, indexOnConnection: Int = 0)

@@ -80,7 +80,7 @@ struct TestHandler: HTTPHandler {
                 "X-Remote": request.remoteAddress.host,
             ]
             if let query = request.target.query { headers.add(name: "X-Query", value: query) }
-            responder.respond(HTTPResponse(status: .ok, headers: headers, body: request.body))
+            responder.respond(HTTPResponse(status: .ok, headers: headers, bytes: request.body))
         }
     }
 }

@@ -34,6 +34,13 @@ public struct ConversationConfiguration: Sendable, Equatable {
     public var analyzeTimeout: TimeInterval = 120
     /// Byte limits on stored strings and the byte budget per session.
     public var limits = StorageLimits()
+    /// Memory all sessions together may hold, in bytes: every stored (or accepted) turn's
+    /// strings, `StorageLimits.turnOverheadBytes` and 4 bytes per embedding value. A turn that
+    /// would pass it first evicts idle sessions in the table's eviction order (never its own
+    /// session, never one idle less than `evictionMinimumIdle`); when that is not enough it is
+    /// refused (503 `store_full`), so that no mix of sessions and turns outgrows the container
+    /// (Deploy/README has the arithmetic).
+    public var maxStoredBytes = 768 << 20
     /// Turns waiting for inference across all sessions; beyond it new turns are refused (503).
     public var queueCapacity = 64
     /// Inference workers (each runs its products on all cores).
@@ -96,13 +103,17 @@ public final class ConversationEngine: @unchecked Sendable {
         let fingerprint: UInt64
         /// What this turn adds to its session's byte budget.
         let bytes: Int
+        /// What this turn adds to the memory of all sessions (`maxStoredBytes`).
+        let memory: Int
         let enqueuedAt: DispatchTime
         var completions: [Completion]
-        init(input: TurnInput, turnId: String, completion: @escaping Completion) {
+        init(input: TurnInput, turnId: String, dimension: Int, completion: @escaping Completion) {
             self.input = input
             self.turnId = turnId
             fingerprint = input.fingerprint
             bytes = input.storedBytes(turnId: turnId)
+            memory = StorageLimits.memory(strings: bytes,
+                                          embeddingValues: dimension * ((input.audio == nil ? 0 : 1) + (input.hasTranscript ? 1 : 0)))
             enqueuedAt = .now()
             completions = [completion]
         }
@@ -117,12 +128,15 @@ public final class ConversationEngine: @unchecked Sendable {
         var version = 0
         /// Bytes of the session's strings, stored and accepted (see `StorageLimits.sessionBytes`).
         var bytes: Int
+        /// The memory its turns, stored and accepted, hold (see `maxStoredBytes`).
+        var memory: Int
         /// What the next turn's streams need of the stored turns (nil: to be built from
         /// `state.turns`, after a restore or a replay), so that a turn never rebuilds the history.
         var context: StreamContext?
         init(state: SessionState) {
             self.state = state
             bytes = state.storedBytes
+            memory = state.memoryBytes
         }
     }
 
@@ -281,6 +295,13 @@ public final class ConversationEngine: @unchecked Sendable {
             completion(.failure(refusal))
             return
         }
+        let cost = StorageLimits.memory(strings: input.storedBytes(turnId: turnId),
+                                        embeddingValues: encoder.dimension * ((input.audio == nil ? 0 : 1) + (input.hasTranscript ? 1 : 0)))
+        if let refusal = storeRefusal(adding: cost, for: key, now: Date()) {
+            lock.unlock()
+            completion(.failure(refusal))
+            return
+        }
         let slot: Slot
         if let existing = sessions[key] {
             slot = existing
@@ -301,8 +322,9 @@ public final class ConversationEngine: @unchecked Sendable {
                                             turns: [], decoder: decoder, decoded: []))
             sessions[key] = slot
         }
-        let pending = Pending(input: input, turnId: turnId, completion: completion)
+        let pending = Pending(input: input, turnId: turnId, dimension: encoder.dimension, completion: completion)
         slot.bytes += pending.bytes
+        slot.memory += pending.memory
         waitingCount += 1
         slot.state.lastActivity = Date()
         if slot.inFlight == nil {
@@ -394,6 +416,38 @@ public final class ConversationEngine: @unchecked Sendable {
         let wait = oldest.map { $0.last.timeIntervalSince(evictable) } ?? 1
         return ConversationError(.overloaded, code: "too_many_sessions",
                                  "the server holds its maximum number of sessions and none is idle long enough to evict; retry later",
+                                 retryAfter: max(1, wait))
+    }
+
+    /// Why a turn of `cost` bytes for session `key` does not fit in `maxStoredBytes`, after
+    /// evicting idle sessions (the oldest last activity first, idle at least
+    /// `evictionMinimumIdle`, never `key`) if that makes room (under the lock): 503 `store_full`,
+    /// Retry-After when the first session becomes evictable. `commit` false only asks.
+    /// Sums every session's memory: O(sessions), a few microseconds per thousand.
+    private func storeRefusal(adding cost: Int, for key: SessionKey, now: Date, commit: Bool = true) -> ConversationError? {
+        let limit = configuration.maxStoredBytes
+        var total = sessions.values.reduce(0) { $0 + $1.memory }
+        guard total + cost > limit else { return nil }
+        let evictable = now.addingTimeInterval(-min(configuration.evictionMinimumIdle, configuration.sessionTTL))
+        let idle = sessions.all.filter { $0.key != key && $0.value.inFlight == nil && $0.value.waiting.isEmpty }
+            .sorted { $0.value.state.lastActivity < $1.value.state.lastActivity }
+        var evict: [SessionKey] = []
+        for (candidate, slot) in idle where slot.state.lastActivity <= evictable {
+            if total + cost <= limit { break }
+            total -= slot.memory
+            evict.append(candidate)
+        }
+        if total + cost <= limit {
+            if commit {
+                for candidate in evict { end(candidate) }
+                evictedSessions += evict.count
+            }
+            return nil
+        }
+        rejectedTurns += 1
+        let wait = idle.first { $0.value.state.lastActivity > evictable }.map { $0.value.state.lastActivity.timeIntervalSince(evictable) } ?? 1
+        return ConversationError(.overloaded, code: "store_full",
+                                 "the sessions hold all the memory this server may give them and none is idle long enough to evict; retry later",
                                  retryAfter: max(1, wait))
     }
 
@@ -560,7 +614,10 @@ public final class ConversationEngine: @unchecked Sendable {
     private func finish(_ job: Job, _ result: Result<TurnOutcome, ConversationError>) {
         lock.lock()
         waitingCount -= 1
-        if case .failure = result { job.slot.bytes -= job.pending.bytes }
+        if case .failure = result {
+            job.slot.bytes -= job.pending.bytes
+            job.slot.memory -= job.pending.memory
+        }
         let completions = job.pending.completions
         job.slot.inFlight = nil
         if !job.slot.waiting.isEmpty {
@@ -854,8 +911,14 @@ public final class ConversationEngine: @unchecked Sendable {
             rejectedTurns += 1
             return ConversationError(.overloaded, code: "queue_full", "too many turns are waiting for inference; retry later")
         }
-        if let key, sessions[key] == nil {
-            return admissionRefusal(namespace: key.namespace, now: Date(), commit: false)
+        if let key {
+            if sessions[key] == nil, let refusal = admissionRefusal(namespace: key.namespace, now: Date(), commit: false) {
+                return refusal
+            }
+            // The smallest turn (a transcript of a few bytes): one that does not fit either is
+            // refused before its body is read.
+            return storeRefusal(adding: StorageLimits.memory(strings: 0, embeddingValues: encoder.dimension), for: key,
+                                now: Date(), commit: false)
         }
         return nil
     }
@@ -990,6 +1053,7 @@ public final class ConversationEngine: @unchecked Sendable {
                 state.lastActivity = max(state.lastActivity, turn.receivedAt)
                 slot.state = state
                 slot.bytes = state.storedBytes
+                slot.memory = state.memoryBytes
                 slot.context = nil  // rebuilt from the turns when the next one arrives
                 slot.version += 1
                 sessions[key] = slot

@@ -17,6 +17,16 @@ public struct StorageLimits: Sendable, Equatable {
 
     public init() {}
 
+    /// Memory a stored turn holds beyond its strings and embeddings: the turn's structure,
+    /// logits, probabilities, gates, decoder back-pointers and stream context (measured about
+    /// 3 KiB with `Deploy/measure-memory.py`: 5.2 KB per text-only turn of 512-d embeddings).
+    public static let turnOverheadBytes = 3 * 1024
+
+    /// The memory a turn of `strings` bytes of strings and `embeddingValues` floats holds.
+    public static func memory(strings: Int, embeddingValues: Int) -> Int {
+        strings + turnOverheadBytes + 4 * embeddingValues
+    }
+
     /// The UTF-8 bytes of the given strings together (nil counts zero).
     public static func bytes(_ strings: String?...) -> Int {
         strings.reduce(0) { $0 + ($1?.utf8.count ?? 0) }
@@ -44,6 +54,14 @@ extension TurnInput {
 }
 
 extension SessionState {
+    /// The memory this session's turns hold (see `ConversationConfiguration.maxStoredBytes`).
+    var memoryBytes: Int {
+        turns.reduce(StorageLimits.bytes(id)) {
+            $0 + StorageLimits.memory(strings: StorageLimits.bytes($1.turnId, $1.speaker, $1.transcript, $1.clientTimestamp),
+                                      embeddingValues: ($1.audioEmbedding?.values.count ?? 0) + ($1.textEmbedding?.values.count ?? 0))
+        }
+    }
+
     /// Bytes of the strings this session holds (see `StorageLimits.sessionBytes`).
     var storedBytes: Int {
         turns.reduce(StorageLimits.bytes(id)) { $0 + StorageLimits.bytes($1.turnId, $1.speaker, $1.transcript, $1.clientTimestamp) }

@@ -26,6 +26,7 @@ struct EmotionServer: AsyncParsableCommand {
     @Option(help: "Maximum sessions held; when full, expired then the longest-idle sessions are evicted (EMOTION_MAX_SESSIONS).") var maxSessions: Int?
     @Option(help: "Sessions one tenant (API key namespace) may hold, else 429 tenant_session_quota; 0: no quota. Default: a quarter of --max-sessions with API keys, no quota without (EMOTION_MAX_SESSIONS_PER_TENANT).") var maxSessionsPerTenant: Int?
     @Option(help: "Seconds a session must have been idle before a full table may evict it (EMOTION_EVICTION_MIN_IDLE).") var evictionMinIdle: Double?
+    @Option(help: "Bytes all sessions together may hold (strings, embeddings, per-turn structure); a turn beyond first evicts idle sessions, else 503 store_full (EMOTION_MAX_STORED_BYTES).") var maxStoredBytes: Int?
     @Option(help: "Seconds a session may stay idle (EMOTION_SESSION_TTL).") var sessionTtl: Double?
     @Option(help: "Turns one session may hold (EMOTION_MAX_TURNS_PER_SESSION).") var maxTurnsPerSession: Int?
     @Option(help: "Turns one /v1/dialogues/analyze request may hold, else 422 dialogue_too_long (EMOTION_MAX_DIALOGUE_TURNS).") var maxDialogueTurns: Int?
@@ -95,6 +96,7 @@ struct EmotionServer: AsyncParsableCommand {
                                                             options.conversation.maxTurnsPerSession)
         options.conversation.evictionMinimumIdle = try value(evictionMinIdle, "EVICTION_MIN_IDLE",
                                                              options.conversation.evictionMinimumIdle)
+        options.conversation.maxStoredBytes = try value(maxStoredBytes, "MAX_STORED_BYTES", options.conversation.maxStoredBytes)
         options.conversation.maxDialogueTurns = try value(maxDialogueTurns, "MAX_DIALOGUE_TURNS", options.conversation.maxDialogueTurns)
         options.conversation.maxDialogueAudioSeconds = try value(maxDialogueAudioSeconds, "MAX_DIALOGUE_AUDIO_SECONDS",
                                                                  options.conversation.maxDialogueAudioSeconds)
@@ -160,6 +162,7 @@ struct EmotionServer: AsyncParsableCommand {
             "max_turns_per_session": options.conversation.maxTurnsPerSession, "max_session_bytes": limits.sessionBytes,
             "max_sessions_per_tenant": options.conversation.maxSessionsPerTenant ?? NSNull(),
             "eviction_min_idle_s": options.conversation.evictionMinimumIdle,
+            "max_stored_bytes": options.conversation.maxStoredBytes,
             "max_dialogue_turns": options.conversation.maxDialogueTurns,
             "max_dialogue_audio_s": options.conversation.maxDialogueAudioSeconds,
             "analysis_turn_capacity": options.conversation.analysisTurnCapacity,

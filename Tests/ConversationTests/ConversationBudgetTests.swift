@@ -196,6 +196,33 @@ import TestSupport
         #expect(collector[0]?.value != nil && collector[1]?.value != nil)
     }
 
+    @Test func theMemoryOfAllSessionsIsBoundedAndIdleSessionsMakeRoom() async throws {
+        // One text-only turn of `post`: its strings (a generated turn id, speaker, transcript),
+        // the per-turn structure and one 64-d embedding; three fit, a fourth does not.
+        let turn = StorageLimits.memory(strings: 36 + 1 + "hello a1".utf8.count, embeddingValues: 64)
+        let fresh = try engine { $0.maxStoredBytes = 3 * turn + 50; $0.evictionMinimumIdle = 3600 }
+        for id in ["a1", "a2", "a3"] { try await post(fresh, id, "acme") }
+        let refused = await #expect(throws: ConversationError.self) { try await post(fresh, "b1", "globex") }
+        #expect(refused?.code == "store_full" && refused?.category == .overloaded)
+        #expect((refused?.retryAfter ?? 0) > 3000, "retry when the first session may be evicted")
+        let own = await #expect(throws: ConversationError.self) { try await post(fresh, "a1", "acme") }
+        #expect(own?.code == "store_full", "an existing session's turn is bounded too")
+        #expect(fresh.admissionRefusal(session: SessionKey(namespace: "globex", id: "b1"))?.code == "store_full",
+                "refused from the head as well")
+        #expect(fresh.statistics.sessions == 3 && fresh.counters.evictedSessions == 0)
+
+        // Idle long enough: the longest idle session makes room, never the one posted to; asking
+        // at header time evicts nothing.
+        let roomy = try engine { $0.maxStoredBytes = 3 * turn + 50; $0.evictionMinimumIdle = 0 }
+        for id in ["a1", "a2", "a3"] { try await post(roomy, id, "acme") }
+        #expect(roomy.admissionRefusal(session: SessionKey(namespace: "acme", id: "a3")) == nil)
+        #expect(roomy.session("a1", namespace: "acme") != nil && roomy.counters.evictedSessions == 0)
+        try await post(roomy, "a3", "acme")
+        #expect(roomy.session("a1", namespace: "acme") == nil, "the longest idle session was evicted")
+        #expect(roomy.session("a2", namespace: "acme") != nil && roomy.session("a3", namespace: "acme")?.turns.count == 2)
+        #expect(roomy.counters.evictedSessions == 1)
+    }
+
     @Test func aTenantBeyondItsQuotaIsRefusedWhileOthersAreServed() async throws {
         let engine = try engine { $0.maxSessions = 10; $0.maxSessionsPerTenant = 2; $0.sessionTTL = 600 }
         for id in ["a1", "a2"] { try await post(engine, id, "acme") }

@@ -312,9 +312,9 @@ struct EvaluateCommand: ParsableCommand {
                     guard let data = FileManager.default.contents(atPath: path) else {
                         throw ConversationError(.invalidInput, code: "file_unreadable", "cannot read \(path)")
                     }
-                    return try engine.embeddings(of: TurnInput(speaker: "-", transcript: "", audio: data)).audio
+                    return try engine.pipeline.embeddings(of: TurnInput(speaker: "-", transcript: "", audio: data)).audio
                 case .text(let transcript):
-                    return try engine.embeddings(of: TurnInput(speaker: "-", transcript: transcript)).text
+                    return try engine.pipeline.embeddings(of: TurnInput(speaker: "-", transcript: transcript)).text
                 }
             })
             progress.step()
@@ -377,11 +377,11 @@ struct EvaluateCommand: ParsableCommand {
         let progress = Progress(total: dialogues.count, what: "classified dialogues")
         DispatchQueue.concurrentPerform(iterations: dialogues.count) { d in
             slots.set(d, Result {
-                let classifications = try engine.classify(dialogue: embeddings[d])
+                let classifications = try engine.pipeline.classify(dialogue: embeddings[d])
                 return DialogueResult(
                     classifications: classifications,
-                    online: try engine.decodeOnline(embeddings[d], classifications: classifications),
-                    offline: try engine.decodeOffline(embeddings[d], classifications: classifications,
+                    online: try engine.pipeline.decodeOnline(embeddings[d], classifications: classifications),
+                    offline: try engine.pipeline.decodeOffline(embeddings[d], classifications: classifications,
                                                       repeatTwice: true))
             })
             progress.step()

@@ -109,10 +109,10 @@ import TestSupport
         #expect(order.all == ["turn", "analysis"])
         // In steps, the analysis still gives what the pipeline stages give in one piece.
         let chunked = try await engine.analyze(dialogue(40))
-        let history = try dialogue(40).map { try engine.embeddings(of: $0) }
-        let reference = try engine.classify(dialogue: history)
+        let history = try dialogue(40).map { try engine.pipeline.embeddings(of: $0) }
+        let reference = try engine.pipeline.classify(dialogue: history)
         #expect(chunked.classifications.map(\.logits) == reference.map(\.logits))
-        #expect(chunked.decoded == (try engine.decodeOffline(history, classifications: reference, repeatTwice: true)))
+        #expect(chunked.decoded == (try engine.pipeline.decodeOffline(history, classifications: reference, repeatTwice: true)))
     }
 
     @Test func anAnalysisStopsAtItsDeadline() async throws {

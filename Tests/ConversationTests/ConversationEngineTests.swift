@@ -70,14 +70,14 @@ import Testing
                                                          logits: outcome.turn.logits.map { Double($0) * factors[i] }))
             #expect(outcome.decoded == path, "turn \(i)")
         }
-        let history = try script.map { try engine.embeddings(of: $0) }
-        let classifications = try engine.classify(dialogue: history)
-        #expect(try engine.decodeOnline(history, classifications: classifications) == reference.bestPath)
+        let history = try script.map { try engine.pipeline.embeddings(of: $0) }
+        let classifications = try engine.pipeline.classify(dialogue: history)
+        #expect(try engine.pipeline.decodeOnline(history, classifications: classifications) == reference.bestPath)
         let turns = script.indices.map { i in
             DialogueTurn(speaker: script[i].speaker, logits: classifications[i].logits.map { Double($0) * factors[i] })
         }
         let offline = try OfflineDecoder.decode(turns, parameters: scaled, labelCount: 4, repeatTwice: true)
-        #expect(try engine.decodeOffline(history, classifications: classifications, repeatTwice: true) == offline)
+        #expect(try engine.pipeline.decodeOffline(history, classifications: classifications, repeatTwice: true) == offline)
         let analysis = try await engine.analyze(script, repeatTwice: true)
         #expect(analysis.decoded == offline)
     }

@@ -62,16 +62,9 @@ extension ConversationEngine {
             return
         }
         lock.lock()
-        if draining {
+        if let refusal = newWorkRefusal() {
             lock.unlock()
-            completion(.failure(ConversationError(.unavailable, code: "shutting_down", "the server is shutting down")))
-            return
-        }
-        guard waitingCount < configuration.queueCapacity else {
-            rejectedTurns += 1
-            lock.unlock()
-            completion(.failure(ConversationError(.overloaded, code: "queue_full",
-                                                  "too many turns are waiting for inference; retry later")))
+            completion(.failure(refusal))
             return
         }
         let running = analysisTurns > 0 || analysisAudioSeconds > 0

@@ -156,11 +156,7 @@ extension ConversationEngine {
     /// table's quota and room (asked only: nothing is evicted before the turn is read).
     public func admissionRefusal(session key: SessionKey? = nil) -> ConversationError? {
         lock.lock(); defer { lock.unlock() }
-        if draining { return ConversationError(.unavailable, code: "shutting_down", "the server is shutting down") }
-        guard waitingCount < configuration.queueCapacity else {
-            rejectedTurns += 1
-            return ConversationError(.overloaded, code: "queue_full", "too many turns are waiting for inference; retry later")
-        }
+        if let refusal = newWorkRefusal() { return refusal }
         if let key {
             if sessions[key] == nil, let refusal = admissionRefusal(namespace: key.namespace, now: Date(), commit: false) {
                 return refusal

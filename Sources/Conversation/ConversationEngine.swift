@@ -209,11 +209,9 @@ public final class ConversationEngine: @unchecked Sendable {
                 return
             }
         }
-        guard waitingCount < configuration.queueCapacity else {
-            rejectedTurns += 1
+        if let refusal = newWorkRefusal() {
             lock.unlock()
-            completion(.failure(ConversationError(.overloaded, code: "queue_full",
-                                                  "too many turns are waiting for inference; retry later")))
+            completion(.failure(refusal))
             return
         }
         if let refusal = budgetRefusal(sessions[key], sessionId: sessionId, input, turnId: turnId) {
@@ -269,6 +267,18 @@ public final class ConversationEngine: @unchecked Sendable {
             submit(sessionId: sessionId, namespace: namespace, turn: turn) { continuation.resume(returning: $0) }
         }
         return try result.get()
+    }
+
+    /// Why no new work (a turn, a dialogue) is taken right now, whatever it holds: the server is
+    /// draining (503 `shutting_down`) or the inference queue is full (503 `queue_full`, counted).
+    /// Called under the lock.
+    func newWorkRefusal() -> ConversationError? {
+        if draining { return ConversationError(.unavailable, code: "shutting_down", "the server is shutting down") }
+        guard waitingCount < configuration.queueCapacity else {
+            rejectedTurns += 1
+            return ConversationError(.overloaded, code: "queue_full", "too many turns are waiting for inference; retry later")
+        }
+        return nil
     }
 
     /// Why a session (nil: not created yet) cannot take this turn: its turn cap or byte budget

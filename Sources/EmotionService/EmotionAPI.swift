@@ -40,40 +40,30 @@ public final class EmotionAPI: Sendable {
         self.apiKeys = apiKeys
         self.readiness = readiness
         labels = engine.classifier.labels
-        metrics.gauge("emotion_sessions", help: "Sessions held in memory.") { Double(engine.statistics.sessions) }
-        metrics.gauge("emotion_queue_depth", help: "Turns accepted and not yet answered.") { Double(engine.statistics.waiting) }
-        metrics.gauge("emotion_inference_in_flight", help: "Turns being processed right now.") { Double(engine.statistics.running) }
-        metrics.gauge("emotion_rejected_turns_total", help: "Turns refused because the server was over capacity.") {
-            Double(engine.statistics.rejected)
-        }
-        metrics.gauge("emotion_expired_sessions_total", help: "Sessions dropped after their idle TTL.") {
-            Double(engine.statistics.expired)
-        }
-        metrics.gauge("emotion_evicted_sessions_total",
-                      help: "Idle sessions evicted (oldest last activity first) to make room in a full session table.") {
-            Double(engine.counters.evictedSessions)
-        }
-        metrics.gauge("emotion_tenant_quota_refusals_total",
-                      help: "New sessions refused (429 tenant_session_quota) because their tenant held its quota.") {
-            Double(engine.counters.quotaRefusals)
-        }
-        metrics.gauge("emotion_rejected_analyses_total",
-                      help: "Dialogue analyses refused (503 analysis_queue_full) because running analyses held the capacity.") {
-            Double(engine.counters.rejectedAnalyses)
-        }
-        metrics.gauge("emotion_abandoned_analyses_total", help: "Dialogue analyses stopped because their client was gone.") {
-            Double(engine.counters.abandonedAnalyses)
-        }
-        metrics.gauge("emotion_analysis_timeouts_total", help: "Dialogue analyses stopped at --analyze-timeout (503 analysis_timeout).") {
-            Double(engine.counters.timedOutAnalyses)
-        }
-        metrics.gauge("emotion_analysis_turns_skipped_total",
-                      help: "Turns of stopped analyses (client gone, timeout) that were never processed.") {
-            Double(engine.counters.skippedAnalysisTurns)
-        }
-        metrics.gauge("emotion_analysis_turns_in_flight", help: "Turns of the dialogue analyses accepted and not yet answered.") {
-            Double(engine.counters.analysisTurnsInFlight)
-        }
+        let counters: [(String, String, @Sendable (ConversationEngine) -> Double)] = [
+            ("emotion_sessions", "Sessions held in memory.", { Double($0.statistics.sessions) }),
+            ("emotion_queue_depth", "Turns accepted and not yet answered.", { Double($0.statistics.waiting) }),
+            ("emotion_inference_in_flight", "Turns being processed right now.", { Double($0.statistics.running) }),
+            ("emotion_rejected_turns_total", "Turns refused because the server was over capacity.", { Double($0.statistics.rejected) }),
+            ("emotion_expired_sessions_total", "Sessions dropped after their idle TTL.", { Double($0.statistics.expired) }),
+            ("emotion_evicted_sessions_total",
+             "Idle sessions evicted (oldest last activity first) to make room in a full session table or memory budget.",
+             { Double($0.counters.evictedSessions) }),
+            ("emotion_tenant_quota_refusals_total",
+             "New sessions refused (429 tenant_session_quota) because their tenant held its quota.", { Double($0.counters.quotaRefusals) }),
+            ("emotion_rejected_analyses_total",
+             "Dialogue analyses refused (503 analysis_queue_full) because running analyses held the capacity.",
+             { Double($0.counters.rejectedAnalyses) }),
+            ("emotion_abandoned_analyses_total", "Dialogue analyses stopped because their client was gone.",
+             { Double($0.counters.abandonedAnalyses) }),
+            ("emotion_analysis_timeouts_total", "Dialogue analyses stopped at --analyze-timeout (503 analysis_timeout).",
+             { Double($0.counters.timedOutAnalyses) }),
+            ("emotion_analysis_turns_skipped_total", "Turns of stopped analyses (client gone, timeout) that were never processed.",
+             { Double($0.counters.skippedAnalysisTurns) }),
+            ("emotion_analysis_turns_in_flight", "Turns of the dialogue analyses accepted and not yet answered.",
+             { Double($0.counters.analysisTurnsInFlight) }),
+        ]
+        for (name, help, read) in counters { metrics.gauge(name, help: help) { read(engine) } }
     }
 
     /// A route template for logs and metrics (no ids).

@@ -30,6 +30,26 @@ import Testing
         (.turn, "{not json", 400, "malformed_json", "the body is not valid JSON (or not UTF-8)"),
         (.turn, #"{"speaker": "A", "transcript": "x"} trailing"#, 400, "malformed_json", "the body is not valid JSON (or not UTF-8)"),
         (.turn, #"{"speaker": "A", "transcript": "\ud800"}"#, 400, "malformed_json", "the body is not valid JSON (or not UTF-8)"),
+        (.turn, #"{"speaker": "A", "transcript": "x", "timestamp": "\ud800"}"#, 400, "malformed_json", "the body is not valid JSON (or not UTF-8)"),
+        (.turn, #"{"speaker": "A", "transcript": "x\q"}"#, 400, "malformed_json", "the body is not valid JSON (or not UTF-8)"),
+        (.turn, "{\"speaker\": \"A\", \"transcript\": \"a raw\ttab\"}", 400, "malformed_json", "the body is not valid JSON (or not UTF-8)"),
+        // Values JSONDecoder only checks when it decodes them (never an unknown field's, nor after
+        // an earlier error): 400 all the same, as with JSONSerialization.
+        (.turn, #"{"speaker": "A", "transcript": "x", "foo": "\udc00"}"#, 400, "malformed_json", "the body is not valid JSON (or not UTF-8)"),
+        (.turn, #"{"speaker": 5, "transcript": "\q"}"#, 400, "malformed_json", "the body is not valid JSON (or not UTF-8)"),
+        (.turn, #"{"speaker": "A", "transcript": "x", "foo": "\u12G4"}"#, 400, "malformed_json", "the body is not valid JSON (or not UTF-8)"),
+        (.turn, #"{"speaker": "A", "transcript": "x", "foo": 01}"#, 400, "malformed_json", "the body is not valid JSON (or not UTF-8)"),
+        (.turn, #"{"speaker": "A", "transcript": "x", "foo": 1.}"#, 400, "malformed_json", "the body is not valid JSON (or not UTF-8)"),
+        (.turn, #"{"speaker": "A", "transcript": "x", "foo": -}"#, 400, "malformed_json", "the body is not valid JSON (or not UTF-8)"),
+        (.turn, #"{"speaker": "A", "transcript": "x", "foo": 1e}"#, 400, "malformed_json", "the body is not valid JSON (or not UTF-8)"),
+        (.turn, #"{"speaker": "A", "transcript": "x", "foo": 1.5.2}"#, 400, "malformed_json", "the body is not valid JSON (or not UTF-8)"),
+        (.turn, #"{"speaker": 1e400, "transcript": "x"}"#, 400, "malformed_json", "the body is not valid JSON (or not UTF-8)"),
+        (.turn, "{\"speaker\": \"A\", \"transcript\": \"x\", \"foo\": \"\u{1}\"}", 400, "malformed_json",
+         "the body is not valid JSON (or not UTF-8)"),
+        // Numbers JSON allows are no syntax error (but no string either).
+        (.turn, #"{"speaker": -0.5e+10, "transcript": "x"}"#, 422, "invalid_field", "speaker: must be a string"),
+        (.turn, #"{"speaker": 1E-400, "transcript": "x"}"#, 422, "invalid_field", "speaker: must be a string"),
+        (.turn, #"{"speaker": 0, "transcript": "x", "foo": [-0, 10, 2.50]}"#, 422, "unknown_field", "unknown field 'foo'; \(turnFields)"),
         (.turn, #"[{"speaker": "A", "transcript": "x"}]"#, 400, "malformed_json", "the body must be a JSON object"),
         (.dialogue, #"[{"turns": []}]"#, 400, "malformed_json", "the body must be a JSON object"),
         (.turn, #""speaker""#, 400, "malformed_json", "the body must be a JSON object"),
@@ -138,8 +158,22 @@ import Testing
         #expect(try EmotionAPI.parseDialogue(Data(#"{"turns": []}"#.utf8)).1)
         // The same name in different objects is no duplicate.
         #expect(try EmotionAPI.parseDialogue(Data(#"{"turns": [{"speaker": "A", "transcript": "x"}, {"speaker": "A", "transcript": "x"}]}"#.utf8)).0.count == 2)
+        // A trailing comma is accepted, as JSONSerialization (on Linux) accepted it: pinned, so
+        // that refusing it one day is a decision.
+        #expect(try EmotionAPI.parseTurn(Data(#"{"speaker": "A", "transcript": "x",}"#.utf8)).transcript == "x")
         // A UTF-8 byte-order mark is skipped, as JSONSerialization did.
         #expect(try EmotionAPI.parseTurn(Data([0xEF, 0xBB, 0xBF]) + Data(#"{"speaker": "A", "transcript": "x"}"#.utf8)).speaker == "A")
+    }
+
+    /// Ill-formed UTF-8 in a string whose value is never decoded (an unknown field's).
+    @Test(arguments: [[0xC3, 0x28], [0xC0, 0xAF], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xE2, 0x82], [0x80], [0xFF]] as [[UInt8]])
+    func illFormedUTF8IsMalformed(_ sequence: [UInt8]) {
+        let body = Data(#"{"speaker": "A", "transcript": "x", "foo": "a"#.utf8) + Data(sequence) + Data(#"b"}"#.utf8)
+        let error = Self.refusal(.turn, body)
+        #expect(error?.status == 400 && error?.code == "malformed_json")
+        // Well-formed sequences of every length are fine, escaped or not.
+        let fine = Data(#"{"speaker": "A", "transcript": "é € 𝄞 \u00e9 \ud834\udd1e"}"#.utf8)
+        #expect((try? EmotionAPI.parseTurn(fine))?.transcript == "é € 𝄞 é 𝄞")
     }
 
     @Test func bodiesThatAreNotUTF8AreMalformed() {

@@ -195,6 +195,50 @@ import Testing
         }
     }
 
+    /// What was 400 with JSONSerialization is 400 now, and nothing else is: thousands of
+    /// mutations (seeded) of valid bodies, a byte replaced, inserted or deleted. Bodies with a NUL
+    /// byte are left out: JSONSerialization guessed UTF-16 or UTF-32 from them, which is refused now.
+    @Test func malformedIsWhatJSONSerializationRefused() {
+        let seeds = [
+            #"{"speaker": "agent", "transcript": "Hi \"you\" \u00e9\ud834\udd1e\n", "audio": "AQIDBA==", "turn_id": "t-1", "timestamp": "12:00"}"#,
+            #"{"turns": [{"speaker": "A", "transcript": "x"}, {"speaker": "B", "audio": "/w==", "timestamp": "t"}], "repeat_twice": false}"#,
+            #"{"speaker": "A", "transcript": "x", "n": [0, -1.5e+3, 10, 2.25E-2, true, null, {"k": "v"}]}"#,
+            #"{"turns": [], "repeat_twice": true, "x": {"a": [1, [2, {"b": "é"}]], "c": -0}}"#,
+        ]
+        let alphabet: [UInt8] = Array(#"{}[],:"\/ubfnrt0123456789-+.eE aluse"#.utf8) + [0x09, 0x0A, 0x0B, 0x1F, 0x7F, 0x80, 0xA0, 0xC0, 0xC3, 0xE2, 0xED, 0xF0, 0xF4, 0xFF]
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next(_ bound: Int) -> Int {
+            state = state &+ 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return Int((z ^ (z >> 31)) % UInt64(bound))
+        }
+        var disagreements: [String] = []
+        var malformed = 0
+        for round in 0..<6000 {
+            var bytes = Array(seeds[round % seeds.count].utf8)
+            for _ in 0...next(3) {
+                let at = next(bytes.count)
+                switch next(3) {
+                case 0: bytes[at] = alphabet[next(alphabet.count)]
+                case 1: bytes.insert(alphabet[next(alphabet.count)], at: at)
+                default: if bytes.count > 1 { bytes.remove(at: at) }
+                }
+            }
+            guard !bytes.contains(0) else { continue }
+            let body = Data(bytes)
+            let before = ((try? JSONSerialization.jsonObject(with: body)) as? [String: Any]) == nil
+            let now = [Route.turn, .dialogue].map { Self.refusal($0, body)?.code == "malformed_json" }
+            if before { malformed += 1 }
+            if now != [before, before] {
+                disagreements.append("\(before ? "was" : "was not") malformed, now \(now): \(String(decoding: bytes, as: UTF8.self).debugDescription)")
+            }
+        }
+        #expect(disagreements.isEmpty, "\(disagreements.count): \(disagreements.prefix(10).joined(separator: "\n"))")
+        #expect(malformed > 1000)  // the mutations do break bodies
+    }
+
     @Test func deepNestingIsMalformedNotAMemoryProblem() {
         let depth = 100_000
         let nested = String(repeating: "[", count: depth) + String(repeating: "]", count: depth)

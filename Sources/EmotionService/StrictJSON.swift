@@ -9,6 +9,8 @@ import Foundation
 ///   JSONDecoder keeps the first and JSONSerialization the last, so a proxy and this server could
 ///   read different requests out of the same bytes);
 /// - unknown fields, wrong types and `null`: 422 (`StrictObject`).
+/// The first of these a body has is its answer, in this order; field errors in the order the
+/// request type reads its fields.
 enum StrictJSON {
     static func decode<T: Decodable>(_ type: T.Type, from body: Data) throws(APIError) -> T {
         guard !body.isEmpty else { throw .malformedJSON("the request body is empty; a JSON object is expected") }

@@ -279,29 +279,9 @@ public final class EmotionAPI: Sendable {
 
     // MARK: - Parsing
 
-    static let turnFields: Set<String> = ["speaker", "transcript", "audio", "turn_id", "timestamp"]
-
+    /// A turn's body (`TurnRequest`, strict JSON).
     static func parseTurn(_ body: Data) throws(APIError) -> TurnInput {
-        try parseTurn(JSONBody(body, allowed: turnFields))
-    }
-
-    static func parseTurn(_ json: JSONBody) throws(APIError) -> TurnInput {
-        let speaker = try json.string("speaker", required: true) ?? ""
-        let transcript = try json.string("transcript") ?? ""
-        var audio: Data?
-        if let encoded = try json.string("audio") {
-            guard let bytes = Data(base64Encoded: encoded, options: [.ignoreUnknownCharacters]),
-                  encoded.unicodeScalars.allSatisfy({ $0.isASCII }) else {
-                throw APIError(422, "invalid_base64", "'audio' is not valid base64")
-            }
-            guard !bytes.isEmpty else { throw APIError(422, "empty_audio", "'audio' decodes to zero bytes") }
-            audio = bytes
-        }
-        if audio == nil && isBlank(transcript) {
-            throw APIError(422, "empty_turn", "a turn needs 'audio', a non-empty 'transcript', or both")
-        }
-        return TurnInput(turnId: try json.string("turn_id"), speaker: speaker, transcript: transcript,
-                         audio: audio, clientTimestamp: try json.string("timestamp"))
+        try StrictJSON.decode(TurnRequest.self, from: body).turn
     }
 
     /// Blank as openapi.yaml's `\S` pattern reads it: only Unicode white space, line ends and the
@@ -310,22 +290,10 @@ public final class EmotionAPI: Sendable {
         text.unicodeScalars.allSatisfy { CharacterSet.whitespacesAndNewlines.contains($0) || $0 == "\u{FEFF}" }
     }
 
+    /// A dialogue's body (`DialogueRequest`, strict JSON): its turns and `repeat_twice`.
     static func parseDialogue(_ body: Data) throws(APIError) -> ([TurnInput], Bool) {
-        let json = try JSONBody(body, allowed: ["turns", "repeat_twice"])
-        let items = try json.array("turns", required: true) ?? []
-        var turns: [TurnInput] = []
-        for (i, item) in items.enumerated() {
-            guard let object = item as? [String: Any] else { throw .invalidField("turns[\(i)]", "must be an object") }
-            turns.append(try parseTurn(JSONBody(object: object, allowed: turnFields.subtracting(["turn_id"]), path: "turns[\(i)].")))
-        }
-        var repeatTwice = true
-        if let value = json.object["repeat_twice"] {
-            guard JSONBody.isBoolean(value), let flag = value as? Bool else {
-                throw .invalidField("repeat_twice", "must be true or false")
-            }
-            repeatTwice = flag
-        }
-        return (turns, repeatTwice)
+        let request = try StrictJSON.decode(DialogueRequest.self, from: body)
+        return (request.turns, request.repeatTwice)
     }
 
     // MARK: - Rendering

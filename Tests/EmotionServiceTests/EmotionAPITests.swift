@@ -107,6 +107,8 @@ import Testing
         ("POST", "/v1/dialogues/analyze", #"{"turns": [{"speaker": "A", "transcript": "x", "turn_id": "no"}]}"#, 422, "unknown_field"),
         ("POST", "/v1/dialogues/analyze", #"{"turns": [1]}"#, 422, "invalid_field"),
         ("POST", "/v1/dialogues/analyze", #"{"turns": [], "repeat_twice": 1}"#, 422, "invalid_field"),
+        ("POST", "/v1/sessions/s/turns", #"{"speaker": "A", "transcript": "x", "speaker": "B"}"#, 422, "duplicate_field"),
+        ("POST", "/v1/dialogues/analyze", #"{"turns": [{"speaker": "A", "transcript": "x", "mood": 01}]}"#, 400, "malformed_json"),
     ])
     func errorsHaveStableCodes(_ method: String, _ path: String, _ body: String, _ status: Int, _ code: String) async {
         let r = await call(method, path, body)

@@ -51,6 +51,12 @@ struct OpenAPISpec {
         }
     }
 
+    /// JSON `true`/`false` as JSONSerialization gives them: NSNumbers whose objCType is "c".
+    static func isBoolean(_ value: Any) -> Bool {
+        guard let number = value as? NSNumber else { return false }
+        return String(cString: number.objCType) == "c"
+    }
+
     /// Problems of `value` against `schema` (empty when valid).
     func validate(_ value: Any, _ schemaNode: [String: Any], at path: String = "$") throws -> [String] {
         let schema = try resolve(schemaNode)
@@ -61,9 +67,9 @@ struct OpenAPISpec {
                 switch t {
                 case "null": return value is NSNull
                 case "string": return value is String
-                case "boolean": return JSONBody.isBoolean(value)
-                case "integer": return (value as? NSNumber).map { !JSONBody.isBoolean(value) && $0.doubleValue == $0.doubleValue.rounded() } ?? false
-                case "number": return value is NSNumber && !JSONBody.isBoolean(value)
+                case "boolean": return Self.isBoolean(value)
+                case "integer": return (value as? NSNumber).map { !Self.isBoolean(value) && $0.doubleValue == $0.doubleValue.rounded() } ?? false
+                case "number": return value is NSNumber && !Self.isBoolean(value)
                 case "array": return value is [Any]
                 case "object": return value is [String: Any]
                 default: return false

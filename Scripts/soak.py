@@ -145,8 +145,7 @@ class Soak:
 
     def monitor(self):
         while not self.stop.is_set():
-            if self.proc.poll() is not None:
-                self.stats.fail(f"server process died with status {self.proc.returncode}")
+            if self.proc.poll() is not None:  # reported by run()
                 self.stop.set()
                 return
             kb = self.rss_kb()
@@ -221,6 +220,9 @@ class Soak:
             except (OSError, http.client.HTTPException) as e:
                 c.close()
                 c = self.conn()
+                if self.proc.poll() is not None:  # the server is gone: run() reports it once
+                    self.stop.set()
+                    return c, None, None
                 dropped += 1
                 if dropped > 1 or self.stop.is_set():
                     if not self.stop.is_set():
@@ -556,7 +558,9 @@ class Soak:
         if alive:
             self.after_load(report)
         else:
-            self.stats.fail(f"server process died with status {self.proc.returncode}")
+            self.stats.failure_count += 1
+            self.stats.failures.insert(0, f"the server process died (status {self.proc.returncode}) during the run; "
+                                          f"log tail:\n" + open(self.log_path).read()[-1500:])
         report["failures"] = self.stats.failures
         report["failure_count"] = self.stats.failure_count
         report["passed"] = self.stats.failure_count == 0

@@ -620,7 +620,7 @@ class Soak:
         elif rss_start is None:
             s.fail("no RSS samples after the warm-up")
         elif rss_end > rss_start * (1 + a.rss_tolerance):
-            s.fail(f"RSS grew from {rss_start} kB (after warm-up) to {rss_end} kB, more than {a.rss_tolerance:.0%}")
+            s.fail(f"RSS grew from {rss_start} kB (after warm-up) to {rss_end} kB, more than {a.rss_tolerance:.1%}")
         if s.turns_ok == 0:
             s.fail("no valid turn was answered 200")
         valid = sum(n for (kind, st, _), n in s.counts.items() if kind.startswith("valid") and isinstance(st, int))
@@ -635,7 +635,9 @@ class Soak:
             "latency_ms": {"p50": pct(50), "p90": pct(90), "p99": pct(99), "max": pct(100)},
             "warmup_end_s": round(warm_until, 1), "steady_state_at_s": self.steady_at and round(self.steady_at, 1),
             "rss_kb": {"start_after_warmup": rss_start, "end": rss_end, "peak": max((kb for _, kb in self.rss), default=None),
-                       "first": self.rss[0][1] if self.rss else None, "samples": len(self.rss)},
+                       "first": self.rss[0][1] if self.rss else None, "samples": len(self.rss),
+                       "growth_after_warmup": rss_start and round(rss_end / rss_start - 1, 4),
+                       "series": self.rss[::max(1, int(30 / a.rss_interval))]},  # about one sample per 30 s
             "tolerated_503": dict(s.tolerated_503),
             "statuses": [{"kind": k, "status": st, "code": c, "count": n}
                          for (k, st, c), n in sorted(s.counts.items(), key=lambda x: (x[0][0], str(x[0][1]), x[0][2]))],
@@ -649,8 +651,11 @@ def print_summary(r):
           f"latency ms p50 {r['latency_ms']['p50']} p90 {r['latency_ms']['p90']} p99 {r['latency_ms']['p99']} max {r['latency_ms']['max']}")
     rss = r["rss_kb"]
     fmt = lambda kb: f"{kb / 1024:.1f} MiB" if kb else "?"
-    print(f"RSS first {fmt(rss['first'])}, after warm-up (at {r['warmup_end_s']} s) {fmt(rss['start_after_warmup'])}, end {fmt(rss['end'])}, peak {fmt(rss['peak'])}")
+    growth = f"{rss['growth_after_warmup']:+.1%}" if rss["growth_after_warmup"] is not None else "?"
+    print(f"RSS first {fmt(rss['first'])}, after warm-up (at {r['warmup_end_s']} s) {fmt(rss['start_after_warmup'])}, "
+          f"end {fmt(rss['end'])} ({growth}), peak {fmt(rss['peak'])}")
     print(f"tolerated 503s: {r['tolerated_503'] or 'none'}")
+    print(f"server threads {r.get('server_threads_end')}, open fds {r.get('server_fds_end')} after the load")
     if "restart" in r:
         print(f"SIGTERM exit {r.get('sigterm_exit_status')}; restart: {r['restart']}")
     print(f"{'kind':42} {'status':>12} {'code':28} {'count':>8}")

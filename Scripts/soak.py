@@ -434,14 +434,17 @@ class Soak:
         return None, b""
 
     def turn_id_conflict(self, rng):
-        sid = f"h-conflict-{rng.randint(0, 3)}"
-        tid = f"c{rng.randint(0, 10**9)}"
-        first = json.dumps({"speaker": "A", "transcript": "first", "turn_id": tid})
-        s1, b1 = self.raw(self.head("POST", f"/v1/sessions/{sid}/turns", self.keys["admin"], len(first)) + first.encode())
+        """A turn_id reused with other content (409); the session is deleted after, so the
+        soak's own stored state stays bounded."""
+        sid, key = f"h-conflict-{rng.randint(0, 10**9)}", self.keys["admin"]
+        first = json.dumps({"speaker": "A", "transcript": "first", "turn_id": "c1"})
+        s1, b1 = self.raw(self.head("POST", f"/v1/sessions/{sid}/turns", key, len(first)) + first.encode())
         if s1 != 200:
             return s1, b1
-        other = json.dumps({"speaker": "A", "transcript": "second", "turn_id": tid})
-        return self.raw(self.head("POST", f"/v1/sessions/{sid}/turns", self.keys["admin"], len(other)) + other.encode())
+        other = json.dumps({"speaker": "A", "transcript": "second", "turn_id": "c1"})
+        result = self.raw(self.head("POST", f"/v1/sessions/{sid}/turns", key, len(other)) + other.encode())
+        s3, b3 = self.raw(self.head("DELETE", f"/v1/sessions/{sid}", key))
+        return result if s3 in (200, 204) else (s3, b3)
 
     def hostile_worker(self, w):
         rng = random.Random(9000 + w)

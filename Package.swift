@@ -104,7 +104,7 @@ let package = Package(
                                                                  "TestSupport"]),
         .testTarget(name: "EmotionServiceTests", dependencies: ["EmotionService", "HTTPServer", "Conversation", "DialogicalEmotionDecoder", "ModelPackage",
                                                                 "Yams", "ConversationTestSupport", "TestSupport"]),
-        .target(name: "ConversationTestSupport", dependencies: ["Conversation", "GatedXLSTM", "Numerics"],
+        .target(name: "ConversationTestSupport", dependencies: ["Conversation", "DialogicalEmotionDecoder", "GatedXLSTM", "Numerics"],
                 path: "Tests/ConversationTestSupport"),
         .testTarget(name: "ConversationTests", dependencies: ["Conversation", "GatedXLSTM", "DialogicalEmotionDecoder",
                                                               "ConversationTestSupport", "TestSupport"]),

@@ -1,6 +1,7 @@
 import Foundation
 import Numerics
 import Conversation
+import DialogicalEmotionDecoder
 import GatedXLSTM
 
 /// Test doubles shared by the Conversation and EmotionService tests: a classifier with
@@ -28,6 +29,16 @@ public func makeClassifier() throws -> GatedXLSTMClassifier {
                                          stack: .init(width: 16, blocks: 1, heads: 2))
     return try GatedXLSTMClassifier(configuration: config, labels: ["ang", "hap", "neu", "sad"],
                                     parameters: RandomParameters())
+}
+
+/// An engine over `makeClassifier()`, `encoder` and DED (p0 0.2, alpha 1, beam 5), with the
+/// default configuration changed by `configure`: what the conversation tests run on.
+public func makeEngine(_ encoder: FakeEncoder = FakeEncoder(),
+                       configure: (inout ConversationConfiguration) -> Void = { _ in }) throws -> ConversationEngine {
+    var config = ConversationConfiguration()
+    configure(&config)
+    return try ConversationEngine(classifier: try makeClassifier(), encoder: encoder,
+                                  ded: try DEDParameters(p0: 0.2, alpha: 1, beamWidth: 5), configuration: config)
 }
 
 /// A deterministic stand-in encoder: embeddings are pseudo-random functions of the content.

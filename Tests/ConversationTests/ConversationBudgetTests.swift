@@ -18,9 +18,7 @@ import TestSupport
 
     func engine(_ encoder: FakeEncoder = FakeEncoder(), configure: (inout ConversationConfiguration) -> Void = { _ in })
         throws -> ConversationEngine {
-        var config = ConversationConfiguration()
-        configure(&config)
-        return try ConversationEngine(classifier: classifier, encoder: encoder, ded: ded, configuration: config)
+        try makeEngine(encoder, configure: configure)
     }
 
     func dialogue(_ count: Int, audioBytes: Int = 0) -> [TurnInput] {

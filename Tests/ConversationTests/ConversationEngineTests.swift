@@ -16,9 +16,7 @@ import Testing
 
     func engine(_ encoder: FakeEncoder = FakeEncoder(), configure: (inout ConversationConfiguration) -> Void = { _ in })
         throws -> ConversationEngine {
-        var config = ConversationConfiguration()
-        configure(&config)
-        return try ConversationEngine(classifier: classifier, encoder: encoder, ded: ded, configuration: config)
+        try makeEngine(encoder, configure: configure)
     }
 
     let script: [TurnInput] = [

@@ -9,10 +9,7 @@ import TestSupport
 /// Issue #11, durability of snapshots: fsynced, private files; deletes at once; every field of
 /// a restored session validated; an unusable directory reported, not fatal.
 @Suite struct SnapshotDurabilityTests {
-    func engine() throws -> ConversationEngine {
-        try ConversationEngine(classifier: try makeClassifier(), encoder: FakeEncoder(),
-                               ded: try DEDParameters(p0: 0.2, alpha: 1, beamWidth: 5))
-    }
+    func engine() throws -> ConversationEngine { try makeEngine() }
 
     func temporaryDirectory(_ name: String) -> URL {
         FileManager.default.temporaryDirectory.appendingPathComponent("\(name)-\(UUID())")

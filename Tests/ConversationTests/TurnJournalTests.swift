@@ -8,10 +8,7 @@ import TestSupport
 
 /// Issue #11: the turn journal (framing, replay, rotation, failures).
 @Suite struct TurnJournalTests {
-    func engine() throws -> ConversationEngine {
-        try ConversationEngine(classifier: try makeClassifier(), encoder: FakeEncoder(),
-                               ded: try DEDParameters(p0: 0.2, alpha: 1, beamWidth: 5))
-    }
+    func engine() throws -> ConversationEngine { try makeEngine() }
 
     /// Equal but for `lastActivity` (the time of the answer, which no record carries; a replayed
     /// session's is its last turn's arrival).

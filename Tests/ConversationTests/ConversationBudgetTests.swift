@@ -8,18 +8,6 @@ import TestSupport
 
 /// Issue #11: budgets of whole-dialogue analyses and of the session table.
 @Suite(.serialized) struct ConversationBudgetTests {
-    let classifier: GatedXLSTMClassifier
-    let ded: DEDParameters
-
-    init() throws {
-        classifier = try makeClassifier()
-        ded = try DEDParameters(p0: 0.2, alpha: 1, beamWidth: 5)
-    }
-
-    func engine(_ encoder: FakeEncoder = FakeEncoder(), configure: (inout ConversationConfiguration) -> Void = { _ in })
-        throws -> ConversationEngine {
-        try makeEngine(encoder, configure: configure)
-    }
 
     func dialogue(_ count: Int, audioBytes: Int = 0) -> [TurnInput] {
         (0..<count).map { i in
@@ -47,7 +35,7 @@ import TestSupport
 
     @Test func anAnalysisIsCappedInTurnsAndInAudioSeconds() async throws {
         // The fake clips last 1 ms per byte: 4 turns of 5 bytes are 20 ms.
-        let engine = try engine { $0.maxDialogueTurns = 4; $0.maxTurnsPerSession = 10_000; $0.maxDialogueAudioSeconds = 0.019 }
+        let engine = try makeEngine { $0.maxDialogueTurns = 4; $0.maxTurnsPerSession = 10_000; $0.maxDialogueAudioSeconds = 0.019 }
         let long = await #expect(throws: ConversationError.self) { _ = try await engine.analyze(dialogue(5)) }
         #expect(long?.code == "dialogue_too_long" && long?.category == .invalidInput)
         let loud = await #expect(throws: ConversationError.self) { _ = try await engine.analyze(dialogue(4, audioBytes: 5)) }
@@ -56,14 +44,14 @@ import TestSupport
         let fits = try await engine.analyze(dialogue(4, audioBytes: 4))
         #expect(fits.classifications.count == 4 && fits.decoded.count == 4)
         // The dialogue cap is its own: a session cap below it does not shorten dialogues.
-        let sessions = try self.engine { $0.maxTurnsPerSession = 2 }
+        let sessions = try makeEngine { $0.maxTurnsPerSession = 2 }
         #expect(try await sessions.analyze(dialogue(5)).decoded.count == 5)
     }
 
     @Test func runningAnalysesAreBoundedByTheAnalysisCapacity() async throws {
         let gate = DispatchSemaphore(value: 0)
         let encoder = FakeEncoder(gate: gate)
-        let engine = try engine(encoder) { $0.analysisTurnCapacity = 5; $0.analysisAudioSecondsCapacity = 0.01 }
+        let engine = try makeEngine(encoder) { $0.analysisTurnCapacity = 5; $0.analysisAudioSecondsCapacity = 0.01 }
         let answers = Order()
         engine.analyze(dialogue(4)) { answers.append($0.value == nil ? "first failed" : "first") }
         #expect(try await eventually { encoder.callCount >= 1 })
@@ -87,7 +75,7 @@ import TestSupport
     @Test func aSessionTurnPostedDuringALongAnalysisIsAnsweredBeforeItEnds() async throws {
         let gate = DispatchSemaphore(value: 0)
         let encoder = FakeEncoder(gate: gate)
-        let engine = try engine(encoder) { $0.maxBatch = 2; $0.workers = 1 }
+        let engine = try makeEngine(encoder) { $0.maxBatch = 2; $0.workers = 1 }
         let order = Order()
         let done = DispatchGroup()
         done.enter()
@@ -116,7 +104,7 @@ import TestSupport
     @Test func anAnalysisStopsAtItsDeadline() async throws {
         let gate = DispatchSemaphore(value: 0)
         let encoder = FakeEncoder(gate: gate)
-        let engine = try engine(encoder) { $0.maxBatch = 2; $0.analyzeTimeout = 0.2 }
+        let engine = try makeEngine(encoder) { $0.maxBatch = 2; $0.analyzeTimeout = 0.2 }
         let outcome = Order()
         engine.analyze(dialogue(20)) { outcome.append($0.error?.code ?? "answered") }
         #expect(try await eventually { encoder.callCount >= 1 })
@@ -133,7 +121,7 @@ import TestSupport
     @Test func anAnalysisWhoseClientIsGoneStops() async throws {
         let gate = DispatchSemaphore(value: 0)
         let encoder = FakeEncoder(gate: gate)
-        let engine = try engine(encoder) { $0.maxBatch = 3 }
+        let engine = try makeEngine(encoder) { $0.maxBatch = 3 }
         let gone = Flag()
         let outcome = Order()
         engine.analyze(dialogue(30), isCancelled: { gone.isSet }) { outcome.append($0.error?.code ?? "answered") }
@@ -156,7 +144,7 @@ import TestSupport
     @Test func aFullTableEvictsTheLongestIdleSessionForAnotherTenant() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("evict-\(UUID())")
         defer { try? FileManager.default.removeItem(at: directory) }
-        let engine = try engine { $0.maxSessions = 3; $0.evictionMinimumIdle = 0 }
+        let engine = try makeEngine { $0.maxSessions = 3; $0.evictionMinimumIdle = 0 }
         let model = SnapshotModel(engine: engine)
         let journal = TurnJournal(directory: directory, model: model)
         engine.attach(journal: journal)
@@ -168,13 +156,13 @@ import TestSupport
         // Ended as an expired session: journaled, so a replay does not bring it back.
         journal.sync()
         let (records, _) = TurnJournal.read(directory: directory, model: model)
-        let replayed = try self.engine { $0.maxSessions = 3 }
+        let replayed = try makeEngine { $0.maxSessions = 3 }
         _ = replayed.replay(records, model: model)
         #expect(replayed.session("a1", namespace: "acme") == nil && replayed.statistics.sessions == 3)
     }
 
     @Test func aSessionIdleForLessThanTheMinimumOrBusyIsNeverEvicted() async throws {
-        let fresh = try engine { $0.maxSessions = 2; $0.evictionMinimumIdle = 3600 }
+        let fresh = try makeEngine { $0.maxSessions = 2; $0.evictionMinimumIdle = 3600 }
         for id in ["a1", "a2"] { try await post(fresh, id, "acme") }
         let refused = await #expect(throws: ConversationError.self) { try await post(fresh, "b1", "globex") }
         #expect(refused?.code == "too_many_sessions" && refused?.category == .overloaded)
@@ -183,7 +171,7 @@ import TestSupport
 
         // Turns in flight or waiting keep a session however old its last activity.
         let gate = DispatchSemaphore(value: 0)
-        let busy = try engine(FakeEncoder(gate: gate)) { $0.maxSessions = 2; $0.evictionMinimumIdle = 0 }
+        let busy = try makeEngine(FakeEncoder(gate: gate)) { $0.maxSessions = 2; $0.evictionMinimumIdle = 0 }
         let collector = Collector()
         busy.submit(sessionId: "a1", namespace: "acme", turn: TurnInput(speaker: "A", transcript: "one"), completion: collector.callback(0))
         busy.submit(sessionId: "a2", namespace: "acme", turn: TurnInput(speaker: "A", transcript: "two"), completion: collector.callback(1))
@@ -198,7 +186,7 @@ import TestSupport
         // One text-only turn of `post`: its strings (a generated turn id, speaker, transcript),
         // the per-turn structure and one 64-d embedding; three fit, a fourth does not.
         let turn = StorageLimits.memory(strings: 36 + 1 + "hello a1".utf8.count, embeddingValues: 64)
-        let fresh = try engine { $0.maxStoredBytes = 3 * turn + 50; $0.evictionMinimumIdle = 3600 }
+        let fresh = try makeEngine { $0.maxStoredBytes = 3 * turn + 50; $0.evictionMinimumIdle = 3600 }
         for id in ["a1", "a2", "a3"] { try await post(fresh, id, "acme") }
         let refused = await #expect(throws: ConversationError.self) { try await post(fresh, "b1", "globex") }
         #expect(refused?.code == "store_full" && refused?.category == .overloaded)
@@ -211,7 +199,7 @@ import TestSupport
 
         // Idle long enough: the longest idle session makes room, never the one posted to; asking
         // at header time evicts nothing.
-        let roomy = try engine { $0.maxStoredBytes = 3 * turn + 50; $0.evictionMinimumIdle = 0 }
+        let roomy = try makeEngine { $0.maxStoredBytes = 3 * turn + 50; $0.evictionMinimumIdle = 0 }
         for id in ["a1", "a2", "a3"] { try await post(roomy, id, "acme") }
         #expect(roomy.admissionRefusal(session: SessionKey(namespace: "acme", id: "a3")) == nil)
         #expect(roomy.session("a1", namespace: "acme") != nil && roomy.counters.evictedSessions == 0)
@@ -222,7 +210,7 @@ import TestSupport
     }
 
     @Test func aTenantBeyondItsQuotaIsRefusedWhileOthersAreServed() async throws {
-        let engine = try engine { $0.maxSessions = 10; $0.maxSessionsPerTenant = 2; $0.sessionTTL = 600 }
+        let engine = try makeEngine { $0.maxSessions = 10; $0.maxSessionsPerTenant = 2; $0.sessionTTL = 600 }
         for id in ["a1", "a2"] { try await post(engine, id, "acme") }
         let refused = await #expect(throws: ConversationError.self) { try await post(engine, "a3", "acme") }
         #expect(refused?.code == "tenant_session_quota" && refused?.category == .quotaExceeded)
@@ -245,12 +233,12 @@ import TestSupport
     /// way, classifies every turn exactly as the streams of its whole history do.
     @Test func aLongSessionClassifiesEveryTurnFromItsWholeHistory() async throws {
         let encoder = FakeEncoder()
-        var engine = try engine(encoder)
+        var engine = try makeEngine(encoder)
         var history: [TurnEmbeddings] = []
         let speakers = ["agent", "caller", "caller", "supervisor", "agent", "caller", "agent"]
         for i in 0..<120 {
             if i == 60 {
-                let restarted = try self.engine(encoder)
+                let restarted = try makeEngine(encoder)
                 restarted.restore(engine.snapshot())
                 engine = restarted
             }
@@ -259,7 +247,7 @@ import TestSupport
             let outcome = try await engine.submit(sessionId: "long", turn: turn)
             history.append(TurnEmbeddings(speaker: turn.speaker, audio: try turn.audio.map { try encoder.embed(audio: $0) },
                                           text: turn.hasTranscript ? try encoder.embed(text: turn.transcript) : nil))
-            let direct = try classifier.classify([StreamAssembler.streams(for: i, in: history, dimension: 64)])[0]
+            let direct = try engine.classifier.classify([StreamAssembler.streams(for: i, in: history, dimension: 64)])[0]
             #expect(outcome.turn.index == i && outcome.turn.logits == direct.logits && outcome.turn.gates == direct.gates, "turn \(i)")
         }
     }

@@ -67,10 +67,9 @@ extension ConversationEngine {
     /// evicting idle sessions (the oldest last activity first, idle at least
     /// `evictionMinimumIdle`, never `key`) if that makes room (under the lock): 503 `store_full`,
     /// Retry-After when the first session becomes evictable. `commit` false only asks.
-    /// Sums every session's memory: O(sessions), a few microseconds per thousand.
     func storeRefusal(adding cost: Int, for key: SessionKey, now: Date, commit: Bool = true) -> ConversationError? {
         let limit = configuration.maxStoredBytes
-        var total = sessions.values.reduce(0) { $0 + $1.memory }
+        var total = sessions.memory
         guard total + cost > limit else { return nil }
         let evictable = now.addingTimeInterval(-min(configuration.evictionMinimumIdle, configuration.sessionTTL))
         let idle = sessions.all.filter { $0.key != key && $0.value.inFlight == nil && $0.value.waiting.isEmpty }
@@ -265,7 +264,7 @@ extension ConversationEngine {
                 state.lastActivity = max(state.lastActivity, turn.receivedAt)
                 slot.state = state
                 slot.bytes = state.storedBytes
-                slot.memory = state.memoryBytes
+                sessions.charge(slot, at: key, state.memoryBytes - slot.memory)
                 slot.context = nil  // rebuilt from the turns when the next one arrives
                 slot.version += 1
                 sessions[key] = slot

@@ -44,7 +44,7 @@ public final class ConversationEngine: @unchecked Sendable {
         }
     }
 
-    final class Slot {
+    final class Slot: MemoryCharged {
         var state: SessionState
         var waiting: [Pending] = []
         var inFlight: Pending?
@@ -214,14 +214,13 @@ public final class ConversationEngine: @unchecked Sendable {
             completion(.failure(refusal))
             return
         }
-        if let refusal = budgetRefusal(sessions[key], sessionId: sessionId, input, turnId: turnId) {
+        let pending = Pending(input: input, turnId: turnId, dimension: encoder.dimension, completion: completion)
+        if let refusal = budgetRefusal(sessions[key], sessionId: sessionId, adding: pending.bytes) {
             lock.unlock()
             completion(.failure(refusal))
             return
         }
-        let cost = StorageLimits.memory(strings: input.storedBytes(turnId: turnId),
-                                        embeddingValues: encoder.dimension * ((input.audio == nil ? 0 : 1) + (input.hasTranscript ? 1 : 0)))
-        if let refusal = storeRefusal(adding: cost, for: key, now: Date()) {
+        if let refusal = storeRefusal(adding: pending.memory, for: key, now: Date()) {
             lock.unlock()
             completion(.failure(refusal))
             return
@@ -246,9 +245,8 @@ public final class ConversationEngine: @unchecked Sendable {
                                             turns: [], decoder: decoder, decoded: []))
             sessions[key] = slot
         }
-        let pending = Pending(input: input, turnId: turnId, dimension: encoder.dimension, completion: completion)
         slot.bytes += pending.bytes
-        slot.memory += pending.memory
+        sessions.charge(slot, at: key, pending.memory)
         waitingCount += 1
         slot.state.lastActivity = Date()
         if slot.inFlight == nil {
@@ -283,13 +281,13 @@ public final class ConversationEngine: @unchecked Sendable {
 
     /// Why a session (nil: not created yet) cannot take this turn: its turn cap or byte budget
     /// (409 conflicts with the session's state). Called under the lock.
-    func budgetRefusal(_ slot: Slot?, sessionId: String, _ input: TurnInput, turnId: String) -> ConversationError? {
+    func budgetRefusal(_ slot: Slot?, sessionId: String, adding turnBytes: Int) -> ConversationError? {
         let turns = slot.map { $0.state.turns.count + $0.waiting.count + ($0.inFlight == nil ? 0 : 1) } ?? 0
         if turns >= configuration.maxTurnsPerSession {
             return ConversationError(.conflict, code: "session_full",
                                      "the session holds its maximum of \(configuration.maxTurnsPerSession) turns")
         }
-        let bytes = (slot?.bytes ?? StorageLimits.bytes(sessionId)) + input.storedBytes(turnId: turnId)
+        let bytes = (slot?.bytes ?? StorageLimits.bytes(sessionId)) + turnBytes
         if bytes > configuration.limits.sessionBytes {
             return ConversationError(.conflict, code: "session_budget_exceeded",
                                      "this turn would take the session's strings to \(bytes) UTF-8 bytes; the budget is \(configuration.limits.sessionBytes)")
@@ -461,7 +459,7 @@ public final class ConversationEngine: @unchecked Sendable {
         waitingCount -= 1
         if case .failure = result {
             job.slot.bytes -= job.pending.bytes
-            job.slot.memory -= job.pending.memory
+            sessions.charge(job.slot, at: job.key, -job.pending.memory)
         }
         let completions = job.pending.completions
         job.slot.inFlight = nil

@@ -17,10 +17,11 @@ public protocol HTTPHandler: Sendable {
 
     /// Admission at header time: called on the connection's queue once the head of a request
     /// that announces a body is parsed, before any byte of the body is read and before
-    /// `100 Continue` is sent. An error is answered at once and the connection closes after it
-    /// (the body is never read), so that a request the handler would refuse anyway (bad key,
-    /// unknown route, server full) costs no buffer. Must be quick and must not block. The
-    /// default admits every request.
+    /// `100 Continue` is sent. An error is the answer, so that a request the handler would refuse
+    /// anyway (bad key, unknown route, server full) costs no buffer: a declared body of at most
+    /// 64 KiB (without Expect) is read and dropped first and the connection stays usable; any
+    /// other body is never read and the connection closes after the answer. Must be quick and
+    /// must not block. The default admits every request.
     func admit(_ head: HTTPRequestHead) -> HTTPError?
 }
 

@@ -37,39 +37,44 @@ let package = Package(
         // Hand-written kernels (small-M products against pre-packed weights).
         .target(name: "CKernels", cSettings: [.unsafeFlags(["-O3"])]),
 
+        // The error vocabulary every module speaks: a stable code, a message, and the kind of
+        // failure that decides the answer (one table in HTTPServer maps kinds to statuses).
+        .target(name: "ErrorVocabulary"),
+
         // Pipeline: numerics, and the model package every stage loads its weights from.
-        .target(name: "Numerics", dependencies: ["CBLAS", "CKernels"]),
-        .target(name: "ModelPackage", dependencies: ["Numerics", "COpenSSL"]),
+        .target(name: "Numerics", dependencies: ["CBLAS", "CKernels", "ErrorVocabulary"]),
+        .target(name: "ModelPackage", dependencies: ["Numerics", "COpenSSL", "ErrorVocabulary"]),
 
         // Encoders: a turn's audio and transcript to L2-normalised embeddings of one space.
         // Decode, resample, log-mel windows (CLAP's or Whisper's features).
-        .target(name: "AudioFrontEnd", dependencies: ["CSndFile", "CSoxr"]),
-        .target(name: "Tokenizers"),
+        .target(name: "AudioFrontEnd", dependencies: ["CSndFile", "CSoxr", "ErrorVocabulary"]),
+        .target(name: "Tokenizers", dependencies: ["ErrorVocabulary"]),
         // The transformer encoder layer (post-LN BERT, pre-LN Whisper) and the packed linear
         // layer both towers are built of.
         .target(name: "TransformerLayers", dependencies: ["Numerics"]),
         // HTSAT and the Whisper encoder (log-mel windows to embeddings), and a clip through the
         // front end and tower its package names (AudioEmbedder).
-        .target(name: "AudioTowers", dependencies: ["Numerics", "ModelPackage", "AudioFrontEnd", "TransformerLayers"]),
+        .target(name: "AudioTowers", dependencies: ["Numerics", "ModelPackage", "AudioFrontEnd", "TransformerLayers",
+                                                   "ErrorVocabulary"]),
         // The transformer text tower (RoBERTa, BERT), and a transcript through the tokenizer and
         // tower its package names (TextEmbedder).
-        .target(name: "TextTower", dependencies: ["Numerics", "ModelPackage", "Tokenizers", "TransformerLayers"]),
+        .target(name: "TextTower", dependencies: ["Numerics", "ModelPackage", "Tokenizers", "TransformerLayers", "ErrorVocabulary"]),
 
         // Classifier and decoder.
         .target(name: "XLSTM", dependencies: ["Numerics"]),
-        .target(name: "GatedXLSTM", dependencies: ["Numerics", "ModelPackage", "XLSTM"]),
-        .target(name: "DialogicalEmotionDecoder"),
-        .target(name: "Conversation", dependencies: ["GatedXLSTM", "DialogicalEmotionDecoder", "ModelPackage"]),
+        .target(name: "GatedXLSTM", dependencies: ["Numerics", "ModelPackage", "XLSTM", "ErrorVocabulary"]),
+        .target(name: "DialogicalEmotionDecoder", dependencies: ["ErrorVocabulary"]),
+        .target(name: "Conversation", dependencies: ["GatedXLSTM", "DialogicalEmotionDecoder", "ModelPackage", "ErrorVocabulary"]),
 
         // A model package loaded into a conversation engine (turn embedder, classifier, DED):
         // what the server serves and the CLI evaluates.
         .target(name: "ServingPipeline", dependencies: ["AudioTowers", "TextTower", "ModelPackage", "GatedXLSTM",
-                                                        "DialogicalEmotionDecoder", "Conversation"]),
+                                                        "DialogicalEmotionDecoder", "Conversation", "ErrorVocabulary"]),
 
         // Tools: the HTTP service and server, the command line.
-        .target(name: "HTTPServer", dependencies: ["COpenSSL"]),
+        .target(name: "HTTPServer", dependencies: ["COpenSSL", "ErrorVocabulary"]),
         .target(name: "EmotionService", dependencies: ["ServingPipeline", "Conversation", "GatedXLSTM", "ModelPackage", "Numerics",
-                                                       "DialogicalEmotionDecoder", "HTTPServer"]),
+                                                       "DialogicalEmotionDecoder", "HTTPServer", "ErrorVocabulary"]),
         .executableTarget(name: "EmotionServer",
                           dependencies: ["EmotionService", "HTTPServer", "Conversation",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
@@ -99,9 +104,9 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "TextTowerTests", dependencies: ["TextTower", "ModelPackage", "Numerics", "TestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "COpenSSL", "TestSupport"]),
+        .testTarget(name: "HTTPServerTests", dependencies: ["HTTPServer", "COpenSSL", "ErrorVocabulary", "TestSupport"]),
         .testTarget(name: "ServingPipelineTests", dependencies: ["ServingPipeline", "Conversation", "ModelPackage",
-                                                                 "TestSupport"]),
+                                                                 "AudioTowers", "ErrorVocabulary", "TestSupport"]),
         .testTarget(name: "EmotionServiceTests", dependencies: ["EmotionService", "HTTPServer", "Conversation", "DialogicalEmotionDecoder", "ModelPackage",
                                                                 "Yams", "ConversationTestSupport", "TestSupport"]),
         .target(name: "ConversationTestSupport", dependencies: ["Conversation", "DialogicalEmotionDecoder", "GatedXLSTM", "Numerics"],

@@ -1,10 +1,12 @@
+import ErrorVocabulary
+
 /// An error from the audio front-end, with a stable machine-readable code.
 ///
 /// Every failure caused by caller-supplied bytes or samples is reported with one of these
 /// instead of a crash, so a server can map ``code`` straight to a JSON error response
 /// (all of them are client errors, HTTP 400/413/415/422, except `invalid_audio_config`, which is
 /// a broken model package, and `resampling_failed`, which is internal).
-public struct AudioError: Error, Equatable, Sendable, CustomStringConvertible {
+public struct AudioError: CodedError, Equatable {
     /// Stable error codes; the raw values are part of the public contract.
     public enum Code: String, Sendable, CaseIterable {
         /// No bytes, no samples, or a file whose header and data hold zero frames.
@@ -29,15 +31,23 @@ public struct AudioError: Error, Equatable, Sendable, CustomStringConvertible {
         case resamplingFailed = "resampling_failed"
     }
 
-    /// The stable code.
-    public let code: Code
+    /// Why, as a case of the stable codes.
+    public let reason: Code
     /// A human-readable explanation (not stable; for logs and error messages).
     public let message: String
 
     public init(_ code: Code, _ message: String) {
-        self.code = code
+        reason = code
         self.message = message
     }
 
-    public var description: String { "\(code.rawValue): \(message)" }
+    public var code: String { reason.rawValue }
+
+    /// The client's audio is at fault, except for a broken configuration and a failed resampler.
+    public var kind: ErrorKind {
+        switch reason {
+        case .invalidAudioConfig, .resamplingFailed: return .internal
+        default: return .invalidInput
+        }
+    }
 }

@@ -8,8 +8,9 @@ import ModelPackage
 /// decode -> mono -> resample -> log-mel windows (the front end a package's `audio` section
 /// describes: CLAP's or Whisper's log-mel) -> the audio tower it names (HTSAT + projection, or
 /// Whisper + pooling + projection) per window -> mean of the window embeddings, renormalised (a
-/// clip longer than the window is embedded window by window, deterministically). Errors are
-/// ``AudioTowerError``s with the stage's stable code. Thread-safe.
+/// clip longer than the window is embedded window by window, deterministically). Errors are the
+/// front end's `AudioError`s and ``AudioTowerError``s, each with its stable code and kind.
+/// Thread-safe.
 public final class AudioEmbedder: Sendable {
     public let frontEnd: AudioFrontEnd
     public let tower: any AudioTower
@@ -37,44 +38,27 @@ public final class AudioEmbedder: Sendable {
 
     /// The embedding of an encoded clip (WAV, FLAC, ...).
     public func embed(audio data: Data) throws -> [Float] {
-        let features: AudioFeatures
-        do {
-            features = try frontEnd.features(encoded: data)
-        } catch let error as AudioError {
-            throw AudioTowerError(code: error.code.rawValue, message: error.message)
-        }
-        return try embed(features)
+        try embed(frontEnd.features(encoded: data))
     }
 
     /// An upper bound of an encoded clip's duration in seconds from its header alone (nothing is
     /// decoded): the length the header states, or the per-clip limit when it states none (a
-    /// longer clip is refused while decoding). Throws the decoder's errors as `AudioTowerError`s.
+    /// longer clip is refused while decoding). Throws the decoder's `AudioError`s.
     public func durationBound(audio data: Data) throws -> Double {
-        let info: AudioInfo
-        do {
-            info = try frontEnd.decoder.probe(data)
-        } catch let error as AudioError {
-            throw AudioTowerError(code: error.code.rawValue, message: error.message)
-        }
-        return info.durationSeconds ?? frontEnd.decoder.options.maxDurationSeconds
+        try frontEnd.decoder.probe(data).durationSeconds ?? frontEnd.decoder.options.maxDurationSeconds
     }
 
     /// The embedding of a clip given as samples at any rate.
     public func embed(samples: [Float], sampleRate: Int) throws -> [Float] {
-        let features: AudioFeatures
-        do {
-            features = try frontEnd.features(samples: samples, sampleRate: sampleRate)
-        } catch let error as AudioError {
-            throw AudioTowerError(code: error.code.rawValue, message: error.message)
-        }
-        return try embed(features)
+        try embed(frontEnd.features(samples: samples, sampleRate: sampleRate))
     }
 
     func embed(_ features: AudioFeatures) throws -> [Float] {
         // Unpadded windows (Whisper) of a clip shorter than one hop have no frame to encode.
         guard features.windows.allSatisfy({ $0.features.frameCount > 0 }) else {
             throw AudioTowerError(code: "audio_too_short", message:
-                "the clip is shorter than one analysis frame (\(frontEnd.configuration.hopLength) samples at \(frontEnd.configuration.sampleRate) Hz)")
+                "the clip is shorter than one analysis frame (\(frontEnd.configuration.hopLength) samples at \(frontEnd.configuration.sampleRate) Hz)",
+                kind: .invalidInput)
         }
         let windows = try tower.embed(batch: features.windows.map(\.features.values))
         guard var mean = windows.first else {

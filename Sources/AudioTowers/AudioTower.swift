@@ -1,13 +1,18 @@
 import ModelPackage
+import ErrorVocabulary
 
-/// Errors of the audio side, with stable codes: the towers' (`invalid_configuration`,
-/// `invalid_features`), and ``AudioEmbedder``'s (the front end's `AudioError` codes such as
-/// `unreadable_audio` or `audio_too_long`, and `audio_too_short`, `empty_audio`).
-public struct AudioTowerError: Error, CustomStringConvertible, Sendable, Equatable {
+/// Errors of the audio towers and of ``AudioEmbedder``, with stable codes: `invalid_configuration`
+/// and `invalid_features` (internal: the service makes the features itself), and `audio_too_short`
+/// (the client's clip). The front end's `AudioError`s pass through the embedder unchanged.
+public struct AudioTowerError: CodedError, Equatable {
     public let code: String
     public let message: String
-    public init(code: String, message: String) { self.code = code; self.message = message }
-    public var description: String { "\(code): \(message)" }
+    public let kind: ErrorKind
+    public init(code: String, message: String, kind: ErrorKind = .internal) {
+        self.code = code
+        self.message = message
+        self.kind = kind
+    }
 
     /// The frame count of one window's features (`frames x melBins` values, frame-major), or
     /// `invalid_features` when they are not a whole, non-zero number of frames, are more than

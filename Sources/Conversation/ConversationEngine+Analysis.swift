@@ -33,7 +33,7 @@ extension ConversationEngine {
         }
         for (i, turn) in turns.enumerated() {
             if let problem = validate(sessionId: "dialogue", turn) {
-                completion(.failure(ConversationError(problem.category, code: problem.code, "turn \(i): \(problem.message)")))
+                completion(.failure(problem.at(turn: i)))
                 return
             }
         }
@@ -48,11 +48,8 @@ extension ConversationEngine {
             guard let audio = turn.audio else { continue }
             do {
                 seconds += try encoder.audioSeconds(of: audio)
-            } catch let error as ConversationError {
-                completion(.failure(ConversationError(error.category, code: error.code, "turn \(i): \(error.message)")))
-                return
             } catch {
-                completion(.failure(ConversationError(.internal, code: "audio_probe_failed", "turn \(i): \(error)")))
+                completion(.failure(ConversationError(error, otherwise: "audio_probe_failed").at(turn: i)))
                 return
             }
         }
@@ -115,8 +112,8 @@ extension ConversationEngine {
             for i in start..<end {
                 do {
                     job.history.append(try pipeline.embeddings(of: job.turns[i]))
-                } catch let error as ConversationError {
-                    throw ConversationError(error.category, code: error.code, "turn \(i): \(error.message)")
+                } catch {
+                    throw ConversationError(error, otherwise: "encoder_failed").at(turn: i)
                 }
             }
             job.classifications += try pipeline.classify(start..<end, of: job.history)
@@ -129,10 +126,8 @@ extension ConversationEngine {
             let decoded = try pipeline.decodeOffline(job.history, classifications: job.classifications, repeatTwice: job.repeatTwice)
             finishAnalysis(job, .success(DialogueAnalysis(classifications: job.classifications, decoded: decoded,
                                                           milliseconds: Self.milliseconds(since: job.enqueuedAt))))
-        } catch let error as ConversationError {
-            finishAnalysis(job, .failure(error))
         } catch {
-            finishAnalysis(job, .failure(ConversationError(.internal, code: "analysis_failed", "\(error)")))
+            finishAnalysis(job, .failure(ConversationError(error, otherwise: "analysis_failed")))
         }
     }
 

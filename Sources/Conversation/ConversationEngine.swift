@@ -352,10 +352,8 @@ public final class ConversationEngine: @unchecked Sendable {
                 lock.unlock()
                 let streams = context.streams(next: TurnEmbeddings(speaker: input.speaker, audio: audio, text: text))
                 encoded.append((job, streams, audio, text, timings))
-            } catch let error as ConversationError {
-                finish(job, .failure(error))
             } catch {
-                finish(job, .failure(ConversationError(.internal, code: "encoder_failed", "\(error)")))
+                finish(job, .failure(ConversationError(error, otherwise: "encoder_failed")))
             }
         }
         guard !encoded.isEmpty else { return }

@@ -1,39 +1,39 @@
-/// Errors of the conversation layer, with stable codes. The HTTP layer maps `category` to a
-/// status; `code` and `message` go to the client unchanged.
-public struct ConversationError: Error, Sendable, Equatable, CustomStringConvertible {
-    public enum Category: String, Sendable, Codable {
-        /// The turn itself is unusable (bad audio, empty turn, wrong sizes): 422.
-        case invalidInput
-        /// No such session: 404.
-        case notFound
-        /// The same turn id was sent with different content: 409.
-        case conflict
-        /// Over capacity (work queue full, too many sessions): 503 with Retry-After.
-        case overloaded
-        /// The caller's own quota is used up (its tenant holds its maximum of sessions), while
-        /// other callers are still served: 429 with Retry-After.
-        case quotaExceeded
-        /// Shutting down: 503.
-        case unavailable
-        /// A bug or a failed model computation: 500.
-        case `internal`
-    }
+import ErrorVocabulary
 
-    public let category: Category
+/// Errors of the conversation layer, with stable codes: its own (session not found, queue full,
+/// turn id conflict, ...) and those of the encoders it calls, which keep their kind and code.
+/// `code` and `message` go to the client unchanged; `kind` decides the status.
+public struct ConversationError: CodedError, Equatable {
+    public let kind: ErrorKind
     public let code: String
     public let message: String
-    /// Seconds after which a retry may succeed, for `.overloaded` and `.quotaExceeded` (nil: the
-    /// HTTP layer's default).
+    /// Seconds after which a retry may succeed, for transient kinds (nil: the answering layer's
+    /// default).
     public let retryAfter: Double?
 
-    public init(_ category: Category, code: String, _ message: String, retryAfter: Double? = nil) {
-        self.category = category
+    public init(_ kind: ErrorKind, code: String, _ message: String, retryAfter: Double? = nil) {
+        self.kind = kind
         self.code = code
         self.message = message
         self.retryAfter = retryAfter
     }
 
-    public var description: String { "\(code): \(message)" }
+    /// An error of another stage in this layer's terms: a `CodedError` keeps its kind, code and
+    /// message; anything else is internal under `code`.
+    public init(_ error: any Error, otherwise code: String) {
+        if let error = error as? ConversationError {
+            self = error
+        } else if let coded = error as? any CodedError {
+            self.init(coded.kind, code: coded.code, coded.message, retryAfter: coded.retryAfter)
+        } else {
+            self.init(.internal, code: code, "\(error)")
+        }
+    }
+
+    /// The same error about turn `i` of a dialogue.
+    public func at(turn i: Int) -> ConversationError {
+        ConversationError(kind, code: code, "turn \(i): \(message)", retryAfter: retryAfter)
+    }
 
     public static func sessionNotFound(_ id: String) -> ConversationError {
         ConversationError(.notFound, code: "session_not_found", "no session '\(id)'")

@@ -4,10 +4,11 @@ import Glibc
 import Darwin
 #endif
 import Foundation
+import ErrorVocabulary
 
 /// A failed file-system call of the state directory, with its errno (stable code
-/// `state_write_failed`).
-public struct StorageError: Error, Sendable, Equatable, CustomStringConvertible {
+/// `state_write_failed`; unavailable: the state directory may recover, e.g. once space is freed).
+public struct StorageError: CodedError, Equatable {
     public let operation: String
     public let path: String
     public let errno: Int32
@@ -17,6 +18,10 @@ public struct StorageError: Error, Sendable, Equatable, CustomStringConvertible 
         self.path = path
         self.errno = errno
     }
+
+    public var code: String { "state_write_failed" }
+    public var message: String { description }
+    public var kind: ErrorKind { .unavailable }
 
     public var description: String { "\(operation) \(path): \(String(cString: strerror(errno))) (errno \(errno))" }
 }

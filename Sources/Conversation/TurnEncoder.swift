@@ -1,9 +1,9 @@
 import Foundation
 
 /// Turns a dialogue turn's raw inputs into the classifier's embeddings (the turn embedder through
-/// ServingPipeline's `ConversationTurnEncoder`, or a stand-in in tests). Implementations are
-/// thread-safe and throw `ConversationError`s with category `.invalidInput` for unusable inputs
-/// (undecodable audio, audio too long, ...).
+/// ServingPipeline's `TurnEmbedder`, or a stand-in in tests). Implementations are
+/// thread-safe and throw `CodedError`s of kind `.invalidInput` for unusable inputs (undecodable
+/// audio, audio too long, ...); other errors are internal.
 public protocol TurnEncoder: Sendable {
     /// Length of every embedding.
     var dimension: Int { get }

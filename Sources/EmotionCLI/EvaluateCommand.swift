@@ -345,7 +345,7 @@ struct EvaluateCommand: ParsableCommand {
                 embeddings[d][t] = value
             case .failure(let error)?:
                 let turn = dialogues[d].turns[t]
-                if (error as? ConversationError)?.category != .invalidInput { onlyInputErrors = false }
+                if (error as? ConversationError)?.kind != .invalidInput { onlyInputErrors = false }
                 failures.append("\(turn.location): \(error)" + (turn.audioPath.map { " (audio \($0))" } ?? ""))
             case nil:
                 onlyInputErrors = false

@@ -1,6 +1,7 @@
 import Conversation
 import Foundation
 import ModelPackage
+import ErrorVocabulary
 
 /// Who a request acts for: a tenant, whose name is the namespace of its sessions, and whether it
 /// is an admin (which may act for any tenant with `X-Tenant`).
@@ -29,8 +30,10 @@ public struct Tenant: Sendable, Hashable, CustomStringConvertible {
 }
 
 /// Why the configured API keys cannot be used. Fatal at start: auth fails closed.
-public struct APIKeysError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct APIKeysError: CodedError, Equatable {
     public let message: String
+    public var code: String { "invalid_api_keys" }
+    public var kind: ErrorKind { .internal }
     public var description: String { message }
 }
 
@@ -143,12 +146,12 @@ public struct APIKeys: Sendable {
         guard isEnabled else { return .open }
         guard let authorization, authorization.count > 7,
               authorization.prefix(7).lowercased() == "bearer " else {
-            throw APIError(401, "unauthorized", "missing 'Authorization: Bearer <key>'")
+            throw APIError(.unauthorized, "unauthorized", "missing 'Authorization: Bearer <key>'")
         }
         let presented = Array(authorization.dropFirst(7).trimmingCharacters(in: .whitespaces).utf8)
         var match: Tenant?
         for entry in entries where Self.constantTimeEqual(presented, entry.key) { match = entry.tenant }
-        guard let match else { throw APIError(401, "unauthorized", "the API key is not valid") }
+        guard let match else { throw APIError(.unauthorized, "unauthorized", "the API key is not valid") }
         return match
     }
 }

@@ -20,7 +20,7 @@ struct TurnRequest: Decodable {
         // The base64 text (up to the whole body) lives only until it is decoded.
         let audio = try object.string("audio").map(audioBytes)
         if audio == nil && EmotionAPI.isBlank(transcript) {
-            throw APIError(422, "empty_turn", "a turn needs 'audio', a non-empty 'transcript', or both")
+            throw APIError(.invalidInput, "empty_turn", "a turn needs 'audio', a non-empty 'transcript', or both")
         }
         return TurnInput(turnId: hasTurnId ? try object.string("turn_id") : nil, speaker: speaker,
                          transcript: transcript, audio: audio, clientTimestamp: try object.string("timestamp"))
@@ -37,8 +37,8 @@ struct TurnRequest: Decodable {
             return Data(base64Encoded: view, options: [.ignoreUnknownCharacters])
         }
         let decoded = text.utf8.withContiguousStorageIfAvailable(decode) ?? Array(text.utf8).withUnsafeBufferPointer(decode)
-        guard let bytes = decoded else { throw APIError(422, "invalid_base64", "'audio' is not valid base64") }
-        guard !bytes.isEmpty else { throw APIError(422, "empty_audio", "'audio' decodes to zero bytes") }
+        guard let bytes = decoded else { throw APIError(.invalidInput, "invalid_base64", "'audio' is not valid base64") }
+        guard !bytes.isEmpty else { throw APIError(.invalidInput, "empty_audio", "'audio' decodes to zero bytes") }
         return bytes
     }
 }

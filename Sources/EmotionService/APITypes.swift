@@ -58,7 +58,7 @@ public struct APIResponse: Sendable {
 
     public static func error(_ error: APIError) -> APIResponse {
         var headers: [(name: String, value: String)] = [("Content-Type", "application/json")]
-        if let retry = error.retryAfter { headers.append(("Retry-After", String(retry))) }
+        if let retry = error.retryAfterSeconds { headers.append(("Retry-After", String(retry))) }
         if let allow = error.allow { headers.append(("Allow", allow.joined(separator: ", "))) }
         return APIResponse(status: error.status, headers: headers, body: error.body)
     }

@@ -106,7 +106,7 @@ public final class EmotionAPI: Sendable {
     static func sessionId(_ raw: String, maxBytes: Int) throws(APIError) -> String {
         let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.".utf8)
         guard !raw.isEmpty, raw.utf8.count <= maxBytes, raw.utf8.allSatisfy(allowed.contains) else {
-            throw APIError(400, "invalid_session_id",
+            throw APIError(.malformedRequest, "invalid_session_id",
                            "session ids are 1-\(maxBytes) bytes of A-Z, a-z, 0-9, '-', '_', '.', not percent-encoded")
         }
         return raw
@@ -209,7 +209,7 @@ public final class EmotionAPI: Sendable {
         let caller = try apiKeys.tenant(for: request.header("Authorization"))
         if request.method == "POST", let type = request.header("Content-Type"),
            type.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased() != "application/json" {
-            throw APIError(415, "unsupported_media_type", "the body must be application/json, not '\(type)'")
+            throw APIError(.unsupportedMediaType, "unsupported_media_type", "the body must be application/json, not '\(type)'")
         }
         switch route {
         case .model:
@@ -262,10 +262,10 @@ public final class EmotionAPI: Sendable {
     func namespace(of caller: Tenant, _ request: APIRequest) throws(APIError) -> String {
         guard apiKeys.isEnabled, let asked = request.header("X-Tenant"), asked != caller.name else { return caller.name }
         guard caller.isAdmin else {
-            throw APIError(403, "tenant_forbidden", "only an admin key may act for another tenant")
+            throw APIError(.forbidden, "tenant_forbidden", "only an admin key may act for another tenant")
         }
         guard Tenant.isValidName(asked) else {
-            throw APIError(400, "invalid_tenant", "X-Tenant must be 1-64 of A-Z, a-z, 0-9, '.', '_', '-'")
+            throw APIError(.malformedRequest, "invalid_tenant", "X-Tenant must be 1-64 of A-Z, a-z, 0-9, '.', '_', '-'")
         }
         return asked
     }

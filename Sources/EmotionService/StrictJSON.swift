@@ -32,7 +32,7 @@ enum StrictJSON {
     static let notJSON = APIError.malformedJSON("the body is not valid JSON (or not UTF-8)")
 
     static func duplicateField(_ path: String) -> APIError {
-        APIError(422, "duplicate_field", "field '\(path)' occurs more than once; each name may occur once per object")
+        APIError(.invalidInput, "duplicate_field", "field '\(path)' occurs more than once; each name may occur once per object")
     }
 
     /// An error out of `JSONDecoder` (or a request type's `init(from:)`) as an API error.
@@ -93,7 +93,7 @@ struct StrictObject {
             throw .invalidField(StrictJSON.path(decoder.codingPath), "must be an object")
         }
         if let unknown = container.allKeys.map(\.stringValue).filter({ !allowed.contains($0) }).min() {
-            throw APIError(422, "unknown_field", "unknown field '\(path(unknown))'; allowed: \(allowed.sorted().joined(separator: ", "))")
+            throw APIError(.invalidInput, "unknown_field", "unknown field '\(path(unknown))'; allowed: \(allowed.sorted().joined(separator: ", "))")
         }
     }
 
@@ -119,7 +119,7 @@ struct StrictObject {
     private func field<T: Decodable>(_ name: String, required: Bool, wrongType: String, null: String) throws(APIError) -> T? {
         let key = AnyKey(name)
         guard container.contains(key) else {
-            if required { throw APIError(422, "missing_field", "'\(path(name))' is required") }
+            if required { throw APIError(.invalidInput, "missing_field", "'\(path(name))' is required") }
             return nil
         }
         let isNull: Bool

@@ -1,6 +1,7 @@
 import Foundation
 import Numerics
 import XLSTM
+import ErrorVocabulary
 
 /// The classifier's answer for one turn.
 public struct Classification: Sendable, Equatable {
@@ -16,10 +17,11 @@ public struct Classification: Sendable, Equatable {
 }
 
 /// Errors about classifier inputs and configuration, with stable codes.
-public struct ClassifierError: Error, CustomStringConvertible, Sendable, Equatable {
+public struct ClassifierError: CodedError, Equatable {
     public let code: String
     public let message: String
-    public var description: String { "\(code): \(message)" }
+    /// Internal: the service builds the classifier's inputs itself from a model package.
+    public var kind: ErrorKind { .internal }
 }
 
 /// The gated xLSTM classifier of GatedxLSTM: one mLSTM stack per stream, a sigmoid gate from

@@ -150,7 +150,7 @@ struct HTTPConnectionStateMachine {
             response = r
             if r.headers.tokens(for: "connection").contains("close") { keepAlive = false }
         case .failure(let error):
-            let httpError = (error as? HTTPError) ?? .internalError("internal server error")
+            let httpError = HTTPError.answer(for: error)
             response = render(httpError)
             errorCode = httpError.code
         }

@@ -40,8 +40,9 @@ public struct HTTPResponder: Sendable {
         box.complete(.success(response))
     }
 
-    /// Sends the error response for `error`: an `HTTPError` through the error renderer, anything
-    /// else as 500 `internal_error` (its description is not sent to the client).
+    /// Sends the error response for `error` through the error renderer: an `HTTPError` as it is,
+    /// another `CodedError` in its kind, anything else as 500 `internal_error` (its description
+    /// is not sent to the client).
     public func fail(_ error: any Error) {
         box.complete(.failure(error))
     }

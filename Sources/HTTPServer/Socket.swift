@@ -3,9 +3,10 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import ErrorVocabulary
 
-/// Why the server could not start.
-public enum HTTPServerError: Error, Sendable, CustomStringConvertible, Equatable {
+/// Why the server could not start (all internal: the server's configuration or host).
+public enum HTTPServerError: CodedError, Equatable {
     case invalidConfiguration(String)
     /// getaddrinfo/socket/bind/listen failure, with errno's text.
     case socket(String)
@@ -20,6 +21,17 @@ public enum HTTPServerError: Error, Sendable, CustomStringConvertible, Equatable
         case .alreadyStarted: return "the server was already started"
         }
     }
+
+    public var code: String {
+        switch self {
+        case .invalidConfiguration: return "invalid_configuration"
+        case .socket: return "socket_error"
+        case .tls: return "tls_error"
+        case .alreadyStarted: return "already_started"
+        }
+    }
+    public var message: String { description }
+    public var kind: ErrorKind { .internal }
 }
 
 /// Thin POSIX socket helpers (no state).

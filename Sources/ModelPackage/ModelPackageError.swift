@@ -1,3 +1,5 @@
+import ErrorVocabulary
+
 /// Every failure of loading a model package, with a stable machine-readable `code` and a
 /// `message` that names the file, tensor or manifest key at fault.
 ///
@@ -22,7 +24,7 @@
 ///
 /// A weight store's `parameter(_:shape:)` throws Numerics' `ParameterError` (codes
 /// `missing_tensor`, `tensor_shape_mismatch`) unchanged, as the `ParameterSource` contract says.
-public struct ModelPackageError: Error, CustomStringConvertible, Sendable, Equatable {
+public struct ModelPackageError: CodedError, Equatable {
     public let code: String
     public let message: String
 
@@ -31,7 +33,8 @@ public struct ModelPackageError: Error, CustomStringConvertible, Sendable, Equat
         self.message = message
     }
 
-    public var description: String { "\(code): \(message)" }
+    /// Internal: a broken model package or a bug, never the service client's input.
+    public var kind: ErrorKind { .internal }
 
     static func missingFile(_ path: String, what: String) -> ModelPackageError {
         ModelPackageError(code: "missing_file", message: "\(what) '\(path)' does not exist")

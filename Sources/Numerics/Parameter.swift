@@ -1,3 +1,5 @@
+import ErrorVocabulary
+
 /// A read-only float32 parameter tensor: shape plus a pointer that stays valid as long as the
 /// value lives (its owner is a memory-mapped weights file or a widened copy).
 ///
@@ -63,11 +65,12 @@ extension ParameterSource {
 }
 
 /// Errors about parameters, with stable codes.
-public struct ParameterError: Error, CustomStringConvertible, Sendable, Equatable {
+public struct ParameterError: CodedError, Equatable {
     public let code: String
     public let message: String
     public init(code: String, message: String) { self.code = code; self.message = message }
-    public var description: String { "\(code): \(message)" }
+    /// Internal: a broken model package or a bug, never the service client's input.
+    public var kind: ErrorKind { .internal }
 
     public static func missing(_ name: String) -> ParameterError {
         ParameterError(code: "missing_tensor", message: "tensor '\(name)' is missing")

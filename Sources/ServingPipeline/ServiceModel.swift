@@ -21,7 +21,7 @@ public struct ServiceModel: Sendable {
         let embedder = try TurnEmbedder(package: package, maxAudioSeconds: maxAudioSeconds)
         try package.weights.requireAllClaimed()
         let ded = try package.section("ded", as: DEDParameters.self)
-        let engine = try ConversationEngine(classifier: classifier, encoder: ConversationTurnEncoder(embedder), ded: ded,
+        let engine = try ConversationEngine(classifier: classifier, encoder: embedder, ded: ded,
                                             configuration: conversation)
         return ServiceModel(package: package, engine: engine,
                             description: ModelDescription(package: package, classifier: classifier, ded: ded))

@@ -1,17 +1,20 @@
 import AudioTowers
+import Conversation
+import ErrorVocabulary
 import Foundation
 import ModelPackage
 import TextTower
 
 /// Errors of the turn embedder itself, with stable codes (`invalid_configuration`: the two
-/// halves do not fit together). The halves' own errors pass through: ``AudioTowerError`` (audio
-/// bytes to embedding, with the code of the stage that failed: `unreadable_audio`,
-/// `audio_too_long`, ...) and the text tower's `TextEncoderError`.
-public struct TurnEmbedderError: Error, CustomStringConvertible, Sendable, Equatable {
+/// halves do not fit together). The halves' own errors pass through: the front end's `AudioError`
+/// (`unreadable_audio`, `audio_too_long`, ...), ``AudioTowerError`` and the text tower's
+/// `TextEncoderError`.
+public struct TurnEmbedderError: CodedError, Equatable {
     public let code: String
     public let message: String
     public init(code: String, message: String) { self.code = code; self.message = message }
-    public var description: String { "\(code): \(message)" }
+    /// Internal: a broken model package or a bug, never the service client's input.
+    public var kind: ErrorKind { .internal }
 }
 
 /// The encoder half of the pipeline: a turn's encoded audio and its transcript to two
@@ -58,5 +61,15 @@ public final class TurnEmbedder: Sendable {
     /// The embedding of a transcript (truncated as the tokenizer truncates).
     public func embed(text transcript: String) throws -> [Float] {
         try text.embed(transcript)
+    }
+}
+
+/// The turn embedder is the conversation layer's `TurnEncoder`: its errors speak the common
+/// vocabulary (the client's audio is `invalid_input` under the stage's code, a broken package
+/// internal), so the engine answers them unchanged.
+extension TurnEmbedder: TurnEncoder {
+    /// An upper bound of an encoded clip's duration from its header (see `AudioEmbedder.durationBound`).
+    public func audioSeconds(of data: Data) throws -> Double {
+        try audio.durationBound(audio: data)
     }
 }

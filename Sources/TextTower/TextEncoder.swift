@@ -2,13 +2,15 @@ import Foundation
 import ModelPackage
 import Numerics
 import TransformerLayers
+import ErrorVocabulary
 
 /// Errors of the text tower, with stable codes.
-public struct TextEncoderError: Error, CustomStringConvertible, Sendable, Equatable {
+public struct TextEncoderError: CodedError, Equatable {
     public let code: String
     public let message: String
     public init(code: String, message: String) { self.code = code; self.message = message }
-    public var description: String { "\(code): \(message)" }
+    /// Internal: a broken model package or a bug, never the service client's input.
+    public var kind: ErrorKind { .internal }
 }
 
 /// A transformer text tower: token ids in, one embedding out.

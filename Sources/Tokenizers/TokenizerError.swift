@@ -1,3 +1,5 @@
+import ErrorVocabulary
+
 /// Every failure of loading a tokenizer, with a stable machine-readable `code` and a `message`
 /// that names the file and, where it helps, the line or entry at fault.
 ///
@@ -10,7 +12,7 @@
 /// | `tokenizer_invalid_configuration` | a parameter is out of range (e.g. `maxLength` below 2)       |
 ///
 /// Encoding never fails: every Swift `String` (always valid Unicode) tokenizes.
-public struct TokenizerError: Error, CustomStringConvertible, Sendable, Equatable {
+public struct TokenizerError: CodedError, Equatable {
     public let code: String
     public let message: String
 
@@ -19,7 +21,8 @@ public struct TokenizerError: Error, CustomStringConvertible, Sendable, Equatabl
         self.message = message
     }
 
-    public var description: String { "\(code): \(message)" }
+    /// Internal: a broken model package or a bug, never the service client's input.
+    public var kind: ErrorKind { .internal }
 
     public static let fileMissingCode = "tokenizer_file_missing"
     public static let fileMalformedCode = "tokenizer_file_malformed"

@@ -8,7 +8,7 @@ func decodeError(_ data: Data, options: AudioDecodingOptions = AudioDecodingOpti
         _ = try AudioDecoder(options: options).decode(data)
         return nil
     } catch let error as AudioError {
-        return error.code
+        return error.reason
     } catch {
         Issue.record("unexpected error type \(error)")
         return nil

@@ -66,7 +66,7 @@ import TestSupport
         var c = AudioFrontEndConfiguration.clapUnfused
         c.hopLength = 0
         #expect(throws: AudioError.self) { try AudioFrontEnd(configuration: c) }
-        do { try c.validate() } catch let e as AudioError { #expect(e.code == .invalidAudioConfig) } catch {}
+        do { try c.validate() } catch let e as AudioError { #expect(e.reason == .invalidAudioConfig) } catch {}
     }
 }
 

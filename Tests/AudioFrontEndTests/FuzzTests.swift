@@ -21,7 +21,7 @@ import TestSupport
             if decoded.samples.contains(where: { !$0.isFinite }) { Issue.record("\(context()): non-finite samples") }
             return nil
         } catch let error as AudioError {
-            return error.code
+            return error.reason
         } catch {
             Issue.record("\(context()): unexpected error \(error)")
             return nil
@@ -137,7 +137,7 @@ import TestSupport
         DispatchQueue.concurrentPerform(iterations: 600) { i in
             let (data, expected) = inputs[i % inputs.count]
             var code: AudioError.Code? = nil
-            do { _ = try AudioDecoder().decode(data) } catch let e as AudioError { code = e.code } catch {}
+            do { _ = try AudioDecoder().decode(data) } catch let e as AudioError { code = e.reason } catch {}
             if code != expected { failures.withLock { $0 += 1 } }
         }
         #expect(failures.withLock { $0 } == 0)

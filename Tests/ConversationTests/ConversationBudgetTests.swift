@@ -37,9 +37,9 @@ import TestSupport
         // The fake clips last 1 ms per byte: 4 turns of 5 bytes are 20 ms.
         let engine = try makeEngine { $0.maxDialogueTurns = 4; $0.maxTurnsPerSession = 10_000; $0.maxDialogueAudioSeconds = 0.019 }
         let long = await #expect(throws: ConversationError.self) { _ = try await engine.analyze(dialogue(5)) }
-        #expect(long?.code == "dialogue_too_long" && long?.category == .invalidInput)
+        #expect(long?.code == "dialogue_too_long" && long?.kind == .invalidInput)
         let loud = await #expect(throws: ConversationError.self) { _ = try await engine.analyze(dialogue(4, audioBytes: 5)) }
-        #expect(loud?.code == "dialogue_audio_too_long" && loud?.category == .invalidInput)
+        #expect(loud?.code == "dialogue_audio_too_long" && loud?.kind == .invalidInput)
         #expect(engine.statistics.waiting == 0 && engine.counters.analysisTurnsInFlight == 0)
         let fits = try await engine.analyze(dialogue(4, audioBytes: 4))
         #expect(fits.classifications.count == 4 && fits.decoded.count == 4)
@@ -58,7 +58,7 @@ import TestSupport
         #expect(engine.counters.analysisTurnsInFlight == 4)
         // 4 + 2 turns pass the capacity of 5; 4 + 1 do not; audio seconds count the same way.
         let refused = await #expect(throws: ConversationError.self) { _ = try await engine.analyze(dialogue(2)) }
-        #expect(refused?.code == "analysis_queue_full" && refused?.category == .overloaded)
+        #expect(refused?.code == "analysis_queue_full" && refused?.kind == .overloaded)
         let loud = await #expect(throws: ConversationError.self) { _ = try await engine.analyze(dialogue(1, audioBytes: 11)) }
         #expect(loud?.code == "analysis_queue_full")
         engine.analyze(dialogue(1)) { answers.append($0.value == nil ? "second failed" : "second") }
@@ -165,7 +165,7 @@ import TestSupport
         let fresh = try makeEngine { $0.maxSessions = 2; $0.evictionMinimumIdle = 3600 }
         for id in ["a1", "a2"] { try await post(fresh, id, "acme") }
         let refused = await #expect(throws: ConversationError.self) { try await post(fresh, "b1", "globex") }
-        #expect(refused?.code == "too_many_sessions" && refused?.category == .overloaded)
+        #expect(refused?.code == "too_many_sessions" && refused?.kind == .overloaded)
         #expect((refused?.retryAfter ?? 0) > 3000, "retry when the first session may be evicted")
         #expect(fresh.counters.evictedSessions == 0 && fresh.session("a1", namespace: "acme") != nil)
 
@@ -189,7 +189,7 @@ import TestSupport
         let fresh = try makeEngine { $0.maxStoredBytes = 3 * turn + 50; $0.evictionMinimumIdle = 3600 }
         for id in ["a1", "a2", "a3"] { try await post(fresh, id, "acme") }
         let refused = await #expect(throws: ConversationError.self) { try await post(fresh, "b1", "globex") }
-        #expect(refused?.code == "store_full" && refused?.category == .overloaded)
+        #expect(refused?.code == "store_full" && refused?.kind == .overloaded)
         #expect((refused?.retryAfter ?? 0) > 3000, "retry when the first session may be evicted")
         let own = await #expect(throws: ConversationError.self) { try await post(fresh, "a1", "acme") }
         #expect(own?.code == "store_full", "an existing session's turn is bounded too")
@@ -213,7 +213,7 @@ import TestSupport
         let engine = try makeEngine { $0.maxSessions = 10; $0.maxSessionsPerTenant = 2; $0.sessionTTL = 600 }
         for id in ["a1", "a2"] { try await post(engine, id, "acme") }
         let refused = await #expect(throws: ConversationError.self) { try await post(engine, "a3", "acme") }
-        #expect(refused?.code == "tenant_session_quota" && refused?.category == .quotaExceeded)
+        #expect(refused?.code == "tenant_session_quota" && refused?.kind == .quotaExceeded)
         #expect((refused?.retryAfter ?? 0) > 500, "retry when the tenant's first session expires")
         #expect(engine.session("a3", namespace: "acme") == nil && engine.counters.quotaRefusals == 1)
         // Its existing sessions go on; other tenants are not affected.

@@ -93,7 +93,7 @@ import Testing
         do {
             _ = try await engine.submit(sessionId: "s", turn: changed)
         } catch {
-            #expect(error.code == "turn_id_conflict" && error.category == .conflict)
+            #expect(error.code == "turn_id_conflict" && error.kind == .conflict)
         }
     }
 
@@ -149,7 +149,7 @@ import Testing
         }
         // Turns 3 and 4 are refused at once while 0...2 wait.
         #expect(collector[3]?.error?.code == "queue_full")
-        #expect(collector[4]?.error?.category == .overloaded)
+        #expect(collector[4]?.error?.kind == .overloaded)
         #expect(engine.statistics.rejected == 2)
         for _ in 0..<3 { gate.signal() }
         #expect(collector.wait())
@@ -171,7 +171,7 @@ import Testing
                 _ = try await engine.submit(sessionId: "s", turn: turn)
                 Issue.record("accepted a turn that should fail with \(code)")
             } catch {
-                #expect(error.code == code && error.category == .invalidInput)
+                #expect(error.code == code && error.kind == .invalidInput)
             }
         }
         // A failed turn leaves no trace, and the session goes on.
@@ -195,9 +195,9 @@ import Testing
         ]
         for (turn, code) in cases {
             let submit = await #expect(throws: ConversationError.self) { _ = try await engine.submit(sessionId: "s", turn: turn) }
-            #expect(submit?.code == code && submit?.category == .invalidInput)
+            #expect(submit?.code == code && submit?.kind == .invalidInput)
             let analyze = await #expect(throws: ConversationError.self) { _ = try await engine.analyze([turn]) }
-            #expect(analyze?.code == code && analyze?.category == .invalidInput)
+            #expect(analyze?.code == code && analyze?.kind == .invalidInput)
         }
         let longId = await #expect(throws: ConversationError.self) {
             _ = try await engine.submit(sessionId: String(repeating: "é", count: 65), turn: self.script[0])
@@ -211,7 +211,7 @@ import Testing
         let words = TurnInput(speaker: "A", transcript: String(repeating: "w", count: 40))
         _ = try await engine.submit(sessionId: "s", turn: words)  // 1 + 36 (generated turn id) + 1 + 40 bytes
         let over = await #expect(throws: ConversationError.self) { _ = try await engine.submit(sessionId: "s", turn: words) }
-        #expect(over?.code == "session_budget_exceeded" && over?.category == .conflict)
+        #expect(over?.code == "session_budget_exceeded" && over?.kind == .conflict)
         // A refused turn takes nothing from the budget: a small one still fits.
         let small = TurnInput(turnId: "t", speaker: "B", transcript: "ok")
         _ = try await engine.submit(sessionId: "s", turn: small)
@@ -222,7 +222,7 @@ import Testing
         let full = await #expect(throws: ConversationError.self) {
             _ = try await capped.submit(sessionId: "c", turn: TurnInput(speaker: "A", transcript: "2"))
         }
-        #expect(full?.code == "session_full" && full?.category == .conflict)
+        #expect(full?.code == "session_full" && full?.kind == .conflict)
         // A turn refused at admission creates no session.
         let tiny = try self.engine { $0.limits.sessionBytes = 10 }
         let refused = await #expect(throws: ConversationError.self) { _ = try await tiny.submit(sessionId: "new", turn: words) }
@@ -233,7 +233,7 @@ import Testing
         let long = await #expect(throws: ConversationError.self) { _ = try await shortDialogues.analyze([words, words, words]) }
         #expect(long?.code == "dialogue_too_long")
         let large = await #expect(throws: ConversationError.self) { _ = try await engine.analyze([words, words, words]) }
-        #expect(large?.code == "dialogue_too_large" && large?.category == .invalidInput)
+        #expect(large?.code == "dialogue_too_large" && large?.kind == .invalidInput)
     }
 
     @Test func namespacesKeepOneIdApartInMemoryAndOnDisk() async throws {

@@ -159,7 +159,7 @@ import TestSupport
         let refused = await #expect(throws: ConversationError.self) {
             _ = try await engine.submit(sessionId: "s", turn: turn("lost?"))
         }
-        #expect(refused?.code == "storage_unavailable" && refused?.category == .unavailable, "\(how)")
+        #expect(refused?.code == "storage_unavailable" && refused?.kind == .unavailable, "\(how)")
         #expect(engine.session("s")?.turns.isEmpty ?? true)
         #expect(engine.statistics.waiting == 0)
     }

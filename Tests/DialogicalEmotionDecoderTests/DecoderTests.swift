@@ -21,20 +21,20 @@ struct ValidationTests {
     @Test(arguments: [0.0, 1.0, -0.1, 1.5, Double.nan, Double.infinity])
     func invalidP0(_ p0: Double) {
         let error = #expect(throws: DEDError.self) { try DEDParameters(p0: p0) }
-        #expect(error?.code == .invalidParameter)
-        #expect(error?.code.rawValue == "invalid_parameter")
+        #expect(error?.reason == .invalidParameter)
+        #expect(error?.code == "invalid_parameter")
     }
 
     @Test(arguments: [0.0, -1.0, Double.nan, Double.infinity])
     func invalidAlpha(_ alpha: Double) {
         let error = #expect(throws: DEDError.self) { try DEDParameters(p0: 0.3, alpha: alpha) }
-        #expect(error?.code == .invalidParameter)
+        #expect(error?.reason == .invalidParameter)
     }
 
     @Test(arguments: [0, -5])
     func invalidBeam(_ beam: Int) {
         let error = #expect(throws: DEDError.self) { try DEDParameters(p0: 0.3, beamWidth: beam) }
-        #expect(error?.code == .invalidParameter)
+        #expect(error?.reason == .invalidParameter)
     }
 
     @Test func defaults() throws {
@@ -67,7 +67,7 @@ struct ValidationTests {
 
     @Test func invalidLabelCount() throws {
         let error = #expect(throws: DEDError.self) { try OnlineDecoder(labelCount: 0, parameters: params()) }
-        #expect(error?.code == .invalidParameter)
+        #expect(error?.reason == .invalidParameter)
         #expect(throws: DEDError.self) {
             try OfflineDecoder.decode([], parameters: params(), labelCount: 0, repeatTwice: true)
         }
@@ -81,8 +81,8 @@ struct ValidationTests {
             let error = #expect(throws: DEDError.self) {
                 try decoder.append(DialogueTurn(speaker: "new", logits: bad))
             }
-            #expect(error?.code == .labelCountMismatch)
-            #expect(error?.code.rawValue == "label_count_mismatch")
+            #expect(error?.reason == .labelCountMismatch)
+            #expect(error?.code == "label_count_mismatch")
         }
         #expect(decoder == before)
         #expect(decoder.turnCount == 1)
@@ -94,14 +94,14 @@ struct ValidationTests {
         let error = #expect(throws: DEDError.self) {
             try decoder.append(DialogueTurn(speaker: "F", logits: [0, bad, 1]))
         }
-        #expect(error?.code == .nonFiniteLogits)
+        #expect(error?.reason == .nonFiniteLogits)
         #expect(decoder.turnCount == 0)
         let offline = #expect(throws: DEDError.self) {
             try OfflineDecoder.decode([DialogueTurn(speaker: "F", logits: [0, 0, 0]),
                                        DialogueTurn(speaker: "M", logits: [bad, 0, 0])],
                                       parameters: params(), labelCount: 3, repeatTwice: true)
         }
-        #expect(offline?.code == .nonFiniteLogits)
+        #expect(offline?.reason == .nonFiniteLogits)
         #expect(offline?.message.contains("index 1") == true)
     }
 }

@@ -39,20 +39,20 @@ struct EvaluationTests {
         let outside = #expect(throws: DEDError.self) {
             try Evaluation.confusionMatrix(gold: [0], predicted: [4], classCount: 4)
         }
-        #expect(outside?.code == .invalidParameter)
+        #expect(outside?.reason == .invalidParameter)
     }
 
     @Test func metricErrors() {
         let mismatch = #expect(throws: DEDError.self) { try Evaluation.accuracy(gold: [0], predicted: []) }
-        #expect(mismatch?.code == .lengthMismatch)
+        #expect(mismatch?.reason == .lengthMismatch)
         let empty = #expect(throws: DEDError.self) { try Evaluation.weightedF1(gold: [], predicted: []) }
-        #expect(empty?.code == .emptyInput)
+        #expect(empty?.reason == .emptyInput)
         #expect(throws: DEDError.self) { try Evaluation.unweightedAverageRecall(gold: [], predicted: []) }
         #expect(throws: DEDError.self) { try Evaluation.macroF1(gold: [], predicted: []) }
         let confusion = #expect(throws: DEDError.self) {
             try Evaluation.confusionMatrix(gold: [0], predicted: [], classCount: 2)
         }
-        #expect(confusion?.code == .lengthMismatch)
+        #expect(confusion?.reason == .lengthMismatch)
     }
 
     @Test func handComputedP0() throws {
@@ -70,6 +70,6 @@ struct EvaluationTests {
         let error = #expect(throws: DEDError.self) {
             try TransitionEstimator.estimateP0(dialogues: [[t("F", "neu"), t("M", "neu")]], labels: labels)
         }
-        #expect(error?.code.rawValue == "no_transition_pairs")
+        #expect(error?.code == "no_transition_pairs")
     }
 }

@@ -134,7 +134,7 @@ struct FixtureTests {
                 let error = #expect(throws: DEDError.self, "\(c.name)") {
                     try TransitionEstimator.estimateP0(dialogues: dialogues, labels: c.labels)
                 }
-                #expect(error?.code.rawValue == c.expected_error, "\(c.name)")
+                #expect(error?.code == c.expected_error, "\(c.name)")
             }
         }
     }

@@ -22,7 +22,7 @@ import TestSupport
         }
 
         func admit(_ head: HTTPRequestHead) -> HTTPError? {
-            head.path == "/refuse" ? HTTPError(status: .unauthorized, code: "unauthorized", message: "no key") : nil
+            head.path == "/refuse" ? HTTPError(kind: .unauthorized, code: "unauthorized", message: "no key") : nil
         }
     }
 

@@ -212,7 +212,7 @@ struct ConnectionTests {
 
     @Test func asyncClosureHandler() async throws {
         let server = HTTPServer(configuration: HTTPServerConfiguration(host: "127.0.0.1", port: 0, limits: testLimits())) { request in
-            if request.path == "/fail" { throw HTTPError(status: .notFound, code: "not_found", message: "nothing here") }
+            if request.path == "/fail" { throw HTTPError(kind: .notFound, code: "not_found", message: "nothing here") }
             try await Task.sleep(for: .milliseconds(10))
             return HTTPResponse(status: .created, headers: ["Content-Type": "text/plain"], body: "made \(request.body.count)")
         }

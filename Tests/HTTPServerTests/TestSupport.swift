@@ -57,7 +57,7 @@ struct TestHandler: HTTPHandler {
                 responder.respond(HTTPResponse(status: .ok, body: "slow \(ms)"))
             }
         case "/throw":
-            responder.fail(HTTPError(status: .conflict, code: "conflict", message: "already there"))
+            responder.fail(HTTPError(kind: .conflict, code: "conflict", message: "already there"))
         case "/crash":
             struct Boom: Error {}
             responder.fail(Boom())

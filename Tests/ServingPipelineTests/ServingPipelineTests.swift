@@ -1,4 +1,6 @@
+import AudioTowers
 import Conversation
+import ErrorVocabulary
 import Foundation
 import ModelPackage
 import ServingPipeline
@@ -39,34 +41,38 @@ import TestSupport
         }
     }
 
-    @Test func clientAudioErrorsBecomeInvalidInput() throws {
+    /// The client's audio errors keep their stage's code and say they are the client's: the
+    /// engine answers the turn with them (422 in the service), a broken package stays internal.
+    @Test func clientAudioErrorsReachTheConversationAsInvalidInput() async throws {
+        let model = try ServiceModel.load(directory: Self.model, maxAudioSeconds: 10)
         let embedder = try TurnEmbedder(package: ModelPackage.load(directory: Self.model), maxAudioSeconds: 10)
-        let encoder = ConversationTurnEncoder(embedder)
-        #expect(encoder.dimension == 64)
+        #expect(embedder.dimension == 64)
         for (data, code) in [(Data("RIFF....not audio".utf8), "unreadable_audio"), (try Self.clip("long.wav"), "audio_too_long")] {
-            // The embedder's own error names the stage ...
-            #expect { _ = try embedder.embed(audio: data) } throws: { "\($0)".hasPrefix("\(code): ") }
-            // ... and the conversation layer answers the client with it.
-            #expect { _ = try encoder.embed(audio: data) } throws: { error in
-                (error as? ConversationError).map { $0.category == .invalidInput && $0.code == code } ?? false
+            #expect { _ = try embedder.embed(audio: data) } throws: { error in
+                (error as? any CodedError).map { $0.kind == .invalidInput && $0.code == code } ?? false
+            }
+            do {
+                _ = try await model.engine.submit(sessionId: "s-\(code)", turn: TurnInput(speaker: "A", transcript: "", audio: data))
+                Issue.record("\(code): the turn was accepted")
+            } catch {
+                #expect(error.kind == .invalidInput && error.code == code, "\(error)")
             }
         }
-        #expect(try encoder.embed(text: "hello") == embedder.embed(text: "hello"))
+        #expect(AudioTowerError(code: "invalid_features", message: "x").kind == .internal)
     }
 
     /// A dialogue's audio is counted from the clips' headers, before any decoding.
     @Test func audioSecondsAreReadFromTheHeader() throws {
-        let embedder = try TurnEmbedder(package: ModelPackage.load(directory: Self.model), maxAudioSeconds: 20)
-        let encoder = ConversationTurnEncoder(embedder)
+        let encoder = try TurnEmbedder(package: ModelPackage.load(directory: Self.model), maxAudioSeconds: 20)
         let long = try encoder.audioSeconds(of: Self.clip("long.wav"))
         #expect(abs(long - 11.5) < 0.01, "\(long)")
         #expect { _ = try encoder.audioSeconds(of: Data("RIFF....not audio".utf8)) } throws: { error in
-            (error as? ConversationError).map { $0.category == .invalidInput && $0.code == "unreadable_audio" } ?? false
+            (error as? any CodedError).map { $0.kind == .invalidInput && $0.code == "unreadable_audio" } ?? false
         }
         // A clip over the per-clip limit is refused from its header, as when it is embedded.
-        let short = ConversationTurnEncoder(try TurnEmbedder(package: ModelPackage.load(directory: Self.model), maxAudioSeconds: 10))
+        let short = try TurnEmbedder(package: ModelPackage.load(directory: Self.model), maxAudioSeconds: 10)
         #expect { _ = try short.audioSeconds(of: Self.clip("long.wav")) } throws: { error in
-            (error as? ConversationError)?.code == "audio_too_long"
+            (error as? any CodedError)?.code == "audio_too_long"
         }
     }
 

@@ -12,7 +12,8 @@ enum TurnState: Equatable, Sendable {
     case running
     /// Computed; its journal record is being appended, and it is stored once that is durable.
     case awaitingDurability
-    /// Stored in its session and answered.
+    /// Stored in its session and answered (set as it is answered, just after the store: a retry
+    /// in between finds it stored in the session and is a replay).
     case stored
     /// Answered with an error (its session deleted, a stage or the journal failed).
     case failed

@@ -15,7 +15,7 @@ extension ConversationEngine {
     /// `commit` false only asks (header-time admission): nothing is dropped or evicted (a
     /// refusal is counted, as it is answered), and nil means that `submit` would find room.
     func admissionRefusal(namespace: String, now: Date, commit: Bool = true) -> ConversationError? {
-        func idle(_ slot: Slot) -> Bool { slot.inFlight == nil && slot.waiting.isEmpty }
+        func idle(_ slot: Slot) -> Bool { slot.scheduler.isIdle }
         if let quota = configuration.maxSessionsPerTenant, sessions.count(in: namespace) >= quota {
             let cutoff = now.addingTimeInterval(-configuration.sessionTTL)
             var expired: [SessionKey] = []
@@ -72,7 +72,7 @@ extension ConversationEngine {
         var total = sessions.memory
         guard total + cost > limit else { return nil }
         let evictable = now.addingTimeInterval(-min(configuration.evictionMinimumIdle, configuration.sessionTTL))
-        let idle = sessions.all.filter { $0.key != key && $0.value.inFlight == nil && $0.value.waiting.isEmpty }
+        let idle = sessions.all.filter { $0.key != key && $0.value.scheduler.isIdle }
             .sorted { $0.value.state.lastActivity < $1.value.state.lastActivity }
         var evict: [SessionKey] = []
         for (candidate, slot) in idle where slot.state.lastActivity <= evictable {
@@ -120,10 +120,8 @@ extension ConversationEngine {
             lock.unlock()
             return false
         }
-        slot.deleted = true
+        let dropped = slot.scheduler.close()
         let journaled = journalEnd(SessionKey(namespace: namespace, id: id), whenDurable: whenDurable)
-        let dropped = slot.waiting
-        slot.waiting.removeAll()
         waitingCount -= dropped.count
         lock.unlock()
         let error = ConversationError.sessionDeleted(id)
@@ -142,7 +140,7 @@ extension ConversationEngine {
     @discardableResult
     func expireIdleLocked(now: Date) -> Int {
         let cutoff = now.addingTimeInterval(-configuration.sessionTTL)
-        let expired = sessions.all.filter { $0.value.inFlight == nil && $0.value.waiting.isEmpty && $0.value.state.lastActivity < cutoff }
+        let expired = sessions.all.filter { $0.value.scheduler.isIdle && $0.value.state.lastActivity < cutoff }
         for key in expired.keys { end(key) }
         expiredSessions += expired.count
         return expired.count

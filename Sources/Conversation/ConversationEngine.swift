@@ -5,13 +5,15 @@ import GatedXLSTM
 /// Sessions and the turn pipeline: encoder -> stream assembly -> gated classifier -> online DED.
 ///
 /// Turns of one session are processed strictly in arrival order (a session has at most one turn
-/// in the work queue; the rest wait in the session's own FIFO); different sessions run
-/// concurrently on a bounded work queue and are batched through the classifier. A client turn id
-/// makes a retry idempotent, also while the first attempt is still being processed.
+/// in the work queue; the rest wait in the session's `TurnScheduler`, which holds each turn's
+/// `TurnState`); different sessions run concurrently on a bounded work queue and are batched
+/// through the classifier. A client turn id makes a retry idempotent, also while the first
+/// attempt is still being processed.
 ///
-/// This file holds the turn path (admission of a turn, the per-session FIFO, processing through
-/// `pipeline`, storing and answering); the session table is in `ConversationEngine+Sessions`,
-/// whole-dialogue analyses in `ConversationEngine+Analysis`, the stages in `TurnPipeline`.
+/// This file holds the turn path (admission of a turn, processing through `pipeline`, storing
+/// and answering); the per-session FIFO and turn states are in `TurnScheduler`, the session
+/// table is in `ConversationEngine+Sessions`, whole-dialogue analyses in
+/// `ConversationEngine+Analysis`, the stages in `TurnPipeline`.
 public final class ConversationEngine: @unchecked Sendable {
     public typealias Completion = @Sendable (Result<TurnOutcome, ConversationError>) -> Void
 
@@ -22,33 +24,10 @@ public final class ConversationEngine: @unchecked Sendable {
     /// The stages every turn goes through, shared with offline evaluation.
     public let pipeline: TurnPipeline
 
-    final class Pending {
-        let input: TurnInput
-        let turnId: String
-        let fingerprint: UInt64
-        /// What this turn adds to its session's byte budget.
-        let bytes: Int
-        /// What this turn adds to the memory of all sessions (`maxStoredBytes`).
-        let memory: Int
-        let enqueuedAt: DispatchTime
-        var completions: [Completion]
-        init(input: TurnInput, turnId: String, dimension: Int, completion: @escaping Completion) {
-            self.input = input
-            self.turnId = turnId
-            fingerprint = input.fingerprint
-            bytes = input.storedBytes(turnId: turnId)
-            memory = StorageLimits.memory(strings: bytes,
-                                          embeddingValues: dimension * ((input.audio == nil ? 0 : 1) + (input.hasTranscript ? 1 : 0)))
-            enqueuedAt = .now()
-            completions = [completion]
-        }
-    }
-
     final class Slot: MemoryCharged {
         var state: SessionState
-        var waiting: [Pending] = []
-        var inFlight: Pending?
-        var deleted = false
+        /// Its accepted, unanswered turns and their states; closed when the session is deleted.
+        var scheduler = TurnScheduler()
         /// Bumped on every change, so snapshots rewrite only what changed.
         var version = 0
         /// Bytes of the session's strings, stored and accepted (see `StorageLimits.sessionBytes`).
@@ -198,7 +177,7 @@ public final class ConversationEngine: @unchecked Sendable {
                                                 revised: [], timings: TurnTimings(), replayed: true)))
                 return
             }
-            if let running = ([slot.inFlight].compactMap { $0 } + slot.waiting).first(where: { $0.turnId == turnId }) {
+            if let running = slot.scheduler.turn(withId: turnId) {
                 guard running.fingerprint == fingerprint else {
                     lock.unlock()
                     completion(.failure(Self.conflict(turnId)))
@@ -249,11 +228,8 @@ public final class ConversationEngine: @unchecked Sendable {
         sessions.charge(slot, at: key, pending.memory)
         waitingCount += 1
         slot.state.lastActivity = Date()
-        if slot.inFlight == nil {
-            slot.inFlight = pending
+        if slot.scheduler.admit(pending) {
             _ = queue.enqueue(.turn(Job(key: key, slot: slot, pending: pending)), force: true)
-        } else {
-            slot.waiting.append(pending)
         }
         lock.unlock()
     }
@@ -282,7 +258,7 @@ public final class ConversationEngine: @unchecked Sendable {
     /// Why a session (nil: not created yet) cannot take this turn: its turn cap or byte budget
     /// (409 conflicts with the session's state). Called under the lock.
     func budgetRefusal(_ slot: Slot?, sessionId: String, adding turnBytes: Int) -> ConversationError? {
-        let turns = slot.map { $0.state.turns.count + $0.waiting.count + ($0.inFlight == nil ? 0 : 1) } ?? 0
+        let turns = slot.map { $0.state.turns.count + $0.scheduler.count } ?? 0
         if turns >= configuration.maxTurnsPerSession {
             return ConversationError(.conflict, code: "session_full",
                                      "the session holds its maximum of \(configuration.maxTurnsPerSession) turns")
@@ -392,7 +368,7 @@ public final class ConversationEngine: @unchecked Sendable {
             }
             lock.lock()
             // Deleted while it was being processed: the turn belongs to no session.
-            if job.slot.deleted {
+            if job.slot.scheduler.isClosed {
                 lock.unlock()
                 finish(job, .failure(.sessionDeleted(job.key.id)))
                 continue
@@ -415,7 +391,7 @@ public final class ConversationEngine: @unchecked Sendable {
             let computed = (decoder: decoder, decoded: decoded)
             // Stores the turn in its session and answers it; entered with the lock held, releases it.
             let store: @Sendable (TurnTimings) -> Void = { [self] stage in
-                if job.slot.deleted {
+                if job.slot.scheduler.isClosed {
                     lock.unlock()
                     finish(job, .failure(.sessionDeleted(job.key.id)))
                     return
@@ -439,6 +415,7 @@ public final class ConversationEngine: @unchecked Sendable {
             // Stored (and answered) once its record is durable; appended under the lock, so the
             // journal's order is the order of changes (a delete after it is journaled after it).
             let stage = timings
+            job.slot.scheduler.awaitDurability(job.pending)
             journal.append(payload) { [self] failure in
                 if let failure {
                     finish(job, .failure(.storageUnavailable(failure)))
@@ -451,19 +428,19 @@ public final class ConversationEngine: @unchecked Sendable {
         }
     }
 
-    /// Completes a job's waiters and hands the session's next turn to the queue.
+    /// Completes a job's waiters, ends its turn in the session's scheduler, and hands the
+    /// session's next turn to the queue.
     func finish(_ job: Job, _ result: Result<TurnOutcome, ConversationError>) {
         lock.lock()
         waitingCount -= 1
+        var stored = true
         if case .failure = result {
+            stored = false
             job.slot.bytes -= job.pending.bytes
             sessions.charge(job.slot, at: job.key, -job.pending.memory)
         }
         let completions = job.pending.completions
-        job.slot.inFlight = nil
-        if !job.slot.waiting.isEmpty {
-            let next = job.slot.waiting.removeFirst()
-            job.slot.inFlight = next
+        if let next = job.slot.scheduler.end(job.pending, stored: stored) {
             _ = queue.enqueue(.turn(Job(key: job.key, slot: job.slot, pending: next)), force: true)
         }
         lock.unlock()

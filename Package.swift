@@ -80,7 +80,7 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "EmotionCLI",
                           dependencies: ["ServingPipeline", "Conversation", "GatedXLSTM", "DialogicalEmotionDecoder",
-                                         "ModelPackage", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+                                         "ModelPackage", "ErrorVocabulary", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // Benchmarks (not tests): the Swift side of Benchmarks/*.sh, which run the references too.
         .executableTarget(name: "ClassifierBenchmark",

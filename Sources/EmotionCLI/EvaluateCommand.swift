@@ -1,6 +1,7 @@
 import ArgumentParser
 import Conversation
 import DialogicalEmotionDecoder
+import ErrorVocabulary
 import Foundation
 import GatedXLSTM
 import ServingPipeline
@@ -345,7 +346,7 @@ struct EvaluateCommand: ParsableCommand {
                 embeddings[d][t] = value
             case .failure(let error)?:
                 let turn = dialogues[d].turns[t]
-                if (error as? ConversationError)?.kind != .invalidInput { onlyInputErrors = false }
+                if (error as? any CodedError)?.kind != .invalidInput { onlyInputErrors = false }
                 failures.append("\(turn.location): \(error)" + (turn.audioPath.map { " (audio \($0))" } ?? ""))
             case nil:
                 onlyInputErrors = false

@@ -45,6 +45,8 @@ final class HTTPConnection: @unchecked Sendable {
     private var openFlag = true
     /// `HTTPConnectionStateMachine.headBytesPending` as of the last event (under `openLock`).
     private var headProgress: Int? = 0
+    /// The client ended its input (FIN, or TLS close_notify) as of the last event (under `openLock`).
+    private var inputEnded = false
     /// Answering the connection limit's 503: never chosen to make room.
     let isOverflow: Bool
 
@@ -69,6 +71,11 @@ final class HTTPConnection: @unchecked Sendable {
 
     /// False once the connection is closed (readable from any thread).
     var isOpen: Bool { openLock.withLock { openFlag } }
+
+    /// False once the connection is closed or the client has ended its input (readable from any
+    /// thread). A client that closes its side while its request is handled is taken to be gone, as
+    /// Go's net/http and nginx take it (long work may stop); its answer is still written.
+    var isClientPresent: Bool { openLock.withLock { openFlag && !inputEnded } }
 
     /// Bytes received of a request head still incomplete (0: waiting for one); nil while the
     /// connection is past the head (body, handler, answer), closed or answering the overflow
@@ -234,8 +241,11 @@ final class HTTPConnection: @unchecked Sendable {
             }
         }
         updateInterest()
-        let progress = machine.headBytesPending
-        openLock.withLock { headProgress = progress }
+        let progress = machine.headBytesPending, ended = machine.peerClosed
+        openLock.withLock {
+            headProgress = progress
+            inputEnded = ended
+        }
     }
 
     private enum FlushResult { case drained, pending, failed }

@@ -47,8 +47,10 @@ public struct HTTPResponder: Sendable {
         box.complete(.failure(error))
     }
 
-    /// False once the server has dropped the connection (client gone, timeout, forced shutdown):
-    /// long work may be skipped.
+    /// False once the client is gone: the server dropped the connection (reset, timeout, forced
+    /// shutdown) or the client ended its input (FIN) while the request is handled, which is taken
+    /// as leaving, as Go's net/http and nginx take it. Long work may be skipped; an answer is still
+    /// written while the socket takes it.
     public var isConnectionOpen: Bool { box.isConnectionOpen }
 }
 
@@ -170,7 +172,7 @@ final class ResponderBox: @unchecked Sendable {
         self.generation = generation
     }
 
-    var isConnectionOpen: Bool { connection?.isOpen ?? false }
+    var isConnectionOpen: Bool { connection?.isClientPresent ?? false }
 
     func complete(_ result: Result<HTTPResponse, any Error>) {
         lock.lock()

@@ -29,6 +29,9 @@ final class LoopbackClient {
     deinit { if !closed { close(fd) } }
 
     /// Closes the connection abortively (SO_LINGER 0: a reset, as a client that gives up or dies).
+    /// Ends the client's sending side (FIN), as a proxy does when its own client has left.
+    func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
+
     func abort() {
         guard !closed else { return }
         var linger = Glibc.linger(l_onoff: 1, l_linger: 0)

@@ -142,14 +142,20 @@ struct ConnectionTests {
         #expect(bClosed)
     }
 
-    @Test func clientHalfCloseStillGetsItsAnswer() async throws {
-        let response = try await offPool {
+    /// A client that ends its input (FIN) while its request is handled still gets its answer, but
+    /// the handler is told it has left (long work may stop), as Go's net/http and nginx take it.
+    @Test func clientHalfCloseStillGetsItsAnswerAndCountsAsGone() async throws {
+        let (halfClosed, present) = try await offPool {
             let client = try sharedServer.client()
-            client.send(get("/slow?ms=50"))
+            client.send(get("/slow?ms=300&report=1"))
             client.shutdownWrite()
-            return try client.readResponse()
+            let halfClosed = try client.readResponse()
+            let other = try sharedServer.client()
+            other.send(get("/slow?ms=50&report=1"))
+            return (halfClosed, try other.readResponse())
         }
-        #expect(response.bodyText == "slow 50")
+        #expect(halfClosed.bodyText == "slow 300 client=gone")
+        #expect(present.bodyText == "slow 50 client=present")
     }
 
     @Test func requestIDTakenWhenSaneReplacedOtherwise() async throws {

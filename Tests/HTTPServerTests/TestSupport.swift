@@ -35,7 +35,8 @@ func testLimits() -> HTTPServerLimits {
 
 /// The handler used by most tests; Dispatch only (no Tasks), so it never needs the cooperative pool.
 ///
-/// - `/slow?ms=N`: answers after N ms.
+/// - `/slow?ms=N`: answers after N ms (`&report=1`: the body says whether the client was still
+///   there then, `HTTPResponder.isConnectionOpen`).
 /// - `/throw`: throws HTTPError 409 `conflict`.
 /// - `/crash`: throws a plain error (500 `internal_error`).
 /// - `/drop`: drops the responder without answering (500 `internal_error`).
@@ -53,8 +54,10 @@ struct TestHandler: HTTPHandler {
         case "/slow":
             slowStarted.withLock { $0 += 1 }
             let ms = Int(request.target.queryValue("ms") ?? "") ?? 100
+            let report = request.target.queryValue("report") != nil
             delayQueue.asyncAfter(deadline: .now() + .milliseconds(ms)) {
-                responder.respond(HTTPResponse(status: .ok, body: "slow \(ms)"))
+                let presence = report ? (responder.isConnectionOpen ? " client=present" : " client=gone") : ""
+                responder.respond(HTTPResponse(status: .ok, body: "slow \(ms)\(presence)"))
             }
         case "/throw":
             responder.fail(HTTPError(kind: .conflict, code: "conflict", message: "already there"))

@@ -17,8 +17,8 @@ struct TurnRequest: Decodable {
     static func turn(_ object: StrictObject, hasTurnId: Bool) throws(APIError) -> TurnInput {
         let speaker = try object.string("speaker", required: true) ?? ""
         let transcript = try object.string("transcript") ?? ""
-        // The base64 text (up to the whole body) lives only until it is decoded.
-        let audio = try object.string("audio").map(audioBytes)
+        // Decoded from the body's bytes: the base64 text is not copied into a string.
+        let audio = try object.base64("audio", decode: audioBytes)
         if audio == nil && EmotionAPI.isBlank(transcript) {
             throw APIError(.invalidInput, "empty_turn", "a turn needs 'audio', a non-empty 'transcript', or both")
         }
@@ -27,16 +27,18 @@ struct TurnRequest: Decodable {
     }
 
     /// Base64 (white space and other non-alphabet ASCII ignored, as Foundation's
-    /// `.ignoreUnknownCharacters` does; any non-ASCII refused), decoded straight from the
-    /// string's UTF-8 storage without copying it; zero bytes is `empty_audio`.
-    static func audioBytes(_ text: String) throws(APIError) -> Data {
-        let decode = { (utf8: UnsafeBufferPointer<UInt8>) -> Data? in
-            guard utf8.allSatisfy({ $0 < 0x80 }) else { return nil }
-            guard let base = utf8.baseAddress, !utf8.isEmpty else { return Data() }
-            let view = Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: utf8.count, deallocator: .none)
-            return Data(base64Encoded: view, options: [.ignoreUnknownCharacters])
+    /// `.ignoreUnknownCharacters` does; any non-ASCII refused) out of its UTF-8 bytes, read in
+    /// place; zero bytes is `empty_audio`.
+    static func audioBytes(_ utf8: UnsafeBufferPointer<UInt8>) throws(APIError) -> Data {
+        var decoded: Data?
+        if utf8.allSatisfy({ $0 < 0x80 }) {
+            if let base = utf8.baseAddress, !utf8.isEmpty {
+                let view = Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: utf8.count, deallocator: .none)
+                decoded = Data(base64Encoded: view, options: [.ignoreUnknownCharacters])
+            } else {
+                decoded = Data()
+            }
         }
-        let decoded = text.utf8.withContiguousStorageIfAvailable(decode) ?? Array(text.utf8).withUnsafeBufferPointer(decode)
         guard let bytes = decoded else { throw APIError(.invalidInput, "invalid_base64", "'audio' is not valid base64") }
         guard !bytes.isEmpty else { throw APIError(.invalidInput, "empty_audio", "'audio' decodes to zero bytes") }
         return bytes

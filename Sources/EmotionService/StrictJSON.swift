@@ -18,7 +18,9 @@ enum StrictJSON {
         if scan.malformed { throw notJSON }
         let value: T
         do {
-            value = try JSONDecoder().decode(T.self, from: body)
+            let decoder = JSONDecoder()
+            decoder.userInfo[RawStrings.key] = RawStrings(body: body, ranges: scan.audioRanges)
+            value = try decoder.decode(T.self, from: body)
         } catch DecodingError.dataCorrupted(let context) where context.codingPath.isEmpty {
             throw notJSON
         } catch {
@@ -84,8 +86,10 @@ struct AnyKey: CodingKey {
 /// omitted, never `null` (openapi.yaml).
 struct StrictObject {
     private let container: KeyedDecodingContainer<AnyKey>
+    private let raw: RawStrings?
 
     init(_ decoder: any Decoder, allowed: Set<String>) throws(APIError) {
+        raw = decoder.userInfo[RawStrings.key] as? RawStrings
         do {
             container = try decoder.container(keyedBy: AnyKey.self)
         } catch {
@@ -102,6 +106,22 @@ struct StrictObject {
     func string(_ name: String, required: Bool = false) throws(APIError) -> String? {
         try field(name, required: required, wrongType: "must be a string",
                   null: "must be a string, not null (omit an optional field)")
+    }
+
+    /// A string field of base64 (`audio`) decoded to its bytes: straight from the body's bytes
+    /// when the scan found the value there without escapes (no copy of the text is made), else
+    /// through `string(_:)`; refused as `decode` refuses (422 `invalid_base64`, `empty_audio`).
+    func base64(_ name: String, decode: (UnsafeBufferPointer<UInt8>) throws(APIError) -> Data) throws(APIError) -> Data? {
+        let result: Result<Data, APIError>
+        if container.contains(AnyKey(name)), let raw, let range = raw.ranges[path(name)] {
+            result = raw.body.withUnsafeBytes { bytes in
+                Result { () throws(APIError) in try decode(UnsafeBufferPointer(rebasing: bytes.bindMemory(to: UInt8.self)[range])) }
+            }
+        } else {
+            guard var text = try string(name) else { return nil }
+            result = text.withUTF8 { utf8 in Result { () throws(APIError) in try decode(utf8) } }
+        }
+        return try result.get()
     }
 
     /// A JSON `true` or `false`; numbers (0, 1) and strings are refused.
@@ -157,6 +177,18 @@ extension DecodingError {
     }
 }
 
+/// Where in the body the decoder's string values of `audio` fields are (their bytes between the
+/// quotes, by field path such as `turns[2].audio`), for `StrictObject.base64`.
+final class RawStrings: Sendable {
+    static let key = CodingUserInfoKey(rawValue: "emotion.rawStrings")!  // a literal: never nil
+    let body: Data
+    let ranges: [String: Range<Int>]
+    init(body: Data, ranges: [String: Range<Int>]) {
+        self.body = body
+        self.ranges = ranges
+    }
+}
+
 /// One pass over the raw bytes of a body for what `JSONDecoder` does not check or tell:
 /// - whether it is UTF-8: JSONDecoder also reads UTF-16 and UTF-32 (recognised by a byte-order
 ///   mark or by the zero bytes every one of them has among the first four bytes);
@@ -166,10 +198,16 @@ extension DecodingError {
 ///   Double), so that such a body is 400 whatever else is wrong with it, as with JSONSerialization;
 /// - the path of the first name that occurs twice in one object (JSONDecoder keeps its first
 ///   value without a word), names compared as Swift strings after unescaping, as the decoder does.
+/// It also notes where each `audio` field's string value is, when it holds no escape
+/// (`audioRanges`), so that the base64 is decoded from the body without a copy as a string.
 /// The structure (brackets, colons, commas, literals) is left to the decoder, which runs next.
 struct BodyScan {
+    /// The name of the fields whose string values are located (`audioRanges`).
+    static let rawField = "audio"
+
     private(set) var malformed = false
     private(set) var duplicate: String?
+    private(set) var audioRanges: [String: Range<Int>] = [:]
 
     /// An open object (its names so far, mutated in place: no copy per name) or array.
     private struct Frame {
@@ -238,6 +276,11 @@ struct BodyScan {
                     } else {
                         duplicate = Self.path(stack.dropLast(), name)
                     }
+                } else if !expectName, !escaped, let top = stack.indices.last, stack[top].isObject,
+                          stack[top].current == Self.rawField {
+                    // A value (the first of its name: a second is a duplicate, refused).
+                    let path = Self.path(stack.dropLast(), Self.rawField)
+                    if audioRanges[path] == nil { audioRanges[path] = (i + 1)..<end }
                 }
                 expectName = false
                 i = end

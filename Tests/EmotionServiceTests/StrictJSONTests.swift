@@ -255,6 +255,43 @@ import Testing
         #expect(try EmotionAPI.parseTurn(body).audio == audio)
     }
 
+    /// Base64 without escapes is decoded in place from the body (the scan finds each turn's
+    /// `audio` value); with escapes (`\/`, `\r\n`, `\u0041`) through the decoded string: the same
+    /// bytes either way, and the same refusals.
+    @Test func audioIsDecodedFromTheBodyInPlaceWithEscapesTheSame() throws {
+        let audio = Data((0..<4096).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ 7) })
+        let plain = audio.base64EncodedString()
+        #expect(plain.contains("/"))
+        let escaped = plain.replacingOccurrences(of: "/", with: #"\/"#).replacingOccurrences(of: "A", with: #"A"#)
+        let turnBody = Data(#"{"speaker": "A", "audio": "\#(plain)", "transcript": "audio"}"#.utf8)
+        let scan = BodyScan(turnBody)
+        let range = try #require(scan.audioRanges["audio"])
+        #expect(turnBody[range] == Data(plain.utf8), "the range is the value between its quotes")
+        #expect(try EmotionAPI.parseTurn(turnBody).audio == audio)
+        #expect(try EmotionAPI.parseTurn(Data(#"{"speaker": "A", "audio": "\#(escaped)"}"#.utf8)).audio == audio)
+        #expect(BodyScan(Data(#"{"speaker": "A", "audio": "\#(escaped)"}"#.utf8)).audioRanges.isEmpty)
+
+        let dialogue = Data(#"{"turns": [{"speaker": "A", "transcript": "audio"}, {"speaker": "B", "audio": "\#(plain)"}, {"speaker": "A", "audio": "\#(escaped)"}, {"audio": "AQID", "speaker": "B"}]}"#.utf8)
+        #expect(Set(BodyScan(dialogue).audioRanges.keys) == ["turns[1].audio", "turns[3].audio"])
+        let turns = try EmotionAPI.parseDialogue(dialogue).0
+        #expect(turns.map(\.audio) == [nil, audio, audio, Data([1, 2, 3])])
+        // Refusals in place are those of the string path (the same text with its first
+        // character escaped as \u00XX).
+        for (text, code) in [("é", "invalid_base64"), ("", "empty_audio"), ("  ", "invalid_base64"), ("@@@", "invalid_base64"),
+                             ("AQI", "invalid_base64"), ("A===", "invalid_base64")] {
+            let inPlace = Self.refusal(.turn, Data(#"{"speaker": "A", "audio": "\#(text)"}"#.utf8))
+            #expect(inPlace?.code == code, "'\(text)': \(String(describing: inPlace))")
+            guard let first = text.unicodeScalars.first else { continue }
+            let hex = String(first.value, radix: 16)
+            let escapedText = #"\u"# + String(repeating: "0", count: 4 - hex.count) + hex + String(text.unicodeScalars.dropFirst())
+            let throughString = Self.refusal(.turn, Data(#"{"speaker": "A", "audio": "\#(escapedText)"}"#.utf8))
+            #expect(throughString == inPlace, "'\(text)'")
+        }
+        for value in ["3", "null", "[]"] {
+            #expect(Self.refusal(.turn, Data(#"{"speaker": "A", "audio": \#(value)}"#.utf8))?.code == "invalid_field")
+        }
+    }
+
     /// Many names in one object: each is remembered once (no copy of the set per name).
     @Test func manyNamesInOneObjectAreCheap() {
         let names = (0..<50_000).map { #""f\#($0)": 0"# }.joined(separator: ", ")

@@ -69,14 +69,15 @@ let package = Package(
         // A model package loaded into a conversation engine (turn embedder, classifier, DED):
         // what the server serves and the CLI evaluates.
         .target(name: "ServingPipeline", dependencies: ["AudioTowers", "TextTower", "ModelPackage", "GatedXLSTM",
-                                                        "DialogicalEmotionDecoder", "Conversation", "ErrorVocabulary"]),
+                                                        "DialogicalEmotionDecoder", "Conversation", "ErrorVocabulary",
+                                                        "Numerics"]),
 
         // Tools: the HTTP service and server, the command line.
         .target(name: "HTTPServer", dependencies: ["COpenSSL", "ErrorVocabulary"]),
         .target(name: "EmotionService", dependencies: ["ServingPipeline", "Conversation", "GatedXLSTM", "ModelPackage", "Numerics",
                                                        "DialogicalEmotionDecoder", "HTTPServer", "ErrorVocabulary"]),
         .executableTarget(name: "EmotionServer",
-                          dependencies: ["EmotionService", "HTTPServer", "Conversation",
+                          dependencies: ["EmotionService", "HTTPServer", "Conversation", "Numerics",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "EmotionCLI",
                           dependencies: ["ServingPipeline", "Conversation", "GatedXLSTM", "DialogicalEmotionDecoder",

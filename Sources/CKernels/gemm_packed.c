@@ -5,6 +5,7 @@
 // once at load and streaming each 16-column panel through a 6x16 register tile (AVX2 + FMA,
 // chosen at run time) reads every weight once per call and keeps the panel in L1/L2.
 #include "internal.h"
+#include <stdlib.h>
 #include <string.h>
 
 size_t ck_packed_size(int n, int k) { return (size_t)((n + 15) / 16) * 16 * (size_t)k; }
@@ -252,12 +253,19 @@ static void gemm_avx2(int m, int n, int k, const float *a, int lda, const float 
     }
 }
 
+// The best level the CPU's feature bits allow, capped by EMOTION_KERNELS (scalar, avx2, avx512)
+// for the whole process, so that tests and benchmarks run every path on any machine and an
+// operator can pin one. Read once.
 static int cpu_level(void) {
     static int cached = -1;
     if (cached < 0) {
         __builtin_cpu_init();
         int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        cached = avx2 ? (__builtin_cpu_supports("avx512f") ? 2 : 1) : 0;
+        int best = avx2 ? (__builtin_cpu_supports("avx512f") ? 2 : 1) : 0;
+        const char *cap = getenv("EMOTION_KERNELS");
+        if (cap && strcmp(cap, "scalar") == 0) best = 0;
+        else if (cap && strcmp(cap, "avx2") == 0 && best > 1) best = 1;
+        cached = best;
     }
     return cached;
 }

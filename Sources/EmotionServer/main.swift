@@ -3,6 +3,7 @@ import Conversation
 import EmotionService
 import Foundation
 import HTTPServer
+import Numerics
 
 /// `emotion-server`: the HTTP service on a model package. Every option also reads an
 /// environment variable (`EMOTION_<OPTION>`, e.g. EMOTION_PORT); flags win over the environment.
@@ -177,6 +178,10 @@ struct EmotionServer: AsyncParsableCommand {
             "backlog": options.http.backlog,
             "replica_id": options.replicaId ?? NSNull(),
         ])
+
+        let kernels = KernelPath.current
+        logger.info("kernels", ["kernels": kernels.kernels, "cpu": kernels.cpu, "features": kernels.features.joined(separator: " "),
+                                "openblas_core": kernels.openBLASCore])
 
         let host: ServiceHost
         do {

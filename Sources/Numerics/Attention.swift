@@ -11,7 +11,7 @@ import Foundation
 /// `h * headDim ..< (h + 1) * headDim`), as a fused `[q | k | v]` projection writes them, so no
 /// transpose is needed. From 48 queries (an encoder's hundreds of tokens) the head's keys (scaled)
 /// and values are packed into 16-column panels and both products run through the packed kernels
-/// (`PackedMatrix`'s, cache-blocked at that size); fewer queries go through single-threaded BLAS.
+/// (`PackedMatrix`'s, cache-blocked at that size); fewer queries go through `Gemm` (packed per call).
 /// Queries are taken in blocks whose scores stay in L2. Callers run independent heads or
 /// sequences in parallel.
 public enum Attention {
@@ -63,7 +63,7 @@ public enum Attention {
                 ck_gemm_packed_panels(Int32(n), Int32(keys), Int32(headDim), query + q0 * ldq, Int32(ldq), packedKeys,
                                       16 * headDim, nil, scores, Int32(keys), 0, 0)
             } else {
-                BLAS.gemm(transposeB: true, m: n, n: keys, k: headDim, alpha: scale,
+                Gemm.multiply(transposeB: true, m: n, n: keys, k: headDim, alpha: scale,
                           a: query + q0 * ldq, lda: ldq, b: key, ldb: ldk, c: scores, ldc: keys)
             }
             for i in 0..<n {
@@ -83,7 +83,7 @@ public enum Attention {
                 ck_gemm_packed_panels(Int32(n), Int32(headDim), Int32(keys), scores, Int32(keys), packedValues,
                                       16 * keys, nil, out + q0 * ldo, Int32(ldo), 0, 0)
             } else {
-                BLAS.gemm(m: n, n: headDim, k: keys, a: scores, lda: keys, b: value, ldb: ldv,
+                Gemm.multiply(m: n, n: headDim, k: keys, a: scores, lda: keys, b: value, ldb: ldv,
                           c: out + q0 * ldo, ldc: ldo)
             }
         }

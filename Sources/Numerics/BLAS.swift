@@ -1,10 +1,9 @@
 import CBLAS
 
-/// Matrix products through OpenBLAS `cblas_sgemm`, row-major.
-///
-/// All model layers funnel their heavy arithmetic through here so that a single place decides
-/// how BLAS is threaded. Small products (a turn is 16 rows per stream) run fastest with
-/// single-threaded BLAS and independent work in parallel, so the default is one BLAS thread.
+/// Matrix products through OpenBLAS `cblas_sgemm`, row-major: the reference the project's own
+/// kernels (`Gemm`, `PackedMatrix`) are compared with, and the explicit `blas` backend of the
+/// text tower. Model layers use `Gemm`, whose kernels are chosen by CPU feature bits, not by
+/// OpenBLAS's CPU table. One BLAS thread: independent work runs in parallel instead.
 public enum BLAS {
     /// Sets the number of threads OpenBLAS uses inside one product.
     public static func setThreads(_ count: Int) {
@@ -13,6 +12,10 @@ public enum BLAS {
 
     /// The number of threads OpenBLAS uses inside one product.
     public static var threads: Int { Int(openblas_get_num_threads()) }
+
+    /// The core OpenBLAS chose from its own CPU table (e.g. `Zen`, `SkylakeX`, or `Prescott` on a
+    /// CPU its table does not know).
+    public static var coreName: String { openblas_get_corename().map { String(cString: $0) } ?? "unknown" }
 
     /// `C = alpha * op(A) * op(B) + beta * C` with row-major storage.
     ///

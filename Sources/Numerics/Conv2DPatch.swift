@@ -66,7 +66,7 @@ public enum Conv2D {
         scratch: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>, ldy: Int? = nil
     ) {
         im2col(x, geometry: g, rows: rows, into: scratch)
-        BLAS.linear(scratch, rows: rows.count, inFeatures: g.patchSize, weight: weight, bias: bias,
+        Gemm.linear(scratch, rows: rows.count, inFeatures: g.patchSize, weight: weight, bias: bias,
                     outFeatures: outChannels, into: y, ldy: ldy)
     }
 }

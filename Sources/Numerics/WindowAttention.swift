@@ -26,11 +26,11 @@ public enum WindowAttention {
         for (i, h) in heads.enumerated() {
             let q = qkv + i * headStride
             // scores = q k^T
-            BLAS.gemm(transposeB: true, m: n, n: n, k: headDim, a: q, lda: ld, b: q + keyOffset, ldb: ld,
+            Gemm.multiply(transposeB: true, m: n, n: n, k: headDim, a: q, lda: ld, b: q + keyOffset, ldb: ld,
                       c: scores, ldc: n)
             SwinVectorMath.softmaxRows(scores, rows: n, columns: n, adding: bias + h * n * n, mask: mask)
             // out_h = p v
-            BLAS.gemm(m: n, n: headDim, k: n, a: scores, lda: n, b: q + valueOffset, ldb: ld,
+            Gemm.multiply(m: n, n: headDim, k: n, a: scores, lda: n, b: q + valueOffset, ldb: ld,
                       c: output + h * headDim, ldc: ldo)
         }
     }

@@ -3,9 +3,10 @@ import DialogicalEmotionDecoder
 import Foundation
 import GatedXLSTM
 import ModelPackage
+import Numerics
 
-/// What is loaded, so a client or operator can tell models apart (the server answers
-/// `GET /v1/model` with it).
+/// What is loaded and what it runs on, so a client or operator can tell models (and machines)
+/// apart (the server answers `GET /v1/model` with it).
 public struct ModelDescription: Encodable, Sendable {
     struct Streams: Encodable { let names: [String] }
     let name: String
@@ -19,11 +20,13 @@ public struct ModelDescription: Encodable, Sendable {
     let weightsBytes: Int
     let manifestSHA256: String
     let provenance: JSONValue
+    /// The kernels this process runs on (chosen by the CPU's feature bits).
+    let runtime: KernelPath
 
     enum CodingKeys: String, CodingKey {
         case name, labels, embeddingDim = "embedding_dim", classifier, classifierParameters = "classifier_parameters"
         case streams, ded, weightsSHA256 = "weights_sha256", weightsBytes = "weights_bytes"
-        case manifestSHA256 = "manifest_sha256", provenance
+        case manifestSHA256 = "manifest_sha256", provenance, runtime
     }
 
     public init(package: ModelPackage, classifier: GatedXLSTMClassifier, ded: DEDParameters) {
@@ -38,5 +41,6 @@ public struct ModelDescription: Encodable, Sendable {
         weightsBytes = package.weights.fileSize
         manifestSHA256 = package.manifestSHA256
         provenance = package.manifest.provenance
+        runtime = .current
     }
 }

@@ -28,7 +28,7 @@ enum MLSTMCell {
             for t in 0..<s { cum[t + 1] = cum[t] + Activation.logSigmoid(fgate[t * gs + h]) }
 
             // q k^T / sqrt(dh) for this head (keys scaled as in the reference).
-            BLAS.gemm(transposeB: true, m: s, n: s, k: dh, alpha: scale,
+            Gemm.multiply(transposeB: true, m: s, n: s, k: dh, alpha: scale,
                       a: qkv + h * dh, lda: ld, b: qkv + innerWidth + h * dh, ldb: ld,
                       c: qk, ldc: s)
 
@@ -51,7 +51,7 @@ enum MLSTMCell {
             }
 
             // h = C_normalised @ v.
-            BLAS.gemm(m: s, n: dh, k: s, a: qk, lda: s, b: qkv + 2 * innerWidth + h * dh, ldb: ld,
+            Gemm.multiply(m: s, n: dh, k: s, a: qk, lda: s, b: qkv + 2 * innerWidth + h * dh, ldb: ld,
                       c: out + h * dh, ldc: innerWidth)
         }
     }

@@ -11,12 +11,14 @@ final class ServerUnderTest: @unchecked Sendable {
     let logFile: URL
     private(set) var port = 0
 
-    init(arguments: [String]) throws {
+    /// `environment`: variables added to the test's own (whose `EMOTION_*` ones are dropped).
+    init(arguments: [String], environment: [String: String] = [:]) throws {
         logFile = FileManager.default.temporaryDirectory.appendingPathComponent("server-\(UUID()).log")
         _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
         process.executableURL = try ServerProcessTests.binary()
         process.arguments = ["--model", EndToEndTests.model.path, "--port", "0"] + arguments
         process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("EMOTION_") }
+            .merging(environment) { $1 }
         process.standardError = try FileHandle(forWritingTo: logFile)
         process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         try process.run()

@@ -38,6 +38,14 @@ void ck_gemm_packed_panels(int m, int n, int k, const float *a, int lda, const f
                            size_t panel_stride, const float *bias, float *c, int ldc, int accumulate,
                            int epilogue);
 
+/// C[m x n] = alpha * A[m x k] * op(B) (+ bias) (+ C if accumulate) for a B that is not packed:
+/// `b_holds_rows` 1: B is stored n x k (C = A B^T, e.g. q k^T), 0: B is stored k x n (C = A B,
+/// e.g. P v); row strides lda, ldb, ldc. B is packed per call into a per-thread buffer and the
+/// product runs on the packed kernels (gemm_general.c). Returns 0, computing nothing, when that
+/// buffer cannot be allocated.
+int ck_gemm(int m, int n, int k, float alpha, const float *a, int lda, const float *b, int ldb, int b_holds_rows,
+            const float *bias, float *c, int ldc, int accumulate);
+
 /// Softmax over n values in place (max-subtracted; exp within about 2 ulp).
 void ck_softmax(float *x, int n);
 
@@ -47,7 +55,9 @@ void ck_activate(float *x, int n, int epilogue);
 /// 1 when a vectorised path (AVX2 + FMA or AVX-512) is in use on this CPU.
 int ck_vectorized(void);
 
-/// The instruction set in use: 0 scalar, 1 AVX2 + FMA, 2 AVX-512 (the best the CPU has).
+/// The instruction set in use: 0 scalar, 1 AVX2 + FMA, 2 AVX-512: the best the CPU's feature
+/// bits (cpuid) allow, capped for the process by the environment variable EMOTION_KERNELS
+/// (`scalar`, `avx2`, `avx512`) and on the calling thread by ck_force_level.
 int ck_level(void);
 
 /// Caps the instruction set on the calling thread (-1: no cap) so tests can run every path;

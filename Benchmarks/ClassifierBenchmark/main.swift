@@ -90,7 +90,7 @@ func percentile(_ xs: [Double], _ p: Double) -> Double {
 
 let b = Double(batchSize)
 let result: [String: Any] = [
-    "engine": "swift",
+    "engine": "swift", "kernels": KernelPath.current.kernels, "cpu": KernelPath.current.cpu,
     "batch": batchSize,
     "threads": ProcessInfo.processInfo.activeProcessorCount,
     "median_ms_per_batch": percentile(timings, 0.5),

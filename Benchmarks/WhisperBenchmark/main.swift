@@ -77,7 +77,7 @@ for i in 0..<last.count {
     scale = max(scale, abs(expected[i]))
 }
 let line: [String: Any] = [
-    "engine": "swift", "clip": clip, "frames": frames, "threads": threads, "iterations": iterations,
+    "engine": "swift", "kernels": KernelPath.current.kernels, "cpu": KernelPath.current.cpu, "clip": clip, "frames": frames, "threads": threads, "iterations": iterations,
     "median_ms": times[times.count / 2], "min_ms": times[0],
     "p90_ms": times[min(times.count - 1, Int((0.9 * Double(times.count)).rounded(.up)) - 1)],
     "load_ms": loadMs, "peak_rss_mb": peakRSSMegabytes(),

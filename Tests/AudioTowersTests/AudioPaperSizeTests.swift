@@ -60,6 +60,7 @@ import TestSupport
             "p90_ms": times[min(times.count - 1, Int((0.9 * Double(times.count)).rounded(.up)) - 1)],
             "peak_rss_mb": peakRSSMegabytes(), "max_abs_err": Double(worst),
             "openblas_core": String(cString: openblas_get_corename()),
+            "kernels": KernelPath.current.kernels, "cpu": KernelPath.current.cpu,
         ]
         let json = try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys])
         print(String(decoding: json, as: UTF8.self))

@@ -73,8 +73,16 @@ public final class GatedXLSTMClassifier: Sendable {
     }
 
     /// Classifies a batch of turns; each item is 12 stream vectors of `embedding_dim` values.
-    public func classify(_ batch: [[[Float]]]) throws -> [Classification] {
+    /// `prepared[b]` (if given and not nil) holds item b's context streams already run
+    /// (`prepareContext`): only its current turn's 4 stacks run now, and the result is the same.
+    public func classify(_ batch: [[[Float]]], prepared: [PreparedContext?] = []) throws -> [Classification] {
         let c = configuration, n = StreamLayout.count, e = c.embeddingDim
+        guard prepared.isEmpty || prepared.count == batch.count else {
+            throw ClassifierError(code: "invalid_streams", message: "\(prepared.count) prepared contexts for \(batch.count) items")
+        }
+        for case let context? in prepared where context.outputs.count != (n - StreamLayout.perTurn) * c.width {
+            throw ClassifierError(code: "invalid_streams", message: "a prepared context of another classifier size")
+        }
         for (b, streams) in batch.enumerated() {
             guard streams.count == n else {
                 throw ClassifierError(code: "invalid_streams",
@@ -106,10 +114,18 @@ public final class GatedXLSTMClassifier: Sendable {
             }
         }
         var fused = [Float](repeating: 0, count: count * n * c.width)
+        let context = prepared.isEmpty ? Array(repeating: nil, count: count) : prepared
         input.withUnsafeBufferPointer { inBuf in
             fused.withUnsafeMutableBufferPointer { fusedBuf in
-                runStreams(input: inBuf.baseAddress!, count: count, fused: fusedBuf.baseAddress!)
+                runStreams(input: inBuf.baseAddress!, count: count, fused: fusedBuf.baseAddress!,
+                           skip: context.map { $0 != nil })
             }
+        }
+        // Prepared items: their context streams' outputs as they were computed ahead.
+        let contextStart = StreamLayout.perTurn * c.width
+        for (b, item) in context.enumerated() {
+            guard let item else { continue }
+            fused.replaceSubrange((b * n * c.width + contextStart)..<((b + 1) * n * c.width), with: item.outputs)
         }
 
         // Gate from the current speaker's audio (stream 0), per item.
@@ -142,24 +158,68 @@ public final class GatedXLSTMClassifier: Sendable {
         }
     }
 
-    /// Runs the 12 stacks concurrently; writes each item's last-step outputs into `fused`
-    /// (`count x (12 * width)`, stream s at column `s * width`).
-    private func runStreams(input: UnsafePointer<Float>, count: Int, fused: UnsafeMutablePointer<Float>) {
+    /// The context streams (slots t-1 and t-2: streams 4...11) of a dialogue's next turn, run
+    /// ahead of it: a turn's 4-tuple is fixed when it arrives, so once turn t is answered the
+    /// stacks of turn t+1's context can run while the client is away, and turn t+1 waits only
+    /// for its own 4 stacks. `previous` and `beforePrevious` are the 4-tuples of turns t and t-1
+    /// (nil: absent, zeros).
+    public func prepareContext(previous: [[Float]]?, beforePrevious: [[Float]]?) throws -> PreparedContext {
+        let c = configuration, n = StreamLayout.count, e = c.embeddingDim, per = StreamLayout.perTurn
+        let zeros = Array(repeating: [Float](repeating: 0, count: e), count: per)
+        let vectors = (previous ?? zeros) + (beforePrevious ?? zeros)
+        guard vectors.count == n - per, vectors.allSatisfy({ $0.count == e && $0.allSatisfy(\.isFinite) }) else {
+            throw ClassifierError(code: "invalid_streams", message: "a context needs two 4-tuples of \(e) finite values")
+        }
+        // Laid out as a batch of one whose current-turn streams are not run.
+        var input = [Float](repeating: 0, count: n * e)
+        for (i, v) in vectors.enumerated() { input.replaceSubrange(((per + i) * e)..<((per + i + 1) * e), with: v) }
+        var fused = [Float](repeating: 0, count: n * c.width)
+        input.withUnsafeBufferPointer { inBuf in
+            fused.withUnsafeMutableBufferPointer { f in
+                runStreams(input: inBuf.baseAddress!, count: 1, fused: f.baseAddress!, skip: [false], only: per..<n)
+            }
+        }
+        return PreparedContext(outputs: Array(fused[(per * c.width)...]))
+    }
+
+    /// Runs the stacks concurrently; writes each item's last-step outputs into `fused`
+    /// (`count x (12 * width)`, stream s at column `s * width`). Streams outside `only` are not
+    /// run; nor are the context streams (4...11) of an item whose `skip` is true (prepared).
+    private func runStreams(input: UnsafePointer<Float>, count: Int, fused: UnsafeMutablePointer<Float>,
+                           skip: [Bool], only: Range<Int> = 0..<StreamLayout.count) {
         let c = configuration, e = c.embeddingDim, d = c.width, n = StreamLayout.count
-        let rows = count * c.steps
-        Parallel.forEach(n) { s in
-            let ws = workspaces.take(rows: rows * d)
+        let needed = (0..<count).filter { !skip[$0] }
+        Parallel.forEach(only.count) { i in
+            let s = only.lowerBound + i
+            let items = s < StreamLayout.perTurn ? Array(0..<count) : needed
+            guard !items.isEmpty else { return }
+            let rows = items.count * c.steps
+            let ws = workspaces.take(rows: rows * d + (items.count == count ? 0 : items.count * e))
             defer { workspaces.give(ws) }
             let x = ws.activations
+            var source = input + s * count * e
+            if items.count != count {
+                // The items to run, gathered after the activations.
+                let gathered = x + rows * d
+                for (j, b) in items.enumerated() { (gathered + j * e).update(from: source + b * e, count: e) }
+                source = UnsafePointer(gathered)
+            }
             // Each vector read as steps x step_dim rows, projected to the width.
-            inputProjection[s].weight.apply(input + s * count * e, rows: rows,
-                                            bias: inputProjection[s].bias.pointer, into: x)
-            stacks[s].forward(x, batch: count, steps: c.steps, workspace: ws.stack)
-            for b in 0..<count {
-                (fused + b * n * d + s * d).update(from: x + (b * c.steps + c.steps - 1) * d, count: d)
+            inputProjection[s].weight.apply(source, rows: rows, bias: inputProjection[s].bias.pointer, into: x)
+            stacks[s].forward(x, batch: items.count, steps: c.steps, workspace: ws.stack)
+            for (j, b) in items.enumerated() {
+                (fused + b * n * d + s * d).update(from: x + (j * c.steps + c.steps - 1) * d, count: d)
             }
         }
     }
+}
+
+/// The last-step outputs of a turn's context stacks (streams 4...11, `8 x width` values), run
+/// ahead by `GatedXLSTMClassifier.prepareContext`.
+public struct PreparedContext: Sendable, Equatable {
+    public let outputs: [Float]
+    /// Bytes held.
+    public var byteCount: Int { outputs.count * MemoryLayout<Float>.size }
 }
 
 /// Reusable per-task buffers, so concurrent turns never share scratch memory and the hot path

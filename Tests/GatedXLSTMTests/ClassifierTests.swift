@@ -45,6 +45,33 @@ import Testing
         }
     }
 
+    /// Context streams run ahead (`prepareContext` from the turn's t-1 and t-2 tuples), mixed in
+    /// one batch with items run whole: the PyTorch reference's logits and gates either way.
+    @Test func preparedContextsGiveTheReferenceAnswers() throws {
+        let classifier = try load()
+        let items = try batch()
+        let logits = try io.tensor("logits").values, gates = try io.tensor("gates").values
+        let l = classifier.labels.count
+        let prepared = try items.enumerated().map { i, streams -> PreparedContext? in
+            i % 2 == 1 ? nil : try classifier.prepareContext(previous: Array(streams[4..<8]), beforePrevious: Array(streams[8..<12]))
+        }
+        let out = try classifier.classify(items, prepared: prepared)
+        for (i, c) in out.enumerated() {
+            for j in 0..<l { #expect(abs(c.logits[j] - logits[i * l + j]) <= 1e-4, "item \(i) logit \(j)") }
+            for j in 0..<11 { #expect(abs(c.gates[j + 1] - gates[i * 11 + j]) <= 1e-5, "item \(i) gate \(j)") }
+        }
+        // Absent context turns are zeros, as in the streams.
+        let zeros = [[Float]](repeating: [Float](repeating: 0, count: 128), count: 4)
+        var first = items[0]
+        first.replaceSubrange(4..<12, with: zeros + zeros)
+        let whole = try classifier.classify([first])[0]
+        let ahead = try classifier.classify([first], prepared: [try classifier.prepareContext(previous: nil, beforePrevious: nil)])[0]
+        #expect(zip(whole.logits, ahead.logits).allSatisfy { abs($0 - $1) <= 1e-5 })
+        // A context of another size or count is refused.
+        #expect(throws: ClassifierError.self) { try classifier.classify(items, prepared: [nil]) }
+        #expect(throws: ClassifierError.self) { try classifier.prepareContext(previous: [[1]], beforePrevious: nil) }
+    }
+
     @Test func singleTurnsEqualTheBatch() throws {
         let classifier = try load()
         let items = try batch()

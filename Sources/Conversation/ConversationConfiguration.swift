@@ -47,6 +47,10 @@ public struct ConversationConfiguration: Sendable, Equatable {
     /// Turns of different sessions classified together in one batch; also the turns of one
     /// analysis processed per step before it goes back to the end of the work queue.
     public var maxBatch = 8
+    /// Once a session's turn is answered and no turn waits, run its next turn's context stacks
+    /// (8 of the classifier's 12) on the idle worker, so that the next turn waits only for its own
+    /// 4 (`GatedXLSTMClassifier.prepareContext`). Answers are the same either way.
+    public var prepareContext = true
 
     public init() {}
 }

@@ -13,7 +13,8 @@ import GatedXLSTM
 /// This file holds the turn path (admission of a turn, processing through `pipeline`, storing
 /// and answering); the per-session FIFO and turn states are in `TurnScheduler`, the session
 /// table is in `ConversationEngine+Sessions`, whole-dialogue analyses in
-/// `ConversationEngine+Analysis`, the stages in `TurnPipeline`.
+/// `ConversationEngine+Analysis`, the next turn's context stacks run ahead between turns in
+/// `ConversationEngine+Preparation`, the stages in `TurnPipeline`.
 public final class ConversationEngine: @unchecked Sendable {
     public typealias Completion = @Sendable (Result<TurnOutcome, ConversationError>) -> Void
 
@@ -37,6 +38,8 @@ public final class ConversationEngine: @unchecked Sendable {
         /// What the next turn's streams need of the stored turns (nil: to be built from
         /// `state.turns`, after a restore or a replay), so that a turn never rebuilds the history.
         var context: StreamContext?
+        /// The next turn's context stacks, run ahead (`ConversationEngine+Preparation`).
+        var preparation = Preparation.none
         init(state: SessionState) {
             self.state = state
             bytes = state.storedBytes
@@ -83,6 +86,7 @@ public final class ConversationEngine: @unchecked Sendable {
     enum Work {
         case turn(Job)
         case dialogue(DialogueJob)
+        case prepare(PreparationJob)
     }
 
     let lock = NSLock()
@@ -105,6 +109,8 @@ public final class ConversationEngine: @unchecked Sendable {
     var abandonedAnalyses = 0
     var timedOutAnalyses = 0
     var skippedAnalysisTurns = 0
+    var preparedContexts = 0
+    var preparedContextsUsed = 0
 
     public init(classifier: GatedXLSTMClassifier, encoder: TurnEncoder, ded: DEDParameters,
                 configuration: ConversationConfiguration = ConversationConfiguration()) throws {
@@ -122,14 +128,18 @@ public final class ConversationEngine: @unchecked Sendable {
             guard let self else { return }  // the engine is gone: nobody is waiting for answers
             var turns: [Job] = []
             var dialogues: [DialogueJob] = []
+            var preparations: [PreparationJob] = []
             for item in work {
                 switch item {
                 case .turn(let job): turns.append(job)
                 case .dialogue(let job): dialogues.append(job)
+                case .prepare(let job): preparations.append(job)
                 }
             }
-            // Live turns first: an analysis step taken in the same batch waits for them.
+            // Live turns first: an analysis step taken in the same batch waits for them, and so
+            // does work ahead of a turn (a turn of the same session in the batch cancels it).
             if !turns.isEmpty { self.process(turns) }
+            for job in preparations { self.prepare(job) }
             for job in dialogues { self.step(job) }
         }
         let timer = DispatchSource.makeTimerSource(queue: .global(qos: .utility))
@@ -303,7 +313,8 @@ public final class ConversationEngine: @unchecked Sendable {
     // MARK: - Processing
 
     func process(_ jobs: [Job]) {
-        var encoded: [(job: Job, streams: [[Float]], audio: [Float]?, text: [Float]?, timings: TurnTimings)] = []
+        var encoded: [(job: Job, streams: [[Float]], audio: [Float]?, text: [Float]?, timings: TurnTimings,
+                       prepared: PreparedContext?)] = []
         for job in jobs {
             var timings = TurnTimings()
             timings.queue = Self.milliseconds(since: job.pending.enqueuedAt)
@@ -325,9 +336,10 @@ public final class ConversationEngine: @unchecked Sendable {
                     TurnEmbeddings(speaker: $0.speaker, audio: $0.audioEmbedding?.values, text: $0.textEmbedding?.values)
                 }, dimension: encoder.dimension)
                 job.slot.context = context
+                let prepared = takePreparation(job)
                 lock.unlock()
                 let streams = context.streams(next: TurnEmbeddings(speaker: input.speaker, audio: audio, text: text))
-                encoded.append((job, streams, audio, text, timings))
+                encoded.append((job, streams, audio, text, timings, prepared))
             } catch {
                 finish(job, .failure(ConversationError(error, otherwise: "encoder_failed")))
             }
@@ -336,7 +348,7 @@ public final class ConversationEngine: @unchecked Sendable {
         let t0 = DispatchTime.now()
         let results: [Classification]
         do {
-            results = try classifier.classify(encoded.map(\.streams))
+            results = try classifier.classify(encoded.map(\.streams), prepared: encoded.map(\.prepared))
         } catch {
             let failure = ConversationError(.internal, code: "classifier_failed", "\(error)")
             for item in encoded { finish(item.job, .failure(failure)) }
@@ -402,6 +414,7 @@ public final class ConversationEngine: @unchecked Sendable {
                 job.slot.state.decoded = computed.decoded
                 job.slot.state.lastActivity = Date()
                 job.slot.version += 1
+                schedulePreparation(after: job)
                 lock.unlock()
                 var timings = stage
                 timings.total = Self.milliseconds(since: job.pending.enqueuedAt)
@@ -474,6 +487,9 @@ public final class ConversationEngine: @unchecked Sendable {
         /// Turns and audio seconds of the analyses accepted and not yet answered.
         public var analysisTurnsInFlight = 0
         public var analysisAudioSecondsInFlight = 0.0
+        /// Next turns' context stacks run ahead between turns, and those a turn then used.
+        public var preparedContexts = 0
+        public var preparedContextsUsed = 0
     }
 
     public var counters: Counters {
@@ -481,7 +497,8 @@ public final class ConversationEngine: @unchecked Sendable {
         return Counters(evictedSessions: evictedSessions, quotaRefusals: quotaRefusals, rejectedAnalyses: rejectedAnalyses,
                         abandonedAnalyses: abandonedAnalyses, timedOutAnalyses: timedOutAnalyses,
                         skippedAnalysisTurns: skippedAnalysisTurns, analysisTurnsInFlight: analysisTurns,
-                        analysisAudioSecondsInFlight: analysisAudioSeconds)
+                        analysisAudioSecondsInFlight: analysisAudioSeconds, preparedContexts: preparedContexts,
+                        preparedContextsUsed: preparedContextsUsed)
     }
 
     /// Stops accepting turns and waits until every accepted turn is answered (or the deadline).

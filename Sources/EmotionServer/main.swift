@@ -43,6 +43,7 @@ struct EmotionServer: AsyncParsableCommand {
     @Option(help: "Longest client timestamp in UTF-8 bytes (EMOTION_MAX_TIMESTAMP_BYTES).") var maxTimestampBytes: Int?
     @Option(help: "Turns waiting for inference before 503 (EMOTION_QUEUE_CAPACITY).") var queueCapacity: Int?
     @Option(help: "Turns of different sessions classified in one batch (EMOTION_MAX_BATCH).") var maxBatch: Int?
+    @Flag(help: "Do not run a session's next-turn context stacks (8 of 12) on the idle worker between turns (EMOTION_NO_PREPARE_CONTEXT=1); answers are the same either way.") var noPrepareContext = false
     @Option(help: "Largest request body in bytes (EMOTION_MAX_BODY_BYTES).") var maxBodyBytes: Int?
     @Option(help: "Request-body bytes all connections together may buffer; a request that does not fit is answered 503 body_budget_exhausted before its body is read (EMOTION_MAX_BUFFERED_BODY_BYTES).") var maxBufferedBodyBytes: Int?
     @Option(help: "Longest audio clip in seconds (EMOTION_MAX_AUDIO_SECONDS).") var maxAudioSeconds: Double?
@@ -125,6 +126,7 @@ struct EmotionServer: AsyncParsableCommand {
         options.conversation.limits = limits
         options.conversation.queueCapacity = try value(queueCapacity, "QUEUE_CAPACITY", options.conversation.queueCapacity)
         options.conversation.maxBatch = try value(maxBatch, "MAX_BATCH", options.conversation.maxBatch)
+        options.conversation.prepareContext = !(noPrepareContext || ["1", "true", "yes", "on"].contains(env("NO_PREPARE_CONTEXT")?.lowercased() ?? ""))
         options.stateDirectory = (stateDir ?? env("STATE_DIR")).map { URL(fileURLWithPath: $0) }
         options.snapshotInterval = try value(snapshotInterval, "SNAPSHOT_INTERVAL", 30.0)
         options.journal = journal || ["1", "true", "yes", "on"].contains(env("JOURNAL")?.lowercased() ?? "")
@@ -160,6 +162,7 @@ struct EmotionServer: AsyncParsableCommand {
             "tls": options.http.tls != nil, "api_keys": options.apiKeys.isEnabled ? "\(options.apiKeys.tenants.count) tenants" : "off",
             "max_sessions": options.conversation.maxSessions, "session_ttl_s": options.conversation.sessionTTL,
             "queue_capacity": options.conversation.queueCapacity, "max_batch": options.conversation.maxBatch,
+            "prepare_context": options.conversation.prepareContext,
             "max_turns_per_session": options.conversation.maxTurnsPerSession, "max_session_bytes": limits.sessionBytes,
             "max_sessions_per_tenant": options.conversation.maxSessionsPerTenant ?? NSNull(),
             "eviction_min_idle_s": options.conversation.evictionMinimumIdle,

@@ -62,6 +62,10 @@ public final class EmotionAPI: Sendable {
              { Double($0.counters.skippedAnalysisTurns) }),
             ("emotion_analysis_turns_in_flight", "Turns of the dialogue analyses accepted and not yet answered.",
              { Double($0.counters.analysisTurnsInFlight) }),
+            ("emotion_prepared_contexts_total", "Next turns' context stacks run ahead on an idle worker between turns.",
+             { Double($0.counters.preparedContexts) }),
+            ("emotion_prepared_contexts_used_total", "Turns that found their context stacks run ahead (they waited for 4 of 12).",
+             { Double($0.counters.preparedContextsUsed) }),
         ]
         for (name, help, read) in counters { metrics.gauge(name, help: help) { read(engine) } }
     }

@@ -89,6 +89,12 @@ public struct StreamContext: Sendable, Equatable {
                                 beforePrevious: recentTuples.dropFirst().first, dimension: dimension)
     }
 
+    /// The 4-tuples the next turn's context streams hold: of the last turn and of the one before
+    /// it (nil: absent).
+    public var contextTuples: (previous: [[Float]]?, beforePrevious: [[Float]]?) {
+        (recentTuples.first, recentTuples.dropFirst().first)
+    }
+
     /// Adds `turn` as the next turn.
     public mutating func append(_ turn: TurnEmbeddings) {
         let tuple = tuple(of: turn)

@@ -186,7 +186,8 @@ import TestSupport
         // One text-only turn of `post`: its strings (a generated turn id, speaker, transcript),
         // the per-turn structure and one 64-d embedding; three fit, a fourth does not.
         let turn = StorageLimits.memory(strings: 36 + 1 + "hello a1".utf8.count, embeddingValues: 64)
-        let fresh = try makeEngine { $0.maxStoredBytes = 3 * turn + 50; $0.evictionMinimumIdle = 3600 }
+        // Without work ahead, whose ready contexts are charged too (ConversationEngineTests).
+        let fresh = try makeEngine { $0.maxStoredBytes = 3 * turn + 50; $0.evictionMinimumIdle = 3600; $0.prepareContext = false }
         for id in ["a1", "a2", "a3"] { try await post(fresh, id, "acme") }
         let refused = await #expect(throws: ConversationError.self) { try await post(fresh, "b1", "globex") }
         #expect(refused?.code == "store_full" && refused?.kind == .overloaded)
@@ -199,7 +200,7 @@ import TestSupport
 
         // Idle long enough: the longest idle session makes room, never the one posted to; asking
         // at header time evicts nothing.
-        let roomy = try makeEngine { $0.maxStoredBytes = 3 * turn + 50; $0.evictionMinimumIdle = 0 }
+        let roomy = try makeEngine { $0.maxStoredBytes = 3 * turn + 50; $0.evictionMinimumIdle = 0; $0.prepareContext = false }
         for id in ["a1", "a2", "a3"] { try await post(roomy, id, "acme") }
         #expect(roomy.admissionRefusal(session: SessionKey(namespace: "acme", id: "a3")) == nil)
         #expect(roomy.session("a1", namespace: "acme") != nil && roomy.counters.evictedSessions == 0)

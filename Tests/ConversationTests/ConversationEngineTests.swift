@@ -27,6 +27,31 @@ import Testing
         TurnInput(turnId: "e", speaker: "supervisor", transcript: "Let me take over.", audio: Data([7])),
     ]
 
+    /// Work ahead between turns: each next turn's context stacks run on the idle worker once a
+    /// turn is answered, the next turn uses them, and every answer equals the classifier's on
+    /// the whole streams (the same dialogue without work ahead).
+    @Test func contextRunAheadBetweenTurnsGivesTheSameAnswers() async throws {
+        let ahead = try engine()
+        let plain = try engine { $0.prepareContext = false }
+        for (i, turn) in script.enumerated() {
+            let a = try await ahead.submit(sessionId: "call-1", turn: turn)
+            let b = try await plain.submit(sessionId: "call-1", turn: turn)
+            #expect(zip(a.turn.logits, b.turn.logits).allSatisfy { abs($0 - $1) <= 1e-5 }, "turn \(i)")
+            #expect(a.decoded == b.decoded, "turn \(i)")
+            // The client's pause: the work ahead of the next turn is done.
+            for _ in 0..<500 where ahead.counters.preparedContexts < i + 1 { try await Task.sleep(for: .milliseconds(2)) }
+            #expect(ahead.counters.preparedContexts == i + 1)
+        }
+        #expect(ahead.counters.preparedContextsUsed == script.count - 1)
+        #expect(plain.counters.preparedContexts == 0 && plain.counters.preparedContextsUsed == 0)
+        // The ready context is charged to the session's memory (8 stacks x width 16 x 4 bytes),
+        // and dropped with the session.
+        let slot = try #require(ahead.sessions[SessionKey(id: "call-1")])
+        #expect(ahead.sessions.memory == slot.state.memoryBytes + 8 * 16 * 4)
+        #expect(ahead.deleteSession("call-1"))
+        #expect(ahead.sessions.memory == 0)
+    }
+
     @Test func turnsAreClassifiedFromTheirStreamsAndDecodedOnline() async throws {
         let encoder = FakeEncoder()
         let engine = try engine(encoder)

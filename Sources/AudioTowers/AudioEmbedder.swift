@@ -53,14 +53,52 @@ public final class AudioEmbedder: Sendable {
         try embed(frontEnd.features(samples: samples, sampleRate: sampleRate))
     }
 
+    /// The embeddings of several encoded clips (the turns of different sessions taken together):
+    /// each decoded on its own, then the windows of all of them through the tower in one batch,
+    /// so its products have more rows. Each clip's result is what `embed(audio:)` gives for it (a
+    /// clip's own error stays its own; if the batch fails, each clip is embedded alone).
+    public func embed(audios: [Data]) -> [Result<[Float], any Error>] {
+        var results: [Result<[Float], any Error>] = []
+        var windows: [[Float]] = []
+        var owners: [(clip: Int, windows: Range<Int>)] = []
+        for (i, data) in audios.enumerated() {
+            do {
+                let features = try usable(frontEnd.features(encoded: data))
+                owners.append((i, windows.count..<(windows.count + features.windows.count)))
+                windows += features.windows.map(\.features.values)
+                results.append(.success([]))
+            } catch {
+                results.append(.failure(error))
+            }
+        }
+        guard !owners.isEmpty else { return results }
+        guard owners.count > 1, let embedded = try? tower.embed(batch: windows) else {
+            for owner in owners {
+                results[owner.clip] = Result { try mean(tower.embed(batch: Array(windows[owner.windows]))) }
+            }
+            return results
+        }
+        for owner in owners { results[owner.clip] = Result { try mean(Array(embedded[owner.windows])) } }
+        return results
+    }
+
     func embed(_ features: AudioFeatures) throws -> [Float] {
-        // Unpadded windows (Whisper) of a clip shorter than one hop have no frame to encode.
+        try mean(tower.embed(batch: usable(features).windows.map(\.features.values)))
+    }
+
+    /// `features`, unless a window has no frame: unpadded windows (Whisper) of a clip shorter
+    /// than one hop have nothing to encode.
+    func usable(_ features: AudioFeatures) throws -> AudioFeatures {
         guard features.windows.allSatisfy({ $0.features.frameCount > 0 }) else {
             throw AudioTowerError(code: "audio_too_short", message:
                 "the clip is shorter than one analysis frame (\(frontEnd.configuration.hopLength) samples at \(frontEnd.configuration.sampleRate) Hz)",
                 kind: .invalidInput)
         }
-        let windows = try tower.embed(batch: features.windows.map(\.features.values))
+        return features
+    }
+
+    /// A clip's embedding from its windows': their mean, renormalised (one window: itself).
+    func mean(_ windows: [[Float]]) throws -> [Float] {
         guard var mean = windows.first else {
             throw AudioTowerError(code: "empty_audio", message: "the clip has no audio window")
         }

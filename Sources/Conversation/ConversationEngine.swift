@@ -315,21 +315,39 @@ public final class ConversationEngine: @unchecked Sendable {
     func process(_ jobs: [Job]) {
         var encoded: [(job: Job, streams: [[Float]], audio: [Float]?, text: [Float]?, timings: TurnTimings,
                        prepared: PreparedContext?)] = []
-        for job in jobs {
+        // The batch's clips, then the transcripts of the turns whose audio was usable, each
+        // through its tower in one call (the encoders batch across sessions, as the classifier).
+        let queued = jobs.map { Self.milliseconds(since: $0.pending.enqueuedAt) }
+        let withAudio = jobs.indices.filter { jobs[$0].pending.input.audio != nil }
+        var audioResults = [Result<[Float], any Error>?](repeating: nil, count: jobs.count)
+        let audioStart = DispatchTime.now()
+        for (i, result) in zip(withAudio, encoder.embed(audios: withAudio.compactMap { jobs[$0].pending.input.audio })) {
+            audioResults[i] = result
+        }
+        let audioMs = withAudio.isEmpty ? 0 : Self.milliseconds(since: audioStart)
+        let withText = jobs.indices.filter { i in
+            if case .failure? = audioResults[i] { return false }  // answered with its audio's error
+            return jobs[i].pending.input.hasTranscript
+        }
+        var textResults = [Result<[Float], any Error>?](repeating: nil, count: jobs.count)
+        let textStart = DispatchTime.now()
+        for (i, result) in zip(withText, encoder.embed(texts: withText.map { jobs[$0].pending.input.transcript })) {
+            textResults[i] = result
+        }
+        let textMs = withText.isEmpty ? 0 : Self.milliseconds(since: textStart)
+        for (i, job) in jobs.enumerated() {
             var timings = TurnTimings()
-            timings.queue = Self.milliseconds(since: job.pending.enqueuedAt)
+            timings.queue = queued[i]
             do {
                 let input = job.pending.input
                 var audio: [Float]?, text: [Float]?
-                if let bytes = input.audio {
-                    let t0 = DispatchTime.now()
-                    audio = try encoder.embed(audio: bytes)
-                    timings.audio = Self.milliseconds(since: t0)
+                if let result = audioResults[i] {
+                    audio = try result.get()
+                    timings.audio = audioMs
                 }
-                if input.hasTranscript {
-                    let t0 = DispatchTime.now()
-                    text = try encoder.embed(text: input.transcript)
-                    timings.text = Self.milliseconds(since: t0)
+                if let result = textResults[i] {
+                    text = try result.get()
+                    timings.text = textMs
                 }
                 lock.lock()
                 let context = job.slot.context ?? StreamContext(turns: job.slot.state.turns.map {

@@ -16,10 +16,25 @@ public protocol TurnEncoder: Sendable {
     /// or the encoder's per-clip limit when it states none. Throws like `embed(audio:)` for
     /// an unreadable header. Default: 0 (an encoder that cannot tell counts no audio time).
     func audioSeconds(of audio: Data) throws -> Double
+    /// Embeddings of several clips, each as `embed(audio:)` gives it (default: one by one).
+    func embed(audios: [Data]) -> [Result<[Float], any Error>]
+    /// Embeddings of several transcripts, each as `embed(text:)` gives it (default: one by one).
+    func embed(texts: [String]) -> [Result<[Float], any Error>]
 }
 
 extension TurnEncoder {
     public func audioSeconds(of audio: Data) throws -> Double { 0 }
+
+    /// Embeddings of several clips (the turns of one batch, from different sessions), each as
+    /// `embed(audio:)` gives it; an encoder that can run them together overrides this.
+    public func embed(audios: [Data]) -> [Result<[Float], any Error>] {
+        audios.map { clip in Result { try embed(audio: clip) } }
+    }
+
+    /// Embeddings of several transcripts, each as `embed(text:)` gives it; likewise.
+    public func embed(texts: [String]) -> [Result<[Float], any Error>] {
+        texts.map { text in Result { try embed(text: text) } }
+    }
 }
 
 /// One turn as a client posts it.

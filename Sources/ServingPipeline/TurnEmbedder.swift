@@ -72,4 +72,16 @@ extension TurnEmbedder: TurnEncoder {
     public func audioSeconds(of data: Data) throws -> Double {
         try audio.durationBound(audio: data)
     }
+
+    /// The clips' windows through the audio tower in one batch.
+    public func embed(audios: [Data]) -> [Result<[Float], any Error>] {
+        audio.embed(audios: audios)
+    }
+
+    /// The transcripts through the text tower in one batch (one by one if the batch fails, so
+    /// that each keeps its own error).
+    public func embed(texts: [String]) -> [Result<[Float], any Error>] {
+        if texts.count > 1, let all = try? text.embed(batch: texts) { return all.map { .success($0) } }
+        return texts.map { transcript in Result { try text.embed(transcript) } }
+    }
 }

@@ -61,4 +61,10 @@ public final class TextEmbedder: Sendable {
     public func embed(_ transcript: String) throws -> [Float] {
         try encoder.embed(tokenizer.encode(transcript))
     }
+
+    /// The embeddings of several transcripts in one batch of the tower (the turns of different
+    /// sessions taken together); each equals `embed(_:)` of it.
+    public func embed(batch transcripts: [String]) throws -> [[Float]] {
+        try encoder.embed(batch: transcripts.map { tokenizer.encode($0) })
+    }
 }

@@ -56,6 +56,15 @@ public final class FakeEncoder: TurnEncoder, @unchecked Sendable {
     /// Embedding calls so far (counted before the gate).
     public var callCount: Int { lock.withLock { calls } }
 
+    /// The sizes of the batches of clips `embed(audios:)` was given, in order.
+    public var audioBatches: [Int] { lock.withLock { batches } }
+    private var batches: [Int] = []
+
+    public func embed(audios: [Data]) -> [Result<[Float], any Error>] {
+        lock.withLock { batches.append(audios.count) }
+        return audios.map { clip in Result { try embed(audio: clip) } }
+    }
+
     public func audioSeconds(of audio: Data) throws -> Double { Double(audio.count) / 1000 }
 
     func vector(_ seed: UInt64) -> [Float] {

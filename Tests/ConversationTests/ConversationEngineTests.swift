@@ -3,6 +3,7 @@ import Foundation
 import GatedXLSTM
 import ConversationTestSupport
 import Testing
+import TestSupport
 @testable import Conversation
 
 @Suite struct ConversationEngineTests {
@@ -50,6 +51,35 @@ import Testing
         #expect(ahead.sessions.memory == slot.state.memoryBytes + 8 * 16 * 4)
         #expect(ahead.deleteSession("call-1"))
         #expect(ahead.sessions.memory == 0)
+    }
+
+    /// Turns of different sessions waiting together go through the audio encoder in one call,
+    /// and each gets the answer it gets alone (a bad clip fails alone).
+    @Test func turnsOfDifferentSessionsAreEncodedTogether() async throws {
+        let gate = DispatchSemaphore(value: 0)
+        let encoder = FakeEncoder(gate: gate)
+        let engine = try engine(encoder)
+        let collector = Collector()
+        let clips: [Data] = [Data([1]), Data([2, 3]), Data([0xFF]), Data([4, 5, 6]), Data([7])]
+        for (i, clip) in clips.enumerated() {
+            engine.submit(sessionId: "s\(i)", turn: TurnInput(speaker: "A", transcript: "turn \(i)", audio: clip),
+                          completion: collector.callback(i))
+        }
+        for _ in 0..<100 { gate.signal() }
+        #expect(try await eventually { (0..<clips.count).allSatisfy { collector[$0] != nil } })
+        #expect(encoder.audioBatches.max() ?? 0 >= 2, "\(encoder.audioBatches)")
+        #expect(encoder.audioBatches.reduce(0, +) == clips.count)
+        let alone = try self.engine()
+        for (i, clip) in clips.enumerated() {
+            let turn = TurnInput(speaker: "A", transcript: "turn \(i)", audio: clip)
+            if clip == Data([0xFF]) {
+                #expect(collector[i]?.error?.code == "unreadable_audio")
+                continue
+            }
+            let single = try await alone.submit(sessionId: "s\(i)", turn: turn)
+            let batched = try #require(collector[i]?.value)
+            #expect(zip(single.turn.logits, batched.turn.logits).allSatisfy { abs($0 - $1) <= 1e-5 }, "turn \(i)")
+        }
     }
 
     @Test func turnsAreClassifiedFromTheirStreamsAndDecodedOnline() async throws {

@@ -41,6 +41,31 @@ import TestSupport
         }
     }
 
+    /// The turns of a batch (different sessions) through each tower in one call: every clip and
+    /// transcript gets the reference's embedding, windows of different clips mixed (long.wav is
+    /// two), and a bad clip in the batch fails alone with its own error.
+    @Test func batchedTurnsGetTheReferenceEmbeddings() throws {
+        let embedder = try TurnEmbedder(package: ModelPackage.load(directory: Self.model))
+        let expected = try JSONDecoder().decode(Expected.self, from: Data(contentsOf: Self.model.appendingPathComponent("expected.json")))
+        let names = expected.audio.keys.sorted()
+        let clips = try names.map(Self.clip) + [Data("RIFF....not audio".utf8)] + [try Self.clip(names[0])]
+        let audio = embedder.embed(audios: clips)
+        #expect(audio.count == clips.count)
+        for (i, name) in (names + [names[0]]).enumerated() {
+            let k = i < names.count ? i : clips.count - 1
+            let got = try audio[k].get(), want = try #require(expected.audio[name])
+            #expect(maxAbsDiff(got, want) <= 1e-4 && cosine(got, want) >= 0.9999, "\(name): max abs \(maxAbsDiff(got, want))")
+        }
+        #expect(throws: (any Error).self) { try audio[names.count].get() }
+        if case .failure(let error) = audio[names.count] { #expect((error as? any CodedError)?.code == "unreadable_audio") }
+        let transcripts = expected.text.keys.sorted()
+        let text = embedder.embed(texts: transcripts)
+        for (i, transcript) in transcripts.enumerated() {
+            let got = try text[i].get(), want = try #require(expected.text[transcript])
+            #expect(maxAbsDiff(got, want) <= 1e-4 && cosine(got, want) >= 0.9999, "\(transcript): max abs \(maxAbsDiff(got, want))")
+        }
+    }
+
     /// The client's audio errors keep their stage's code and say they are the client's: the
     /// engine answers the turn with them (422 in the service), a broken package stays internal.
     @Test func clientAudioErrorsReachTheConversationAsInvalidInput() async throws {

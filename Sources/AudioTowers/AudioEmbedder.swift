@@ -1,6 +1,7 @@
 import AudioFrontEnd
 import Foundation
 import ModelPackage
+import Numerics
 
 /// The audio half of the encoder: an encoded clip (or samples at any rate) to one L2-normalised
 /// embedding.
@@ -104,8 +105,7 @@ public final class AudioEmbedder: Sendable {
         }
         if windows.count > 1 {
             for w in windows.dropFirst() { for i in mean.indices { mean[i] += w[i] } }
-            let norm = mean.reduce(0) { $0 + $1 * $1 }.squareRoot()
-            if norm > 0 { mean = mean.map { $0 / norm } }
+            mean = Normalization.l2Normalized(mean)
         }
         return mean
     }

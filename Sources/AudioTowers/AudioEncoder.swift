@@ -102,7 +102,7 @@ public final class CLAPAudioEncoder: Sendable {
         pooled.withUnsafeBufferPointer { x in
             hidden.withUnsafeMutableBufferPointer { hb in
                 linear1Weight.apply(x.baseAddress!, rows: items, bias: linear1Bias.pointer, into: hb.baseAddress!)
-                SwinVectorMath.relu(hb.baseAddress!, count: items * p)
+                Activation.relu(hb.baseAddress!, count: items * p)
                 projected.withUnsafeMutableBufferPointer { pb in
                     linear2Weight.apply(hb.baseAddress!, rows: items, bias: linear2Bias.pointer,
                                         into: pb.baseAddress!)
@@ -110,7 +110,7 @@ public final class CLAPAudioEncoder: Sendable {
             }
         }
         var embeddings = projected
-        embeddings.withUnsafeMutableBufferPointer { SwinVectorMath.l2Normalize($0.baseAddress!, rows: items, width: p) }
+        embeddings.withUnsafeMutableBufferPointer { Normalization.l2Normalize($0.baseAddress!, rows: items, width: p) }
         return (0..<items).map { b in
             CLAPAudioOutput(pooled: Array(pooled[(b * h)..<((b + 1) * h)]),
                             projected: Array(projected[(b * p)..<((b + 1) * p)]),

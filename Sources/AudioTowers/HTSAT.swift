@@ -127,7 +127,7 @@ final class HTSATTower: Sendable {
                                bias: patchBias.pointer, outChannels: e, scratch: scratch, into: out)
             }
             if let patchNorm {
-                SwinVectorMath.layerNorm(out, ldx: e, rows: rows.count, width: e, weight: patchNorm.weight.pointer,
+                Normalization.layerNorm(out, ldx: e, rows: rows.count, width: e, weight: patchNorm.weight.pointer,
                                          bias: patchNorm.bias.pointer, eps: 1e-5, into: out, ldy: e)
             }
         }
@@ -153,7 +153,7 @@ final class HTSATTower: Sendable {
         let last = stages[stages.count - 1]
         let width = last.width, perItem = last.resolution.height * last.resolution.width
         spread.rows(items * perItem) { r in
-            SwinVectorMath.layerNorm(x + r.lowerBound * width, ldx: width, rows: r.count, width: width,
+            Normalization.layerNorm(x + r.lowerBound * width, ldx: width, rows: r.count, width: width,
                                      weight: finalNormWeight.pointer, bias: finalNormBias.pointer, eps: 1e-5,
                                      into: x + r.lowerBound * width, ldy: width)
         }

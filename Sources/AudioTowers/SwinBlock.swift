@@ -114,7 +114,7 @@ struct SwinBlock: Sendable {
                 (xw + row * c).update(repeating: 0, count: c)
             }
         }
-        SwinVectorMath.layerNorm(xw + row0 * c, ldx: c, rows: n, width: c, weight: norm1Weight.pointer,
+        Normalization.layerNorm(xw + row0 * c, ldx: c, rows: n, width: c, weight: norm1Weight.pointer,
                                  bias: norm1Bias.pointer, eps: eps, into: normed + row0 * c, ldy: c)
         if layout.hasPadding {
             for t in 0..<n where layout.tokenIndex[local * n + t] < 0 {
@@ -174,10 +174,10 @@ struct SwinBlock: Sendable {
         }
         // h = x + proj(attention)
         projWeight.apply(context, rows: rows, bias: projBias.pointer, into: xw, accumulate: true)
-        SwinVectorMath.layerNorm(xw, ldx: c, rows: rows, width: c, weight: norm2Weight.pointer,
+        Normalization.layerNorm(xw, ldx: c, rows: rows, width: c, weight: norm2Weight.pointer,
                                  bias: norm2Bias.pointer, eps: eps, into: normed, ldy: c)
         fc1Weight.apply(normed, rows: rows, bias: fc1Bias.pointer, into: hidden)
-        SwinVectorMath.gelu(hidden, count: rows * mlpWidth)
+        Activation.gelu(hidden, count: rows * mlpWidth)
         fc2Weight.apply(hidden, rows: rows, bias: fc2Bias.pointer, into: xw, accumulate: true)
         for (k, w) in windows.enumerated() {
             scatter(x, layout: layout, window: w, row0: k * n, xw: xw, extra: [])
@@ -261,7 +261,7 @@ struct SwinBlock: Sendable {
             for e in partials {
                 for i in r.lowerBound * c..<r.upperBound * c { xw[i] += e[i] }
             }
-            SwinVectorMath.layerNorm(xw + r.lowerBound * c, ldx: c, rows: r.count, width: c,
+            Normalization.layerNorm(xw + r.lowerBound * c, ldx: c, rows: r.count, width: c,
                                      weight: norm2Weight.pointer, bias: norm2Bias.pointer, eps: eps,
                                      into: normed + r.lowerBound * c, ldy: c)
         }
@@ -271,7 +271,7 @@ struct SwinBlock: Sendable {
             let hid = split.hidden[i], part = parts[i]
             fc1Weight.apply(normed, rows: rows, ldx: c, outputs: hid, inputs: 0..<c,
                             bias: fc1Bias.pointer + hid.lowerBound, into: part.work, ldy: hid.count)
-            SwinVectorMath.gelu(part.work, count: rows * hid.count)
+            Activation.gelu(part.work, count: rows * hid.count)
             fc2Weight.apply(part.work, rows: rows, ldx: hid.count, outputs: 0..<c, inputs: hid,
                             bias: i == 0 ? fc2Bias.pointer : nil, into: i == 0 ? xw : part.partial, ldy: c,
                             accumulate: i == 0)
@@ -322,7 +322,7 @@ struct SwinPatchMerging: Sendable {
                         (dst + q * c).update(from: item + ((2 * i + dy) * gridWidth + 2 * j + dx) * c, count: c)
                     }
                 }
-                SwinVectorMath.layerNorm(buffer, ldx: 4 * c, rows: range.count, width: 4 * c,
+                Normalization.layerNorm(buffer, ldx: 4 * c, rows: range.count, width: 4 * c,
                                          weight: normWeight.pointer, bias: normBias.pointer, eps: 1e-5,
                                          into: buffer, ldy: 4 * c)
                 reduction.apply(buffer, rows: range.count, into: out + range.lowerBound * 2 * c)

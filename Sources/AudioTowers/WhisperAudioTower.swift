@@ -123,7 +123,7 @@ public final class WhisperAudioTower: AudioTower {
             }
         }
         out.withUnsafeMutableBufferPointer {
-            SwinVectorMath.l2Normalize($0.baseAddress!, rows: batch.count, width: p.outputSize)
+            Normalization.l2Normalize($0.baseAddress!, rows: batch.count, width: p.outputSize)
         }
         return (0..<batch.count).map { Array(out[($0 * p.outputSize)..<(($0 + 1) * p.outputSize)]) }
     }

@@ -134,7 +134,7 @@ public final class WhisperEncoder: Sendable {
             for (l, layer) in layers.enumerated() {
                 layer.forward(x, sequences: sequences, scratch: scratch, scratchStride: stride)
                 if l == layers.count - 1 {
-                    SwinVectorMath.layerNorm(x, ldx: d, rows: rows, width: d, weight: finalNorm.weight.pointer,
+                    Normalization.layerNorm(x, ldx: d, rows: rows, width: d, weight: finalNorm.weight.pointer,
                                              bias: finalNorm.bias.pointer, eps: Float(c.layerNormEps), into: x, ldy: d)
                 }
                 visit(l + 1, x, sequences)

@@ -64,27 +64,17 @@ public enum Attention {
                                       16 * headDim, nil, scores, Int32(keys), 0, 0)
             } else {
                 Gemm.multiply(transposeB: true, m: n, n: keys, k: headDim, alpha: scale,
-                          a: query + q0 * ldq, lda: ldq, b: key, ldb: ldk, c: scores, ldc: keys)
+                              a: query + q0 * ldq, lda: ldq, b: key, ldb: ldk, c: scores, ldc: keys)
             }
-            for i in 0..<n {
-                let row = scores + i * keys
-                if let bias {
-                    let b = bias + (q0 + i) * keys
-                    for j in 0..<keys { row[j] += b[j] }
-                }
-                if let mask {
-                    let m = mask + (q0 + i) * keys
-                    for j in 0..<keys { row[j] += m[j] }
-                }
-                Activation.softmax(row, count: keys)
-            }
+            Activation.softmaxRows(scores, rows: n, columns: keys, adding: bias.map { $0 + q0 * keys },
+                                   mask: mask.map { $0 + q0 * keys })
             // out = P v
             if packed {
                 ck_gemm_packed_panels(Int32(n), Int32(headDim), Int32(keys), scores, Int32(keys), packedValues,
                                       16 * keys, nil, out + q0 * ldo, Int32(ldo), 0, 0)
             } else {
                 Gemm.multiply(m: n, n: headDim, k: keys, a: scores, lda: keys, b: value, ldb: ldv,
-                          c: out + q0 * ldo, ldc: ldo)
+                              c: out + q0 * ldo, ldc: ldo)
             }
         }
     }

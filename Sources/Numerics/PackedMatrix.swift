@@ -14,7 +14,7 @@ public struct PackedMatrix: @unchecked Sendable {
     /// An activation applied to every output of a product, while its tile is in registers.
     public enum Epilogue: Int32, Sendable {
         case none = 0
-        /// Exact-form GELU, `x/2 (1 + erf(x / sqrt 2))`, erf within 4.3e-7 (as `SwinVectorMath.gelu`).
+        /// Exact-form GELU, `x/2 (1 + erf(x / sqrt 2))`, erf within 4.3e-7 (as `Activation.gelu`).
         case gelu = 1
         /// `max(x, 0)` (NaN stays NaN).
         case relu = 2

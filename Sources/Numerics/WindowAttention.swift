@@ -28,7 +28,7 @@ public enum WindowAttention {
             // scores = q k^T
             Gemm.multiply(transposeB: true, m: n, n: n, k: headDim, a: q, lda: ld, b: q + keyOffset, ldb: ld,
                       c: scores, ldc: n)
-            SwinVectorMath.softmaxRows(scores, rows: n, columns: n, adding: bias + h * n * n, mask: mask)
+            Activation.softmaxRows(scores, rows: n, columns: n, adding: bias + h * n * n, mask: mask)
             // out_h = p v
             Gemm.multiply(m: n, n: headDim, k: n, a: scores, lda: n, b: q + valueOffset, ldb: ld,
                       c: output + h * headDim, ldc: ldo)

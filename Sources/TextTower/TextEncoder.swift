@@ -170,7 +170,7 @@ public final class TextEncoder: Sendable {
             pooler.apply(current, rows: count, into: out, epilogue: .tanh)
             current = out
         }
-        if c.normalizePooled { Self.normalizeRows(current, rows: count, width: width) }
+        if c.normalizePooled { Normalization.l2Normalize(current, rows: count, width: width) }
         if let projection, let proj = c.projection {
             let mid = next(proj.hiddenSize)
             projection.linear1.apply(current, rows: count, into: mid, epilogue: projection.activation)
@@ -179,7 +179,7 @@ public final class TextEncoder: Sendable {
             current = out
             width = proj.outputSize
         }
-        if c.normalize { Self.normalizeRows(current, rows: count, width: width) }
+        if c.normalize { Normalization.l2Normalize(current, rows: count, width: width) }
         return (0..<count).map { Array(UnsafeBufferPointer(start: current + $0 * width, count: width)) }
     }
 
@@ -265,17 +265,6 @@ public final class TextEncoder: Sendable {
             }
             let row = out + t * h, w = word + id * h, p = position + pos * h
             for j in 0..<h { row[j] = (w[j] + type0[j]) + p[j] }
-        }
-    }
-
-    /// `x / max(||x||, 1e-12)` per row, as `torch.nn.functional.normalize`.
-    static func normalizeRows(_ x: UnsafeMutablePointer<Float>, rows: Int, width: Int) {
-        for r in 0..<rows {
-            let row = x + r * width
-            var sq: Double = 0
-            for j in 0..<width { sq += Double(row[j]) * Double(row[j]) }
-            let inv = Float(1 / max(sq.squareRoot(), 1e-12))
-            for j in 0..<width { row[j] *= inv }
         }
     }
 }

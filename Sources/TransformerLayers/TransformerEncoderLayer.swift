@@ -321,7 +321,7 @@ package struct TransformerEncoderLayer: Sendable {
     private func norm(_ x: UnsafePointer<Float>, _ norm: (weight: Parameter, bias: Parameter), rows: Range<Int>,
                       into normed: UnsafeMutablePointer<Float>) {
         let h = hidden
-        SwinVectorMath.layerNorm(x + rows.lowerBound * h, ldx: h, rows: rows.count, width: h,
+        Normalization.layerNorm(x + rows.lowerBound * h, ldx: h, rows: rows.count, width: h,
                                  weight: norm.weight.pointer, bias: norm.bias.pointer, eps: eps,
                                  into: normed + rows.lowerBound * h, ldy: h)
     }

@@ -81,7 +81,7 @@ package struct PackedLinear: Sendable {
                         outFeatures: outFeatures, into: y, ldy: ldy, accumulate: accumulate)
             for r in 0..<rows { PackedMatrix.activate(y + r * ldy, count: outFeatures, fused) }
         }
-        if epilogue == .tanh { for r in 0..<rows { TransformerActivation.tanh(y + r * ldy, count: outFeatures) } }
+        if epilogue == .tanh { for r in 0..<rows { Activation.tanh(y + r * ldy, count: outFeatures) } }
     }
 
     /// Bytes held by the weight copy.

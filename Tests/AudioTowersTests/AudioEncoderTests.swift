@@ -251,42 +251,4 @@ import TestSupport
         #expect(padded.tokenIndex.filter { $0 < 0 }.count == 44)
         #expect(Set(padded.tokenIndex.filter { $0 >= 0 }).count == 100)
     }
-
-    @Test func vectorKernelsMatchScalarForms() {
-        var x: [Float] = (0..<1000).map { (i: Int) -> Float in Float(i - 500) / 40 }
-        let expected = x.map { Activation.gelu($0) }
-        x.withUnsafeMutableBufferPointer { SwinVectorMath.gelu($0.baseAddress!, count: 1000) }
-        #expect(maxAbsDiff(x, expected) <= 2e-6)
-
-        var scores: [Float] = (0..<60).map { (i: Int) -> Float in Float((i * 37) % 23) / 3 - 2 }
-        let bias: [Float] = (0..<60).map { (i: Int) -> Float in Float((i * 11) % 7) / 5 }
-        var mask = [Float](repeating: 0, count: 60)
-        mask[5] = -100
-        var reference: [Float] = []
-        for r in 0..<3 {
-            let row: [Float] = (0..<20).map { (j: Int) -> Float in
-                let k = r * 20 + j
-                return scores[k] + bias[k] + mask[k]
-            }
-            reference += Activation.softmax(row)
-        }
-        scores.withUnsafeMutableBufferPointer { s in
-            SwinVectorMath.softmaxRows(s.baseAddress!, rows: 3, columns: 20, adding: bias, mask: mask)
-        }
-        #expect(maxAbsDiff(scores, reference) <= 1e-6)
-
-        let width = 37
-        var rows: [Float] = (0..<(2 * width)).map { (i: Int) -> Float in Float((i * 13) % 17) - 8 }
-        let w: [Float] = (0..<width).map { (i: Int) -> Float in 1 + Float(i) / 50 }
-        let b: [Float] = (0..<width).map { (i: Int) -> Float in Float(i) / 100 }
-        var ref = rows
-        ref.withUnsafeMutableBufferPointer {
-            Normalization.layerNorm($0.baseAddress!, rows: 2, width: width, weight: w, bias: b, eps: 1e-5)
-        }
-        rows.withUnsafeMutableBufferPointer {
-            SwinVectorMath.layerNorm($0.baseAddress!, ldx: width, rows: 2, width: width, weight: w, bias: b,
-                                     eps: 1e-5, into: $0.baseAddress!, ldy: width)
-        }
-        #expect(maxAbsDiff(rows, ref) <= 1e-5)
-    }
 }

@@ -60,7 +60,7 @@ import TestSupport
                 var v = Float(s) + (c.bias ? i.b[j] : 0) + (c.accumulate ? i.y[r * i.ldy + j] : 0)
                 switch c.epilogue {
                 case .none: break
-                case .gelu: v = SwinVectorMath.gelu(v)
+                case .gelu: v = Activation.gelu(v)
                 case .relu: v = max(v, 0)
                 }
                 y[r * i.ldy + j] = v
@@ -141,7 +141,7 @@ import TestSupport
                 return (p, q)
             }
             let scalar = run(0)
-            #expect(maxAbsDiff(scalar.gelu, x.map(SwinVectorMath.gelu)) <= 1e-6, "n \(n)")
+            #expect(maxAbsDiff(scalar.gelu, x.map(Activation.gelu)) <= 1e-6, "n \(n)")
             for level in 1...max(1, best) where level <= best {
                 let v = run(level)
                 #expect(maxAbsDiff(v.softmax, scalar.softmax) <= 1e-6, "softmax, level \(level), n \(n)")

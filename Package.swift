@@ -49,8 +49,7 @@ let package = Package(
         // Decode, resample, log-mel windows (CLAP's or Whisper's features).
         .target(name: "AudioFrontEnd", dependencies: ["CSndFile", "CSoxr", "ErrorVocabulary"]),
         .target(name: "Tokenizers", dependencies: ["ErrorVocabulary"]),
-        // The transformer encoder layer (post-LN BERT, pre-LN Whisper) and the packed linear
-        // layer both towers are built of.
+        // The transformer encoder layer (post-LN BERT, pre-LN Whisper) both towers are built of.
         .target(name: "TransformerLayers", dependencies: ["Numerics"]),
         // HTSAT and the Whisper encoder (log-mel windows to embeddings), and a clip through the
         // front end and tower its package names (AudioEmbedder).

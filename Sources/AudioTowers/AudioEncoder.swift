@@ -24,8 +24,8 @@ public final class CLAPAudioEncoder: Sendable {
     public let configuration: HTSATConfiguration
     let tower: HTSATTower
     /// Packed `[p, h]` and `[p, p]`.
-    let linear1Weight: PackedMatrix, linear1Bias: Parameter
-    let linear2Weight: PackedMatrix, linear2Bias: Parameter
+    let linear1Weight: Linear, linear1Bias: Parameter
+    let linear2Weight: Linear, linear2Bias: Parameter
 
     /// Reads every tensor by name and shape: `towerPrefix + "batch_norm.weight"`, ... and
     /// `projectionPrefix + "linear1.weight"`, ... (transformers' `ClapModel` state-dict names).
@@ -43,8 +43,8 @@ public final class CLAPAudioEncoder: Sendable {
         linear1Bias = try parameters.parameter(projectionPrefix + "linear1.bias", shape: [p])
         let w2 = try parameters.parameter(projectionPrefix + "linear2.weight", shape: [p, p])
         linear2Bias = try parameters.parameter(projectionPrefix + "linear2.bias", shape: [p])
-        linear1Weight = PackedMatrix(w1)
-        linear2Weight = PackedMatrix(w2)
+        linear1Weight = Linear(w1)
+        linear2Weight = Linear(w2)
         for w in [w1, w2] { parameters.release(w) }
         BLAS.setThreads(1)
     }

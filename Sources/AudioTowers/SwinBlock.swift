@@ -5,7 +5,7 @@ import Numerics
 ///     h = x + proj(WindowAttention(LN1(x)))        -- in (shifted) windows, relative position bias
 ///     y = h + fc2(GELU(fc1(LN2(h))))
 ///
-/// Every product runs against weights packed once at load (`PackedMatrix`, 16-column panels,
+/// Every product runs against weights packed once at load (`Linear`, 16-column panels,
 /// AVX-512/AVX2 kernel chosen at run time); the originals are released. Everything but the
 /// attention is per token, so a block runs window by window. Two schedules:
 /// - `forward(... windows:)`: one task gathers the tokens of some windows, runs the whole block on
@@ -20,16 +20,16 @@ struct SwinBlock: Sendable {
     let norm1Weight: Parameter, norm1Bias: Parameter
     /// q/k/v weights fused head by head: rows `[q_h; k_h; v_h]` (`3 * head_dim` each) for
     /// h = 0, 1, ..., the query rows scaled by `1/sqrt(head_dim)`; `[3C, C]`, packed.
-    let qkvWeight: PackedMatrix
+    let qkvWeight: Linear
     let qkvBias: FloatStorage
     /// Relative position bias expanded to `heads x N x N` (N tokens per window).
     let positionBias: FloatStorage
     /// Packed `[C, C]`, `[mlp, C]`, `[C, mlp]`. `forwardSplit` reads blocks of them in place
     /// (row blocks start on 16-row panels; column blocks anywhere).
-    let projWeight: PackedMatrix, projBias: Parameter
+    let projWeight: Linear, projBias: Parameter
     let norm2Weight: Parameter, norm2Bias: Parameter
-    let fc1Weight: PackedMatrix, fc1Bias: Parameter
-    let fc2Weight: PackedMatrix, fc2Bias: Parameter
+    let fc1Weight: Linear, fc1Bias: Parameter
+    let fc2Weight: Linear, fc2Bias: Parameter
 
     /// Reads `prefix + "layernorm_before.weight"`, ... (transformers' `ClapAudioLayer` names).
     init(parameters: ParameterSource, prefix: String, width c: Int, heads: Int, window: Int, mlpWidth: Int,
@@ -59,9 +59,9 @@ struct SwinBlock: Sendable {
         fc1Bias = try p("intermediate.dense.bias", [mlpWidth])
         let fc2 = try p("output.dense.weight", [c, mlpWidth])
         fc2Bias = try p("output.dense.bias", [c])
-        projWeight = PackedMatrix(proj)
-        fc1Weight = PackedMatrix(fc1)
-        fc2Weight = PackedMatrix(fc2)
+        projWeight = Linear(proj)
+        fc1Weight = Linear(fc1)
+        fc2Weight = Linear(fc2)
         for w in [proj, fc1, fc2] { parameters.release(w) }
 
         // Fused q/k/v projection, head-major; the attention scale folded into the query rows.
@@ -80,7 +80,7 @@ struct SwinBlock: Sendable {
                 }
             }
         }
-        qkvWeight = PackedMatrix(weight: fused.pointer, outFeatures: 3 * c, inFeatures: c)
+        qkvWeight = Linear(weight: fused.pointer, outFeatures: 3 * c, inFeatures: c)
         for w in [q, k, v] { parameters.release(w) }
 
         // bias[h][a][b] = table[index(a, b)][h], index as transformers' create_relative_position_index.
@@ -291,14 +291,14 @@ struct SwinPatchMerging: Sendable {
     let width: Int
     let normWeight: Parameter, normBias: Parameter
     /// `[2C, 4C]`, packed.
-    let reduction: PackedMatrix
+    let reduction: Linear
 
     init(parameters: ParameterSource, prefix: String, width c: Int) throws {
         width = c
         normWeight = try parameters.parameter(prefix + "norm.weight", shape: [4 * c])
         normBias = try parameters.parameter(prefix + "norm.bias", shape: [4 * c])
         let weight = try parameters.parameter(prefix + "reduction.weight", shape: [2 * c, 4 * c])
-        reduction = PackedMatrix(weight)
+        reduction = Linear(weight)
         parameters.release(weight)
     }
 

@@ -24,8 +24,8 @@ public final class WhisperAudioTower: AudioTower {
     public let stateWeights: [Float]
     let stateMean: [Float]
     let stateScale: [Float]
-    let linear1: PackedLinear
-    let linear2: PackedLinear
+    let linear1: Linear
+    let linear2: Linear
 
     public init(configuration: WhisperTowerConfiguration, parameters: ParameterSource,
                 prefix: String = "audio_model.", projectionPrefix: String = "audio_projection.",
@@ -54,8 +54,8 @@ public final class WhisperAudioTower: AudioTower {
         let b1 = try parameters.parameter(projectionPrefix + "linear1.bias", shape: [p.hiddenSize])
         let w2 = try parameters.parameter(projectionPrefix + "linear2.weight", shape: [p.outputSize, p.hiddenSize])
         let b2 = try parameters.parameter(projectionPrefix + "linear2.bias", shape: [p.outputSize])
-        linear1 = PackedLinear(w1, bias: b1, backend: .packed)
-        linear2 = PackedLinear(w2, bias: b2, backend: .packed)
+        linear1 = Linear(w1, bias: b1, backend: .packed)
+        linear2 = Linear(w2, bias: b2, backend: .packed)
         for used in [w1, b1, w2, b2] { parameters.release(used) }
     }
 

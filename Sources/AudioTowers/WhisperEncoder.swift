@@ -23,8 +23,8 @@ public final class WhisperEncoder: Sendable {
     public let configuration: WhisperEncoderConfiguration
     public let threads: Int
     /// `[d, 3 * mels]` and `[d, 3 * d]`: column `k * in + i` holds PyTorch's `weight[:, i, k]`.
-    let conv1: PackedLinear
-    let conv2: PackedLinear
+    let conv1: Linear
+    let conv2: Linear
     let positions: Parameter
     let layers: [TransformerEncoderLayer]
     let finalNorm: (weight: Parameter, bias: Parameter)
@@ -43,7 +43,7 @@ public final class WhisperEncoder: Sendable {
         func p(_ name: String, _ shape: [Int]) throws -> Parameter {
             try parameters.parameter(prefix + name, shape: shape)
         }
-        func convolution(_ name: String, inChannels: Int) throws -> PackedLinear {
+        func convolution(_ name: String, inChannels: Int) throws -> Linear {
             let w = try p("\(name).weight", [d, inChannels, 3]), b = try p("\(name).bias", [d])
             var permuted = [Float](repeating: 0, count: d * 3 * inChannels)
             for o in 0..<d {
@@ -52,7 +52,7 @@ public final class WhisperEncoder: Sendable {
                 }
             }
             let linear = permuted.withUnsafeBufferPointer {
-                PackedLinear(weight: $0.baseAddress!, outFeatures: d, inFeatures: 3 * inChannels, bias: b.pointer,
+                Linear(weight: $0.baseAddress!, outFeatures: d, inFeatures: 3 * inChannels, bias: b.pointer,
                              backend: .packed)
             }
             parameters.release(w)
@@ -145,7 +145,7 @@ public final class WhisperEncoder: Sendable {
     /// `gelu(conv(input))` for a kernel-3, padding-1 convolution along time: output step s reads
     /// input steps `stride * s - 1 ... stride * s + 1` (zeros outside), gathered into one row of
     /// `3 * channels` values, and the rows are multiplied by the permuted weight, split over the cores.
-    private func convolve(_ linear: PackedLinear, input: UnsafePointer<Float>, steps: Int, channels: Int, stride: Int,
+    private func convolve(_ linear: Linear, input: UnsafePointer<Float>, steps: Int, channels: Int, stride: Int,
                           outputs: Int, into out: UnsafeMutablePointer<Float>) {
         let width = 3 * channels
         let gathered = UnsafeMutablePointer<Float>.allocate(capacity: outputs * width)

@@ -33,10 +33,10 @@ public struct ClassifierError: CodedError, Equatable {
 public final class GatedXLSTMClassifier: Sendable {
     public let configuration: ClassifierConfiguration
     public let labels: [String]
-    let inputProjection: [(weight: PackedMatrix, bias: Parameter)]
+    let inputProjection: [(weight: Linear, bias: Parameter)]
     let stacks: [MLSTMStack]
-    let gateWeight: PackedMatrix, gateBias: Parameter
-    let outputWeight: PackedMatrix, outputBias: Parameter
+    let gateWeight: Linear, gateBias: Parameter
+    let outputWeight: Linear, outputBias: Parameter
     let workspaces: WorkspacePool
 
     /// Reads every parameter by name and shape (PyTorch `state_dict` names of the reference
@@ -52,10 +52,10 @@ public final class GatedXLSTMClassifier: Sendable {
         self.configuration = configuration
         self.labels = labels
         let c = configuration, n = StreamLayout.count
-        func packed(_ name: String, _ shape: [Int]) throws -> PackedMatrix {
+        func packed(_ name: String, _ shape: [Int]) throws -> Linear {
             let p = try parameters.parameter(name, shape: shape)
             defer { parameters.release(p) }
-            return PackedMatrix(p)
+            return Linear(p)
         }
         inputProjection = try (0..<n).map {
             (try packed("streams.\($0).input_proj.weight", [c.width, c.stepDim]),

@@ -11,7 +11,7 @@ import Foundation
 /// `h * headDim ..< (h + 1) * headDim`), as a fused `[q | k | v]` projection writes them, so no
 /// transpose is needed. From 48 queries (an encoder's hundreds of tokens) the head's keys (scaled)
 /// and values are packed into 16-column panels and both products run through the packed kernels
-/// (`PackedMatrix`'s, cache-blocked at that size); fewer queries go through `Gemm` (packed per call).
+/// (`Linear`'s, cache-blocked at that size); fewer queries go through `Gemm` (packed per call).
 /// Queries are taken in blocks whose scores stay in L2. Callers run independent heads or
 /// sequences in parallel.
 public enum Attention {

@@ -1,7 +1,7 @@
 import CBLAS
 
 /// Matrix products through OpenBLAS `cblas_sgemm`, row-major: the reference the project's own
-/// kernels (`Gemm`, `PackedMatrix`) are compared with, and the explicit `blas` backend of the
+/// kernels (`Gemm`, `Linear`) are compared with, and the explicit `blas` backend of the
 /// text tower. Model layers use `Gemm`, whose kernels are chosen by CPU feature bits, not by
 /// OpenBLAS's CPU table. One BLAS thread: independent work runs in parallel instead.
 public enum BLAS {

@@ -3,7 +3,7 @@ import CKernels
 
 /// Products whose right operand is not a pre-packed weight (attention's `q k^T` and `P v`, the
 /// mLSTM's, a convolution's im2col rows by its weight), on the project's kernels: `B` is packed
-/// per call into a per-thread buffer and multiplied by the same kernels as `PackedMatrix`, chosen
+/// per call into a per-thread buffer and multiplied by the same kernels as `Linear`, chosen
 /// by the CPU's feature bits (`KernelPath`). So no product of the towers or the classifier
 /// depends on a BLAS library's CPU table; OpenBLAS (`BLAS`) remains a reference and an explicit
 /// backend only.
@@ -57,6 +57,17 @@ public struct KernelPath: Sendable, Equatable, Encodable, CustomStringConvertibl
     public let features: [String]
     /// The core OpenBLAS chose by its own table (only its reference backend uses it).
     public let openBLASCore: String
+
+    /// The kernel level in use on this thread: 0 scalar, 1 AVX2 + FMA, 2 AVX-512.
+    public static var level: Int { Int(ck_level()) }
+
+    /// True when a vectorised level (AVX2 + FMA or AVX-512) is in use.
+    public static var isVectorized: Bool { ck_vectorized() != 0 }
+
+    /// Caps the level on the calling thread (nil: the best the process may use); for tests and
+    /// comparisons. Products on other threads are not affected. Returns the level now in use.
+    @discardableResult
+    public static func limitLevel(_ level: Int?) -> Int { Int(ck_force_level(Int32(level ?? -1))) }
 
     public static var current: KernelPath {
         let names = ["scalar", "avx2", "avx512"]

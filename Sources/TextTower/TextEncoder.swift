@@ -34,7 +34,7 @@ public struct TextEncoderError: CodedError, Equatable {
 public final class TextEncoder: Sendable {
     /// How the weight products are computed (same results up to float rounding).
     public enum ProductKernel: String, Sendable {
-        /// Weights repacked at load for the small-row AVX2/FMA kernel (`PackedMatrix`).
+        /// Weights repacked at load for the small-row AVX2/FMA kernel (`Linear`).
         case packed
         /// OpenBLAS `sgemm` on a plain copy of the weights. Faster than `packed` only where
         /// OpenBLAS runs AVX-512 kernels (e.g. `OPENBLAS_CORETYPE=SkylakeX` on Zen 4, whose
@@ -51,8 +51,8 @@ public final class TextEncoder: Sendable {
     let tokenTypeEmbeddings: Parameter
     let embeddingNorm: (weight: Parameter, bias: Parameter)
     let layers: [TransformerEncoderLayer]
-    let pooler: PackedLinear?
-    let projection: (linear1: PackedLinear, linear2: PackedLinear, activation: PackedLinear.Epilogue)?
+    let pooler: Linear?
+    let projection: (linear1: Linear, linear2: Linear, activation: Linear.Epilogue)?
 
     /// Reads every tensor by name and shape; a missing or misshapen tensor throws the
     /// parameter source's error naming it (`missing_tensor`, `tensor_shape_mismatch`). Layer,
@@ -72,7 +72,7 @@ public final class TextEncoder: Sendable {
         self.configuration = c
         let threads = max(1, threads ?? CPUQuota.threads)
         self.threads = threads
-        let backend: PackedLinear.Backend = kernel == .packed ? .packed : .blas
+        let backend: Linear.Backend = kernel == .packed ? .packed : .blas
         func p(_ name: String, _ shape: [Int]) throws -> Parameter {
             try parameters.parameter(prefix + name, shape: shape)
         }
@@ -87,7 +87,7 @@ public final class TextEncoder: Sendable {
         }
         if c.pooling == .firstPooler {
             let w = try p("pooler.dense.weight", [h, h]), b = try p("pooler.dense.bias", [h])
-            pooler = PackedLinear(w, bias: b, backend: backend)
+            pooler = Linear(w, bias: b, backend: backend)
             parameters.release(w)
             parameters.release(b)
         } else {
@@ -100,7 +100,7 @@ public final class TextEncoder: Sendable {
             let w1 = try q("linear1.weight", [proj.hiddenSize, h]), b1 = try q("linear1.bias", [proj.hiddenSize])
             let w2 = try q("linear2.weight", [proj.outputSize, proj.hiddenSize])
             let b2 = try q("linear2.bias", [proj.outputSize])
-            projection = (PackedLinear(w1, bias: b1, backend: backend), PackedLinear(w2, bias: b2, backend: backend),
+            projection = (Linear(w1, bias: b1, backend: backend), Linear(w2, bias: b2, backend: backend),
                           proj.activation == .relu ? .relu : .gelu)
             for used in [w1, b1, w2, b2] { parameters.release(used) }
         } else {

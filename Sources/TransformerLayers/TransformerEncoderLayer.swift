@@ -79,11 +79,11 @@ package struct TransformerEncoderLayer: Sendable {
     package struct Part: Sendable {
         let heads: Range<Int>
         let columns: Range<Int>        // intermediate columns
-        let query: PackedLinear        // [|heads| * dh, H]: q rows of these heads
-        let keyValue: PackedLinear     // [2 * |heads| * dh, H]: k then v rows of these heads
-        let attentionOutput: PackedLinear  // [H, |heads| * dh], no bias
-        let intermediate: PackedLinear     // [|columns|, H] with its bias slice
-        let output: PackedLinear           // [H, |columns|], no bias
+        let query: Linear        // [|heads| * dh, H]: q rows of these heads
+        let keyValue: Linear     // [2 * |heads| * dh, H]: k then v rows of these heads
+        let attentionOutput: Linear  // [H, |heads| * dh], no bias
+        let intermediate: Linear     // [|columns|, H] with its bias slice
+        let output: Linear           // [H, |columns|], no bias
     }
 
     let arrangement: Arrangement
@@ -98,7 +98,7 @@ package struct TransformerEncoderLayer: Sendable {
     let outputNorm: (weight: Parameter, bias: Parameter)
 
     package init(parameters: ParameterSource, prefix: String, hidden h: Int, heads: Int, intermediate i: Int,
-                 eps: Float, parts requested: Int, backend: PackedLinear.Backend,
+                 eps: Float, parts requested: Int, backend: Linear.Backend,
                  arrangement: Arrangement = .postNorm, names: TensorNames = .bert) throws {
         func p(_ name: String, _ shape: [Int]) throws -> Parameter {
             try parameters.parameter(prefix + name, shape: shape)
@@ -134,15 +134,15 @@ package struct TransformerEncoderLayer: Sendable {
             }
             return Part(
                 heads: hr, columns: cr,
-                query: PackedLinear(weight: q.pointer + first * h, outFeatures: width, inFeatures: h,
+                query: Linear(weight: q.pointer + first * h, outFeatures: width, inFeatures: h,
                                     bias: qb.pointer + first, backend: backend),
-                keyValue: PackedLinear(weight: stacked.pointer, outFeatures: 2 * width, inFeatures: h,
+                keyValue: Linear(weight: stacked.pointer, outFeatures: 2 * width, inFeatures: h,
                                        bias: stackedBias.pointer, backend: backend),
-                attentionOutput: PackedLinear(weight: ao.pointer + first, outFeatures: h, inFeatures: width, ldw: h,
+                attentionOutput: Linear(weight: ao.pointer + first, outFeatures: h, inFeatures: width, ldw: h,
                                               bias: nil, backend: backend),
-                intermediate: PackedLinear(weight: up.pointer + cr.lowerBound * h, outFeatures: cr.count,
+                intermediate: Linear(weight: up.pointer + cr.lowerBound * h, outFeatures: cr.count,
                                            inFeatures: h, bias: upb.pointer + cr.lowerBound, backend: backend),
-                output: PackedLinear(weight: down.pointer + cr.lowerBound, outFeatures: h, inFeatures: cr.count,
+                output: Linear(weight: down.pointer + cr.lowerBound, outFeatures: h, inFeatures: cr.count,
                                      ldw: i, bias: nil, backend: backend))
         }
         attentionOutputBias = FloatStorage(aob.values)

@@ -5,15 +5,15 @@ import Numerics
 /// down-projection), as `xlstm.blocks.mlstm.block.mLSTMBlock` without feed-forward.
 public struct MLSTMBlock: Sendable {
     let norm: Parameter         // xlstm_norm.weight [D] (stored as weight - 1)
-    let projUp: PackedMatrix    // [2I, D]
+    let projUp: Linear    // [2I, D]
     let q: Parameter, k: Parameter, v: Parameter  // [I/bs, bs, bs]
     let convWeight: Parameter   // [I, 1, K]
     let convBias: Parameter     // [I]
-    let gates: PackedMatrix     // igate rows then fgate rows: [2 NH, 3I]
+    let gates: Linear     // igate rows then fgate rows: [2 NH, 3I]
     let gateBias: FloatStorage  // [2 NH]
     let outNorm: Parameter      // [I]
     let skip: Parameter         // [I]
-    let projDown: PackedMatrix  // [D, I]
+    let projDown: Linear  // [D, I]
     let config: MLSTMConfiguration
 
     public init(config c: MLSTMConfiguration, parameters: ParameterSource, prefix: String) throws {
@@ -38,9 +38,9 @@ public struct MLSTMBlock: Sendable {
         let down = try p("xlstm.proj_down.weight", [d, i])
 
         // The large matrices are repacked for the small-row kernel; the originals are released.
-        projUp = PackedMatrix(up)
-        projDown = PackedMatrix(down)
-        gates = PackedMatrix(stacking: [igate, fgate])
+        projUp = Linear(up)
+        projDown = Linear(down)
+        gates = Linear(stacking: [igate, fgate])
         gateBias = FloatStorage(igateBias.values + fgateBias.values)
         for used in [up, down, igate, fgate] { parameters.release(used) }
     }

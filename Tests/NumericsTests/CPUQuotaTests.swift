@@ -85,20 +85,20 @@ import Dispatch
         let release = DispatchSemaphore(value: 0)
     }
 
-    @Test(.enabled(if: PackedMatrix.instructionLevel > 0, "the CPU has only the scalar path"))
+    @Test(.enabled(if: KernelPath.level > 0, "the CPU has only the scalar path"))
     func aLevelCapStaysOnItsThread() async {
-        let best = PackedMatrix.instructionLevel
+        let best = KernelPath.level
         let handshake = Handshake()
         // A thread of its own caps its level, reports, and holds the cap until released.
         let capped = await withCheckedContinuation { continuation in
             Thread {
-                PackedMatrix.limitInstructionLevel(0)
-                continuation.resume(returning: PackedMatrix.instructionLevel)
+                KernelPath.limitLevel(0)
+                continuation.resume(returning: KernelPath.level)
                 handshake.release.wait()
-                PackedMatrix.limitInstructionLevel(nil)
+                KernelPath.limitLevel(nil)
             }.start()
         }
-        let here = PackedMatrix.instructionLevel
+        let here = KernelPath.level
         handshake.release.signal()
         #expect(capped == 0)
         #expect(here == best)

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import Numerics
 import TestSupport
@@ -42,8 +43,8 @@ import TestSupport
             }
         }
         var got = preset
-        PackedMatrix.limitInstructionLevel(level)
-        defer { PackedMatrix.limitInstructionLevel(nil) }
+        KernelPath.limitLevel(level)
+        defer { KernelPath.limitLevel(nil) }
         got.withUnsafeMutableBufferPointer { out in
             Gemm.multiply(transposeB: c.transposeB, m: c.m, n: c.n, k: c.k, alpha: c.alpha, a: a, lda: lda, b: b, ldb: ldb,
                           accumulate: c.accumulate, c: out.baseAddress!, ldc: ldc)
@@ -55,7 +56,7 @@ import TestSupport
 
     @Test(arguments: cases)
     func everyLevelMatchesTheReference(_ c: Case) {
-        for level in 0...PackedMatrix.instructionLevel {
+        for level in 0...KernelPath.level {
             let (got, want) = run(c, level: level)
             let error = zip(got, want).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
             #expect(error <= 1e-5 * Float(max(1, c.k / 64)), "\(c) level \(level): \(error)")
@@ -67,16 +68,16 @@ import TestSupport
         let rows = 37, inputs = 75, outputs = 29, ldx = 80, ldy = 31
         let x = (0..<(rows * ldx)).map { _ in g.uniform() }, w = (0..<(outputs * inputs)).map { _ in g.uniform() }
         let bias = (0..<outputs).map { _ in g.uniform() }
-        for level in 0...PackedMatrix.instructionLevel {
+        for level in 0...KernelPath.level {
             for accumulate in [false, true] {
                 let preset = (0..<(rows * ldy)).map { _ in g.uniform() }
                 var y = preset
-                PackedMatrix.limitInstructionLevel(level)
+                KernelPath.limitLevel(level)
                 y.withUnsafeMutableBufferPointer {
                     Gemm.linear(x, rows: rows, inFeatures: inputs, ldx: ldx, weight: w, bias: bias, outFeatures: outputs,
                                 into: $0.baseAddress!, ldy: ldy, accumulate: accumulate)
                 }
-                PackedMatrix.limitInstructionLevel(nil)
+                KernelPath.limitLevel(nil)
                 var worst: Float = 0
                 for r in 0..<rows {
                     for o in 0..<outputs {
@@ -93,10 +94,40 @@ import TestSupport
 
     @Test func thePathIsChosenByFeatureBits() {
         let path = KernelPath.current
-        let level = PackedMatrix.instructionLevel
+        let level = KernelPath.level
         #expect(path.kernels == ["scalar", "avx2", "avx512"][level])
         if path.kernels == "avx512" { #expect(path.features.contains("avx512f")) }
         if path.kernels == "avx2" { #expect(path.features.contains("avx2") && path.features.contains("fma")) }
         #expect(!path.openBLASCore.isEmpty && path.description.contains(path.kernels))
+    }
+}
+
+/// The one linear layer: its stored bias, both backends and every epilogue against float64.
+@Suite struct LinearTests {
+    @Test(arguments: [Linear.Backend.packed, .blas])
+    func storedBiasAndEveryEpilogueMatchTheReference(_ backend: Linear.Backend) {
+        var g = SplitMix64(seed: 11)
+        let rows = 9, k = 40, n = 23
+        let x = (0..<(rows * k)).map { _ in g.uniform() }, w = (0..<(n * k)).map { _ in g.uniform() }
+        let bias = (0..<n).map { _ in g.uniform() }
+        let layer = Linear(weight: w, outFeatures: n, inFeatures: k, bias: bias, backend: backend)
+        for epilogue in [Linear.Epilogue.none, .gelu, .relu, .tanh] {
+            var y = [Float](repeating: 0, count: rows * n)
+            y.withUnsafeMutableBufferPointer { layer.apply(x, rows: rows, into: $0.baseAddress!, epilogue: epilogue) }
+            for r in 0..<rows {
+                for o in 0..<n {
+                    var s = Double(bias[o])
+                    for i in 0..<k { s += Double(x[r * k + i]) * Double(w[o * k + i]) }
+                    let want: Double = switch epilogue {
+                    case .none: s
+                    case .gelu: 0.5 * s * (1 + erf(s / 2.0.squareRoot()))
+                    case .relu: max(s, 0)
+                    case .tanh: tanh(s)
+                    }
+                    #expect(abs(Double(y[r * n + o]) - want) <= 1e-5, "\(backend) \(epilogue) [\(r), \(o)]")
+                }
+            }
+        }
+        #expect(layer.byteCount >= (n * k + n) * 4)
     }
 }

@@ -214,12 +214,12 @@ enum FixtureError: Error { case badValue(String) }
     @Test func everyKernelLevelMatchesPyTorchLinear() throws {
         let c = "linear"
         let rows = try f.int(c, "rows"), n = try f.int(c, "in"), m = try f.int(c, "out")
-        let packed = PackedMatrix(Parameter(name: "w", shape: [m, n], values: try f.floats(c, "weight")))
+        let packed = Linear(Parameter(name: "w", shape: [m, n], values: try f.floats(c, "weight")))
         let x = try f.floats(c, "x"), b = try f.floats(c, "bias"), expected = try f.floats(c, "output")
-        let best = PackedMatrix.instructionLevel
-        defer { PackedMatrix.limitInstructionLevel(nil) }
+        let best = KernelPath.level
+        defer { KernelPath.limitLevel(nil) }
         for level in 0...best {
-            #expect(PackedMatrix.limitInstructionLevel(level) == level)
+            #expect(KernelPath.limitLevel(level) == level)
             // Row counts around the tile sizes (6 for AVX2, up to 12 for AVX-512).
             for r in [1, 5, 6, 7] where r <= rows {
                 var y = [Float](repeating: .nan, count: r * m)
@@ -234,7 +234,7 @@ enum FixtureError: Error { case badValue(String) }
         let rows = try f.int(c, "rows"), n = try f.int(c, "in"), m = try f.int(c, "out")
         let w = Parameter(name: "w", shape: [m, n], values: try f.floats(c, "weight"))
         let b = try f.floats(c, "bias")
-        let packed = PackedMatrix(w)
+        let packed = Linear(w)
         let x = try f.floats(c, "x")
         var y = [Float](repeating: .nan, count: rows * m)
         y.withUnsafeMutableBufferPointer { packed.apply(x, rows: rows, bias: b, into: $0.baseAddress!) }
@@ -259,9 +259,9 @@ enum FixtureError: Error { case badValue(String) }
         let bottom = Parameter(name: "b", shape: [m - 7, n], values: Array(wv.dropFirst(7 * n)))
         let x = try f.floats(c, "x")
         var joined = [Float](repeating: 0, count: rows * m), whole = joined
-        joined.withUnsafeMutableBufferPointer { PackedMatrix(stacking: [top, bottom]).apply(x, rows: rows, into: $0.baseAddress!) }
+        joined.withUnsafeMutableBufferPointer { Linear(stacking: [top, bottom]).apply(x, rows: rows, into: $0.baseAddress!) }
         whole.withUnsafeMutableBufferPointer {
-            PackedMatrix(Parameter(name: "w", shape: [m, n], values: wv)).apply(x, rows: rows, into: $0.baseAddress!)
+            Linear(Parameter(name: "w", shape: [m, n], values: wv)).apply(x, rows: rows, into: $0.baseAddress!)
         }
         #expect(joined == whole)
     }

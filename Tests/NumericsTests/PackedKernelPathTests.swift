@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 @testable import Numerics
 import TestSupport
@@ -12,7 +13,7 @@ import TestSupport
     struct Case: CustomStringConvertible {
         let m, n, k: Int
         let accumulate: Bool, bias: Bool
-        let epilogue: PackedMatrix.Epilogue
+        let epilogue: Linear.Epilogue
         var description: String { "\(m)x\(n)x\(k) acc \(accumulate) bias \(bias) \(epilogue)" }
     }
 
@@ -20,9 +21,9 @@ import TestSupport
         let shapes = [(1, 17, 3), (5, 33, 64), (12, 48, 100), (13, 16, 513), (31, 100, 1030), (47, 1, 7),
                       (48, 33, 64), (49, 17, 513), (150, 48, 300), (193, 100, 1030), (385, 32, 64), (600, 65, 129),
                       (100, 40, 1021), (250, 70, 2045)]  // the last two: ldx 1024, 2048 (AVX-512: blocked)
-        let epilogues: [PackedMatrix.Epilogue] = [.none, .gelu, .relu]
+        let epilogues: [Linear.Epilogue] = [.none, .gelu, .relu, .tanh]
         return shapes.enumerated().map { i, s in
-            Case(m: s.0, n: s.1, k: s.2, accumulate: i % 2 == 1, bias: i % 3 != 2, epilogue: epilogues[i % 3])
+            Case(m: s.0, n: s.1, k: s.2, accumulate: i % 2 == 1, bias: i % 3 != 2, epilogue: epilogues[i % 4])
         }
     }()
 
@@ -40,7 +41,7 @@ import TestSupport
                       ldx: ldx, ldy: ldy)
     }
 
-    func product(_ c: Case, _ i: Inputs, _ packed: PackedMatrix) -> [Float] {
+    func product(_ c: Case, _ i: Inputs, _ packed: Linear) -> [Float] {
         var y = i.y
         i.b.withUnsafeBufferPointer { b in
             y.withUnsafeMutableBufferPointer {
@@ -62,6 +63,7 @@ import TestSupport
                 case .none: break
                 case .gelu: v = Activation.gelu(v)
                 case .relu: v = max(v, 0)
+                case .tanh: v = Float(Foundation.tanh(Double(v)))
                 }
                 y[r * i.ldy + j] = v
             }
@@ -74,14 +76,14 @@ import TestSupport
 
     @Test(arguments: cases) func everyPathMatchesScalar(_ c: Case) {
         let i = inputs(c)
-        let packed = PackedMatrix(Parameter(name: "w", shape: [c.n, c.k], values: i.w))
-        let best = PackedMatrix.instructionLevel
-        defer { PackedMatrix.limitInstructionLevel(nil) }
-        PackedMatrix.limitInstructionLevel(0)
+        let packed = Linear(Parameter(name: "w", shape: [c.n, c.k], values: i.w))
+        let best = KernelPath.level
+        defer { KernelPath.limitLevel(nil) }
+        KernelPath.limitLevel(0)
         let scalar = product(c, i, packed)
         #expect(maxAbsDiff(scalar, reference(c, i)) <= tolerance(c), "scalar vs float64, \(c)")
         for level in 0...best {
-            #expect(PackedMatrix.limitInstructionLevel(level) == level)
+            #expect(KernelPath.limitLevel(level) == level)
             let y = product(c, i, packed)
             #expect(maxAbsDiff(y, scalar) <= tolerance(c), "level \(level), \(c)")
             // The row padding (columns n ..< ldy) is never written.
@@ -95,26 +97,26 @@ import TestSupport
 
     /// A block of a packed weight (outputs from a panel boundary, a range of inputs), as the
     /// audio tower's products read it: every level equals the block packed on its own.
-    @Test(arguments: [3, 40, 150, 400]) func blockOfPackedMatrixMatchesScalar(_ rows: Int) {
+    @Test(arguments: [3, 40, 150, 400]) func blockOfLinearMatchesScalar(_ rows: Int) {
         let n = 70, k = 600, outputs = 16..<61, inputs = 37..<571
         var g = SplitMix64(seed: UInt64(rows))
         let w = (0..<(n * k)).map { _ in g.uniform() }
         let x = (0..<(rows * inputs.count)).map { _ in g.uniform() }
         let bias = (0..<outputs.count).map { _ in g.uniform() }
-        let whole = PackedMatrix(Parameter(name: "w", shape: [n, k], values: w))
+        let whole = Linear(Parameter(name: "w", shape: [n, k], values: w))
         let block = w.withUnsafeBufferPointer {
-            PackedMatrix(weight: $0.baseAddress! + outputs.lowerBound * k + inputs.lowerBound,
+            Linear(weight: $0.baseAddress! + outputs.lowerBound * k + inputs.lowerBound,
                          outFeatures: outputs.count, inFeatures: inputs.count, ldw: k)
         }
-        let best = PackedMatrix.instructionLevel
-        defer { PackedMatrix.limitInstructionLevel(nil) }
-        PackedMatrix.limitInstructionLevel(0)
+        let best = KernelPath.level
+        defer { KernelPath.limitLevel(nil) }
+        KernelPath.limitLevel(0)
         var expected = [Float](repeating: 0, count: rows * outputs.count)
         expected.withUnsafeMutableBufferPointer {
             block.apply(x, rows: rows, bias: bias, into: $0.baseAddress!, epilogue: .gelu)
         }
         for level in 0...best {
-            PackedMatrix.limitInstructionLevel(level)
+            KernelPath.limitLevel(level)
             var y = [Float](repeating: .nan, count: rows * outputs.count)
             y.withUnsafeMutableBufferPointer {
                 whole.apply(x, rows: rows, ldx: inputs.count, outputs: outputs, inputs: inputs, bias: bias,
@@ -128,16 +130,16 @@ import TestSupport
     /// the 8- and 16-lane widths, values far below the maximum included).
     @Test func activationsOfEveryLevelMatchScalar() {
         var g = SplitMix64(seed: 7)
-        let best = PackedMatrix.instructionLevel
-        defer { PackedMatrix.limitInstructionLevel(nil) }
+        let best = KernelPath.level
+        defer { KernelPath.limitLevel(nil) }
         for n in [1, 7, 8, 15, 16, 17, 33, 150, 501] {
             var x = (0..<n).map { _ in 8 * g.uniform() }
             if n > 2 { x[1] = -200; x[2] = -1e30 }
             func run(_ level: Int) -> (softmax: [Float], gelu: [Float]) {
-                PackedMatrix.limitInstructionLevel(level)
+                KernelPath.limitLevel(level)
                 var p = x, q = x
                 p.withUnsafeMutableBufferPointer { Activation.softmax($0.baseAddress!, count: n) }
-                q.withUnsafeMutableBufferPointer { PackedMatrix.activate($0.baseAddress!, count: n, .gelu) }
+                q.withUnsafeMutableBufferPointer { Linear.activate($0.baseAddress!, count: n, .gelu) }
                 return (p, q)
             }
             let scalar = run(0)

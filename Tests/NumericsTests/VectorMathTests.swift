@@ -7,9 +7,9 @@ import Testing
 @Suite(.serialized) struct VectorMathTests {
     @Test func geluIsTheExactFormToWithinAMillionth() {
         let x: [Float] = (0..<2001).map { Float($0 - 1000) / 100 }
-        for level in 0...PackedMatrix.instructionLevel {
-            PackedMatrix.limitInstructionLevel(level)
-            defer { PackedMatrix.limitInstructionLevel(nil) }
+        for level in 0...KernelPath.level {
+            KernelPath.limitLevel(level)
+            defer { KernelPath.limitLevel(nil) }
             var y = x
             y.withUnsafeMutableBufferPointer { Activation.gelu($0.baseAddress!, count: $0.count) }
             for (i, v) in x.enumerated() {
@@ -27,9 +27,9 @@ import Testing
         var mask = [Float](repeating: 0, count: rows * columns)
         mask[5] = -100
         mask[columns + 2] = -.infinity
-        for level in 0...PackedMatrix.instructionLevel {
-            PackedMatrix.limitInstructionLevel(level)
-            defer { PackedMatrix.limitInstructionLevel(nil) }
+        for level in 0...KernelPath.level {
+            KernelPath.limitLevel(level)
+            defer { KernelPath.limitLevel(nil) }
             var s = scores
             s.withUnsafeMutableBufferPointer {
                 Activation.softmaxRows($0.baseAddress!, rows: rows, columns: columns, ld: ld, adding: bias, mask: mask)

@@ -57,7 +57,7 @@ import TextTower
         }
         print("""
         CLAP text tower (RoBERTa-base, \(config.parameterCount) parameters), \(threads) threads, kernel \(kernel.rawValue), \
-        vectorised kernel: \(PackedMatrix.isVectorized), set-up \(String(format: "%.1f", loadSeconds)) s
+        vectorised kernel: \(KernelPath.isVectorized), set-up \(String(format: "%.1f", loadSeconds)) s
           1 x \(tokens) tokens: \(summary(single))
           batch of \(batchSize) (\(batch.map(\.count).reduce(0, +)) tokens): \(summary(batched)), \
         per transcript \(String(format: "%.2f", batched[batched.count / 2] / Double(batchSize))) ms

@@ -25,7 +25,7 @@ final class HTSATTower: Sendable {
     let patchNorm: (weight: Parameter, bias: Parameter)?
     let stages: [Stage]
     let finalNormWeight: Parameter, finalNormBias: Parameter
-    let pool = SwinScratchPool()
+    let pool = ScratchPool<Scratch>()
     /// Cores the tower spreads one request over.
     let cores: Int
     /// Rows a chunk of windows aims at (products of about this many rows run near BLAS peak

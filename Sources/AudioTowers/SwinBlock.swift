@@ -307,7 +307,7 @@ struct SwinPatchMerging: Sendable {
 
     /// `x`: `items x (height x width) x C` -> `out`: `items x (height/2 x width/2) x 2C`.
     func forward(_ x: UnsafePointer<Float>, items: Int, height: Int, width gridWidth: Int,
-                 into out: UnsafeMutablePointer<Float>, pool: SwinScratchPool, execution: SwinExecution) {
+                 into out: UnsafeMutablePointer<Float>, pool: ScratchPool<Scratch>, execution: SwinExecution) {
         let c = width, oh = height / 2, ow = gridWidth / 2
         let total = items * oh * ow
         let pieces = SwinExecution.ranges(total, pieces: max(1, total / Self.rowsPerTask))

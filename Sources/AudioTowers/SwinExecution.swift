@@ -45,38 +45,3 @@ struct SwinExecution {
         forEach(pieces.count) { body(pieces[$0]) }
     }
 }
-
-/// Scratch memory for one task; pooled so the hot path does not allocate and concurrent tasks
-/// never share it.
-final class SwinScratch {
-    private(set) var pointer = UnsafeMutablePointer<Float>.allocate(capacity: 1)
-    private(set) var capacity = 0
-
-    func reserve(_ floats: Int) -> UnsafeMutablePointer<Float> {
-        if floats > capacity {
-            pointer.deallocate()
-            pointer = .allocate(capacity: floats)
-            capacity = floats
-        }
-        return pointer
-    }
-
-    deinit { pointer.deallocate() }
-}
-
-final class SwinScratchPool: @unchecked Sendable {
-    private let lock = NSLock()
-    private var free: [SwinScratch] = []
-
-    func with<R>(_ floats: Int, _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
-        lock.lock()
-        let scratch = free.popLast() ?? SwinScratch()
-        lock.unlock()
-        defer {
-            lock.lock()
-            free.append(scratch)
-            lock.unlock()
-        }
-        return body(scratch.reserve(floats))
-    }
-}

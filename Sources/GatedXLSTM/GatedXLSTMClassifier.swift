@@ -37,7 +37,7 @@ public final class GatedXLSTMClassifier: Sendable {
     let stacks: [MLSTMStack]
     let gateWeight: Linear, gateBias: Parameter
     let outputWeight: Linear, outputBias: Parameter
-    let workspaces: WorkspacePool
+    let workspaces = ScratchPool { Workspace() }
 
     /// Reads every parameter by name and shape (PyTorch `state_dict` names of the reference
     /// module: `streams.{i}.input_proj.*`, `streams.{i}.stack.*`, `gate.*`, `classifier.*`).
@@ -68,7 +68,6 @@ public final class GatedXLSTMClassifier: Sendable {
         gateBias = try parameters.parameter("gate.bias", shape: [n - 1])
         outputWeight = try packed("classifier.weight", [labels.count, n * c.width])
         outputBias = try parameters.parameter("classifier.bias", shape: [labels.count])
-        workspaces = WorkspacePool()
         BLAS.setThreads(1)
     }
 
@@ -194,21 +193,21 @@ public final class GatedXLSTMClassifier: Sendable {
             let items = s < StreamLayout.perTurn ? Array(0..<count) : needed
             guard !items.isEmpty else { return }
             let rows = items.count * c.steps
-            let ws = workspaces.take(rows: rows * d + (items.count == count ? 0 : items.count * e))
-            defer { workspaces.give(ws) }
-            let x = ws.activations
-            var source = input + s * count * e
-            if items.count != count {
-                // The items to run, gathered after the activations.
-                let gathered = x + rows * d
-                for (j, b) in items.enumerated() { (gathered + j * e).update(from: source + b * e, count: e) }
-                source = UnsafePointer(gathered)
-            }
-            // Each vector read as steps x step_dim rows, projected to the width.
-            inputProjection[s].weight.apply(source, rows: rows, bias: inputProjection[s].bias.pointer, into: x)
-            stacks[s].forward(x, batch: items.count, steps: c.steps, workspace: ws.stack)
-            for (j, b) in items.enumerated() {
-                (fused + b * n * d + s * d).update(from: x + (j * c.steps + c.steps - 1) * d, count: d)
+            workspaces.with { ws in
+                let x = ws.activations.reserve(rows * d + (items.count == count ? 0 : items.count * e))
+                var source = input + s * count * e
+                if items.count != count {
+                    // The items to run, gathered after the activations.
+                    let gathered = x + rows * d
+                    for (j, b) in items.enumerated() { (gathered + j * e).update(from: source + b * e, count: e) }
+                    source = UnsafePointer(gathered)
+                }
+                // Each vector read as steps x step_dim rows, projected to the width.
+                inputProjection[s].weight.apply(source, rows: rows, bias: inputProjection[s].bias.pointer, into: x)
+                stacks[s].forward(x, batch: items.count, steps: c.steps, workspace: ws.stack)
+                for (j, b) in items.enumerated() {
+                    (fused + b * n * d + s * d).update(from: x + (j * c.steps + c.steps - 1) * d, count: d)
+                }
             }
         }
     }
@@ -222,36 +221,9 @@ public struct PreparedContext: Sendable, Equatable {
     public var byteCount: Int { outputs.count * MemoryLayout<Float>.size }
 }
 
-/// Reusable per-task buffers, so concurrent turns never share scratch memory and the hot path
-/// does not allocate.
-final class WorkspacePool: @unchecked Sendable {
-    final class Workspace {
-        let stack = MLSTMWorkspace()
-        var activations = UnsafeMutablePointer<Float>.allocate(capacity: 1)
-        var capacity = 0
-        func reserve(_ n: Int) {
-            guard n > capacity else { return }
-            activations.deallocate()
-            activations = .allocate(capacity: n)
-            capacity = n
-        }
-        deinit { activations.deallocate() }
-    }
-
-    private let lock = NSLock()
-    private var free: [Workspace] = []
-
-    func take(rows floats: Int) -> Workspace {
-        lock.lock()
-        let ws = free.popLast() ?? Workspace()
-        lock.unlock()
-        ws.reserve(floats)
-        return ws
-    }
-
-    func give(_ ws: Workspace) {
-        lock.lock()
-        free.append(ws)
-        lock.unlock()
-    }
+/// One task's buffers for the classifier (taken from a `ScratchPool`, so concurrent turns never
+/// share them): the stack's workspace and the activations.
+final class Workspace {
+    let stack = MLSTMWorkspace()
+    let activations = Scratch()
 }

@@ -41,8 +41,7 @@ public struct MLSTMStack: Sendable {
 /// Scratch buffers for one stack evaluation, reused across calls (one per concurrent task) so
 /// that a turn allocates nothing on the hot path.
 public final class MLSTMWorkspace: @unchecked Sendable {
-    private var storage: UnsafeMutablePointer<Float>
-    private var capacity = 0
+    private let buffer = Scratch()
     private(set) var normed: UnsafeMutablePointer<Float>
     private(set) var up: UnsafeMutablePointer<Float>
     private(set) var conv: UnsafeMutablePointer<Float>
@@ -52,24 +51,16 @@ public final class MLSTMWorkspace: @unchecked Sendable {
     private(set) var cell: UnsafeMutablePointer<Float>
 
     public init() {
-        storage = .allocate(capacity: 1)
+        let storage = buffer.pointer
         normed = storage; up = storage; conv = storage; qkv = storage
         hidden = storage; gates = storage; cell = storage
     }
-
-    deinit { storage.deallocate() }
 
     func reserve(config: MLSTMConfiguration, rows: Int, steps: Int) {
         let d = config.width, i = config.innerWidth, nh = config.heads
         let sizes = [rows * d, rows * 2 * i, rows * i, rows * 3 * i, rows * i, rows * 2 * nh,
                      steps * (steps + 2) + 1]
-        let needed = sizes.reduce(0, +)
-        if needed > capacity {
-            storage.deallocate()
-            storage = .allocate(capacity: needed)
-            storage.initialize(repeating: 0, count: needed)
-            capacity = needed
-        }
+        let storage = buffer.reserve(sizes.reduce(0, +))
         var offset = 0
         func next(_ n: Int) -> UnsafeMutablePointer<Float> { defer { offset += n }; return storage + offset }
         normed = next(sizes[0]); up = next(sizes[1]); conv = next(sizes[2]); qkv = next(sizes[3])

@@ -181,8 +181,18 @@ struct LimitsTests {
         await server.stop()
     }
 
+    /// The test limits with head and body timeouts long enough that a suite saturating both
+    /// cores cannot time a request out before it reaches the handler (the shutdown tests are
+    /// about shutdown, not timeouts).
+    static func unhurriedLimits() -> HTTPServerLimits {
+        var limits = testLimits()
+        limits.headTimeout = .seconds(30)
+        limits.bodyTimeout = .seconds(30)
+        return limits
+    }
+
     @Test func gracefulShutdownFinishesInFlightRequests() async throws {
-        let server = try TestServer()
+        let server = try TestServer(limits: Self.unhurriedLimits())
         let port = server.port
         // An idle keep-alive connection, and one waiting for a slow answer.
         let idle = try await offPool { () -> RawClientBox in
@@ -213,7 +223,7 @@ struct LimitsTests {
     }
 
     @Test func shutdownGracePeriodForcesStragglersClosed() async throws {
-        let server = try TestServer()
+        let server = try TestServer(limits: Self.unhurriedLimits())
         async let stuck: [UInt8] = offPool {
             let client = try server.client()
             client.send(get("/slow?ms=4000"))

@@ -72,16 +72,32 @@ def marker(path: pathlib.Path):
         return None
 
 
+def roberta_tokenizer(directory):
+    """transformers' RobertaTokenizer (Rust-backed in transformers 5) from vocab.json + merges.txt,
+    built as Training/fixtures/make_tokenizer_fixtures.py builds the reference of the fixture."""
+    from transformers import AddedToken, RobertaTokenizerFast
+    d = pathlib.Path(directory)
+    return RobertaTokenizerFast(
+        vocab=str(d / "vocab.json"), merges=str(d / "merges.txt"),
+        mask_token=AddedToken("<mask>", lstrip=True, rstrip=False, normalized=False, special=True),
+        add_prefix_space=False, model_max_length=512)
+
+
 def transcript_of(words, tokenizer) -> str:
-    """The shortest prefix of `words` that tokenizes to exactly TOKENS ids (<s> and </s> included)."""
-    for n in range(1, len(words) + 1):
-        text = " ".join(words[:n])
-        count = len(tokenizer(text)["input_ids"])
-        if count == TOKENS:
-            return text
-        if count > TOKENS:
+    """The longest prefix of `words` with at most TOKENS ids (<s> and </s> included), then "!"
+    appended one at a time until it has exactly TOKENS."""
+    count = lambda t: len(tokenizer(t)["input_ids"])  # noqa: E731
+    text = ""
+    for w in words:
+        longer = f"{text} {w}".strip()
+        if count(longer) > TOKENS:
             break
-    raise SystemExit(f"prepare: no prefix of {' '.join(words)!r} has exactly {TOKENS} tokens")
+        text = longer
+    while count(text) < TOKENS:
+        text += "!"
+    if count(text) != TOKENS:
+        raise SystemExit(f"prepare: cannot make {text!r} exactly {TOKENS} tokens")
+    return text
 
 
 def clips(out: pathlib.Path) -> None:
@@ -117,7 +133,6 @@ def main() -> None:
         return
     import torch
     from safetensors.torch import load_file, save_file
-    from transformers import RobertaTokenizerFast
     t0 = time.perf_counter()
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     for d in ("package", "torch", "input"):
@@ -175,7 +190,7 @@ def main() -> None:
 
     # The fixed input.
     clips(out / "input")
-    tok = RobertaTokenizerFast(vocab_file=str(BPE / "vocab.json"), merges_file=str(BPE / "merges.txt"))
+    tok = roberta_tokenizer(BPE)
     ta, tb = transcript_of(WORDS_A, tok), transcript_of(WORDS_B, tok)
     (out / "input/input.json").write_text(json.dumps({
         "speakers": [{"speaker": "caller", "audio": "a.wav", "transcript": ta},

@@ -150,7 +150,8 @@ class Session:
 class Service:
     def __init__(self, args):
         import numpy as np
-        from transformers import ClapFeatureExtractor, RobertaTokenizerFast
+        from transformers import ClapFeatureExtractor
+        from turn_prepare import roberta_tokenizer
         import ded_reference
         data, enc, cls = pathlib.Path(args.data), pathlib.Path(args.encoders), pathlib.Path(args.classifier)
         manifest = json.loads((data / "package/model.json").read_text())
@@ -162,8 +163,7 @@ class Service:
         self.np = np
         self.features = ClapFeatureExtractor(frequency_min=50, frequency_max=14000, truncation="rand_trunc",
                                              padding="repeatpad")
-        self.tokenizer = RobertaTokenizerFast(vocab_file=str(data / "torch/vocab.json"),
-                                              merges_file=str(data / "torch/merges.txt"))
+        self.tokenizer = roberta_tokenizer(data / "torch")
         self.engine = Engine(args.engine, data, enc, cls, args.threads)
         self.model_lock = threading.Lock()
         self.sessions: dict[str, Session] = {}

@@ -286,6 +286,20 @@ def parity(answers_dir: pathlib.Path, runs) -> dict:
     return out
 
 
+def cpu_label(name) -> str:
+    """The CPU named for the results file: model name, family / model / stepping, vector flags
+    that matter here (the model name of a VM is often only "AMD EPYC")."""
+    import re
+    try:
+        info = pathlib.Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return str(name)
+    field = lambda k: (re.search(rf"^{k}\s*:\s*(.+)$", info, re.M) or [None, "?"])[1].strip()  # noqa: E731
+    flags = field("flags").split()
+    simd = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "sse"
+    return f"{name} (family {field('cpu family')} model {field('model')} stepping {field('stepping')}, {simd})"
+
+
 def med(xs):
     xs = [x for x in xs if x is not None]
     return statistics.median(xs) if xs else None
@@ -347,6 +361,8 @@ def summarize(args) -> None:
     }
     par = parity(pathlib.Path(args.answers_dir), runs)
     facts = machine_facts()
+    facts["cpu_label"] = cpu_label(facts.get("cpu"))
+    facts["kernel_release"] = os.uname().release
     summary = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                "command": args.command, "machine": facts, "kernel_path": runtime,
                "settings": {k: runs[0].get(k) for k in ("audio_seconds", "tokens", "check_turns", "warmup")} if runs else {},
@@ -355,7 +371,7 @@ def summarize(args) -> None:
                "runs": runs}
     pathlib.Path(args.out).write_text(json.dumps(summary, indent=2) + "\n")
     if args.results:
-        line = {"date": summary["date"], "cpu": facts.get("cpu"), "simd": facts.get("simd"),
+        line = {"date": summary["date"], "cpu": facts.get("cpu_label"), "simd": facts.get("simd"),
                 "kernels": (runtime or {}).get("kernels") if isinstance(runtime, dict) else None,
                 "command": args.command, "settings": summary["settings"],
                 "engines": {n: {k: v for k, v in e.items() if k != "seq_round_p50_ms"} for n, e in engines.items()},
@@ -367,7 +383,7 @@ def summarize(args) -> None:
             f.write(json.dumps(line) + "\n")
 
     fmt = lambda v, spec=".1f": "-" if v is None else format(v, spec)  # noqa: E731
-    print(f"CPU: {facts.get('cpu')} ({facts.get('nproc')} CPUs, {' '.join(facts.get('simd', []))}); "
+    print(f"CPU: {facts.get('cpu_label')} ({facts.get('nproc')} CPUs, {' '.join(facts.get('simd', []))}); "
           f"Swift kernels: {(runtime or {}).get('kernels') if isinstance(runtime, dict) else runtime}")
     levels = sorted({c for e in engines.values() for c in e["concurrent"]}, key=int)
     head = f"{'engine':12} {'p50':>7} {'p90':>7} {'p99':>7} " + " ".join(

@@ -24,9 +24,9 @@ writes its reference):
 Engines: torch (torch.set_num_threads(T), inference_mode, eval), onnxruntime (CPU provider,
 ORT_ENABLE_ALL, intra-op T threads, inter-op 1; audio.onnx, text.onnx, classifier.onnx). HTTP is
 Python's ThreadingHTTPServer (HTTP/1.1 keep-alive): the request body is read, base64 and the WAV
-decoded in the connection's thread; the model work of one turn at a time is serialised by one
-lock (one inference worker, its T threads the machine's cores), sessions are processed in arrival
-order. Answers: {"session_id", "turn": {index, speaker, emotion, probabilities, gates},
+decoded in the connection's thread; the model work of one turn at a time runs on one inference
+worker, the main thread (its T threads are the machine's cores; PyTorch ran 2-2.5x slower when
+called from a server thread), in arrival order; the turns of one session in their order. Answers: {"session_id", "turn": {index, speaker, emotion, probabilities, gates},
 "decoded": [{index, emotion, revised}], "timings_ms": {queue, audio, text, classify, ded, total},
 "replayed": false}. GET /healthz answers {"status": "ok"} once the models are loaded.
 """
@@ -37,6 +37,7 @@ import base64
 import io
 import json
 import pathlib
+import queue
 import re
 import sys
 import threading
@@ -69,10 +70,10 @@ class Engine:
             from classifier_reference import load_torch
             torch.set_num_threads(threads)
             self.torch = torch
-            self.audio_model = ClapAudioModelWithProjection(ClapAudioConfig()).eval()
-            self._load(self.audio_model, load_file(str(data / "torch/audio.safetensors")))
-            self.text_model = ClapTextModelWithProjection(ClapTextConfig()).eval()
-            self._load(self.text_model, load_file(str(data / "torch/text.safetensors")))
+            self.audio_model = self._load(ClapAudioModelWithProjection, ClapAudioConfig(),
+                                          load_file(str(data / "torch/audio.safetensors")))
+            self.text_model = self._load(ClapTextModelWithProjection, ClapTextConfig(),
+                                         load_file(str(data / "torch/text.safetensors")))
             self.classifier = load_torch(classifier)
             torch.set_num_threads(threads)  # after building: nothing may reset it
         else:
@@ -82,12 +83,32 @@ class Engine:
             self.classifier_session = onnx_session(classifier / "classifier.onnx", threads)
 
     @staticmethod
-    def _load(model, state) -> None:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        # Integer / non-persistent buffers are rebuilt by the constructor.
-        missing = [k for k in missing if not k.endswith(("relative_position_index", "position_ids", "token_type_ids"))]
-        if missing or unexpected:
-            raise RuntimeError(f"state dict mismatch: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    def _load(cls, cfg, state):
+        """Builds the module on the meta device and assigns the saved tensors (the weights held
+        once, as classifier_reference.load_torch does); the non-persistent buffers (RoBERTa's
+        position_ids / token_type_ids) are rebuilt."""
+        import torch
+        with torch.device("meta"):
+            model = cls(cfg)
+        missing, unexpected = model.load_state_dict(state, strict=False, assign=True)
+        for name, buf in list(model.named_buffers()):
+            if not buf.is_meta:
+                continue
+            owner = model.get_submodule(name.rsplit(".", 1)[0]) if "." in name else model
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf == "position_ids":
+                value = torch.arange(buf.shape[-1]).expand(buf.shape)
+            elif leaf == "token_type_ids":
+                value = torch.zeros(buf.shape, dtype=buf.dtype)
+            else:
+                raise RuntimeError(f"{cls.__name__}: buffer {name} left on the meta device")
+            owner.register_buffer(leaf, value, persistent=False)
+        missing = [k for k in missing if not k.endswith(("position_ids", "token_type_ids"))]
+        leftovers = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+        if missing or unexpected or leftovers:
+            raise RuntimeError(f"{cls.__name__}: state dict mismatch: missing {missing[:3]}, "
+                               f"unexpected {unexpected[:3]}, meta {leftovers[:3]}")
+        return model.eval()
 
     def audio(self, features):
         if self.kind == "torch":
@@ -165,9 +186,30 @@ class Service:
                                              padding="repeatpad")
         self.tokenizer = roberta_tokenizer(data / "torch")
         self.engine = Engine(args.engine, data, enc, cls, args.threads)
-        self.model_lock = threading.Lock()
+        self.jobs = queue.Queue()
         self.sessions: dict[str, Session] = {}
         self.sessions_lock = threading.Lock()
+
+    def on_worker(self, fn):
+        """Runs fn on the inference worker (the main thread) and returns its result."""
+        box = {"done": threading.Event()}
+        self.jobs.put((fn, box))
+        box["done"].wait()
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+    def work_forever(self) -> None:
+        """The inference worker: the model work of one turn at a time, in arrival order. It runs
+        on the main thread: PyTorch's OpenMP intra-op pool ran 2-2.5x slower when its ops were
+        called from a server thread instead (measured here, the paper classifier at batch 1)."""
+        while True:
+            fn, box = self.jobs.get()
+            try:
+                box["value"] = fn()
+            except Exception as e:  # noqa: BLE001
+                box["error"] = e
+            box["done"].set()
 
     def session(self, sid: str) -> Session:
         with self.sessions_lock:
@@ -195,7 +237,7 @@ class Service:
             raise ValueError("empty turn")
         session = self.session(sid)
         with session.lock:  # turns of one session in arrival order
-            with self.model_lock:
+            def work():
                 t_start = time.perf_counter()
                 timings = {"queue": (t_start - received) * 1e3}
                 audio = None
@@ -221,8 +263,10 @@ class Service:
                 timings["text"] = (t2 - t) * 1e3
                 current, streams = session.streams(speaker, audio, text, np)
                 logits, gates = self.engine.classify(streams)
-                t3 = time.perf_counter()
-                timings["classify"] = (t3 - t2) * 1e3
+                timings["classify"] = (time.perf_counter() - t2) * 1e3
+                return audio, text, current, logits, gates, timings
+            audio, text, current, logits, gates, timings = self.on_worker(work)
+            t3 = time.perf_counter()
             logits = [float(v) for v in logits[0]]
             step = (speaker, logits)
             if session.hyps is None:
@@ -311,8 +355,9 @@ def main() -> None:
     server.daemon_threads = True
     print(json.dumps({"listening": f"http://{args.host}:{server.server_address[1]}", "engine": args.engine,
                       "load_s": round(time.perf_counter() - t0, 2)}), flush=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        server.serve_forever()
+        service.work_forever()
     except KeyboardInterrupt:
         pass
 

@@ -107,8 +107,9 @@ func percentile(_ xs: [Double], _ p: Double) -> Double {
 }
 
 let b = Double(batchSize)
+let kernelPath = KernelPath.current
 let result: [String: Any] = [
-    "engine": "swift", "kernels": KernelPath.current.kernels, "cpu": KernelPath.current.cpu,
+    "engine": "swift", "kernels": kernelPath.kernels, "cpu": kernelPath.cpu,
     "batch": batchSize,
     "threads": ProcessInfo.processInfo.activeProcessorCount,
     "median_ms_per_batch": percentile(timings, 0.5),

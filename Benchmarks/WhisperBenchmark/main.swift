@@ -76,8 +76,9 @@ for i in 0..<last.count {
     maxAbs = max(maxAbs, abs(last[i] - expected[i]))
     scale = max(scale, abs(expected[i]))
 }
+let kernelPath = KernelPath.current
 let line: [String: Any] = [
-    "engine": "swift", "kernels": KernelPath.current.kernels, "cpu": KernelPath.current.cpu, "clip": clip, "frames": frames, "threads": threads, "iterations": iterations,
+    "engine": "swift", "kernels": kernelPath.kernels, "cpu": kernelPath.cpu, "clip": clip, "frames": frames, "threads": threads, "iterations": iterations,
     "median_ms": times[times.count / 2], "min_ms": times[0],
     "p90_ms": times[min(times.count - 1, Int((0.9 * Double(times.count)).rounded(.up)) - 1)],
     "load_ms": loadMs, "peak_rss_mb": peakRSSMegabytes(),

@@ -15,10 +15,9 @@ struct AdmissionHandler: HTTPHandler {
     func admit(_ head: HTTPRequestHead) -> HTTPError? {
         guard let refusal = api.admit(method: head.method.rawValue, path: head.path,
                                       headers: head.headers.map { ($0.name, $0.value) }) else { return next.admit(head) }
-        var headers = HTTPHeaders()
-        if let seconds = refusal.retryAfterSeconds { headers.add(name: "Retry-After", value: String(seconds)) }
-        if let allow = refusal.allow { headers.add(name: "Allow", value: allow.joined(separator: ", ")) }
-        if let replicaId { headers.add(name: "X-Replica-Id", value: replicaId) }
-        return HTTPError(kind: refusal.kind, code: refusal.code, message: refusal.message, headers: headers)
+        var error = HTTPError(refusal)  // kind, code, message, Retry-After
+        if let allow = refusal.allow { error.headers.add(name: "Allow", value: allow.joined(separator: ", ")) }
+        if let replicaId { error.headers.add(name: "X-Replica-Id", value: replicaId) }
+        return error
     }
 }

@@ -72,7 +72,7 @@ public struct KernelPath: Sendable, Equatable, Encodable, CustomStringConvertibl
     public static var current: KernelPath {
         let names = ["scalar", "avx2", "avx512"]
         let level = Int(ck_level())
-        let info = CPUInfo.read()
+        let info = CPUInfo.first
         let wanted = ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16"]
         return KernelPath(kernels: names[max(0, min(level, 2))], cpu: info.model,
                           features: wanted.filter(info.flags.contains), openBLASCore: BLAS.coreName)
@@ -89,6 +89,9 @@ public struct KernelPath: Sendable, Equatable, Encodable, CustomStringConvertibl
 
 /// The CPU model and feature flags of the first processor in `/proc/cpuinfo` (empty elsewhere).
 enum CPUInfo {
+    /// Read once: the CPU does not change under a running process.
+    static let first = read()
+
     static func read() -> (model: String, flags: Set<String>) {
         guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return ("unknown", []) }
         var model = "unknown", flags: Set<String> = []

@@ -54,13 +54,14 @@ import TestSupport
             times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
         }
         times.sort()
+        let kernelPath = KernelPath.current
         let line: [String: Any] = [
             "engine": "swift", "batch": batchSize, "threads": cores, "iterations": iterations,
             "median_ms": times[times.count / 2], "min_ms": times[0],
             "p90_ms": times[min(times.count - 1, Int((0.9 * Double(times.count)).rounded(.up)) - 1)],
             "peak_rss_mb": peakRSSMegabytes(), "max_abs_err": Double(worst),
             "openblas_core": String(cString: openblas_get_corename()),
-            "kernels": KernelPath.current.kernels, "cpu": KernelPath.current.cpu,
+            "kernels": kernelPath.kernels, "cpu": kernelPath.cpu,
         ]
         let json = try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys])
         print(String(decoding: json, as: UTF8.self))

@@ -3,7 +3,7 @@ import GatedXLSTM
 import ModelPackage
 import Numerics
 
-/// `classifier-bench --model DIR --batch B [--iterations N] [--warmup W]`
+/// `classifier-bench --model DIR --batch B [--iterations N] [--warmup W] [--weight-precision f32|bf16]`
 ///
 /// Times the Swift gated xLSTM classifier on the inputs of DIR/io.safetensors (written by
 /// Benchmarks/reference/classifier_reference.py) and checks parity against the PyTorch logits
@@ -24,6 +24,10 @@ guard let modelPath = options["model"] else { fail("--model is required") }
 let batchSize = Int(options["batch"] ?? "1") ?? 1
 let iterations = Int(options["iterations"] ?? "30") ?? 30
 let warmup = Int(options["warmup"] ?? "3") ?? 3
+let precision = options["weight-precision"].map { raw -> Linear.Precision in
+    guard let p = Linear.Precision(rawValue: raw) else { fail("--weight-precision must be f32 or bf16") }
+    return p
+}
 
 func peakRSSMegabytes() -> Double {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return -1 }
@@ -39,7 +43,7 @@ let loadStart = DispatchTime.now()
 let classifier: GatedXLSTMClassifier
 let io: WeightStore
 do {
-    let package = try ModelPackage.load(directory: directory)
+    let package = try ModelPackage.load(directory: directory, weightPrecision: precision)
     classifier = try GatedXLSTMClassifier(package: package)
     io = try WeightStore(url: directory.appendingPathComponent("io.safetensors"))
 } catch {
@@ -110,6 +114,7 @@ let b = Double(batchSize)
 let kernelPath = KernelPath.current
 let result: [String: Any] = [
     "engine": "swift", "kernels": kernelPath.kernels, "cpu": kernelPath.cpu,
+    "weight_precision": (precision ?? .f32).rawValue,
     "batch": batchSize,
     "threads": ProcessInfo.processInfo.activeProcessorCount,
     "median_ms_per_batch": percentile(timings, 0.5),

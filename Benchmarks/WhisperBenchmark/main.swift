@@ -83,7 +83,6 @@ let line: [String: Any] = [
     "p90_ms": times[min(times.count - 1, Int((0.9 * Double(times.count)).rounded(.up)) - 1)],
     "load_ms": loadMs, "peak_rss_mb": peakRSSMegabytes(),
     "max_abs_err": Double(maxAbs), "max_rel_err": Double(maxAbs / max(scale, 1e-12)),
-    "kernel": ["scalar", "avx2+fma", "avx512"][min(2, max(0, KernelPath.level))],
 ]
 let json = try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys])
 print(String(decoding: json, as: UTF8.self))

@@ -43,8 +43,8 @@ public final class CLAPAudioEncoder: Sendable {
         linear1Bias = try parameters.parameter(projectionPrefix + "linear1.bias", shape: [p])
         let w2 = try parameters.parameter(projectionPrefix + "linear2.weight", shape: [p, p])
         linear2Bias = try parameters.parameter(projectionPrefix + "linear2.bias", shape: [p])
-        linear1Weight = Linear(w1)
-        linear2Weight = Linear(w2)
+        linear1Weight = Linear(w1, precision: parameters.weightPrecision)
+        linear2Weight = Linear(w2, precision: parameters.weightPrecision)
         for w in [w1, w2] { parameters.release(w) }
         BLAS.setThreads(1)
     }

@@ -59,9 +59,9 @@ struct SwinBlock: Sendable {
         fc1Bias = try p("intermediate.dense.bias", [mlpWidth])
         let fc2 = try p("output.dense.weight", [c, mlpWidth])
         fc2Bias = try p("output.dense.bias", [c])
-        projWeight = Linear(proj)
-        fc1Weight = Linear(fc1)
-        fc2Weight = Linear(fc2)
+        projWeight = Linear(proj, precision: parameters.weightPrecision)
+        fc1Weight = Linear(fc1, precision: parameters.weightPrecision)
+        fc2Weight = Linear(fc2, precision: parameters.weightPrecision)
         for w in [proj, fc1, fc2] { parameters.release(w) }
 
         // Fused q/k/v projection, head-major; the attention scale folded into the query rows.
@@ -80,7 +80,8 @@ struct SwinBlock: Sendable {
                 }
             }
         }
-        qkvWeight = Linear(weight: fused.pointer, outFeatures: 3 * c, inFeatures: c)
+        qkvWeight = Linear(weight: fused.pointer, outFeatures: 3 * c, inFeatures: c,
+                           precision: parameters.weightPrecision)
         for w in [q, k, v] { parameters.release(w) }
 
         // bias[h][a][b] = table[index(a, b)][h], index as transformers' create_relative_position_index.
@@ -298,7 +299,7 @@ struct SwinPatchMerging: Sendable {
         normWeight = try parameters.parameter(prefix + "norm.weight", shape: [4 * c])
         normBias = try parameters.parameter(prefix + "norm.bias", shape: [4 * c])
         let weight = try parameters.parameter(prefix + "reduction.weight", shape: [2 * c, 4 * c])
-        reduction = Linear(weight)
+        reduction = Linear(weight, precision: parameters.weightPrecision)
         parameters.release(weight)
     }
 

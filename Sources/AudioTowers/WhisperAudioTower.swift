@@ -54,8 +54,8 @@ public final class WhisperAudioTower: AudioTower {
         let b1 = try parameters.parameter(projectionPrefix + "linear1.bias", shape: [p.hiddenSize])
         let w2 = try parameters.parameter(projectionPrefix + "linear2.weight", shape: [p.outputSize, p.hiddenSize])
         let b2 = try parameters.parameter(projectionPrefix + "linear2.bias", shape: [p.outputSize])
-        linear1 = Linear(w1, bias: b1, backend: .packed)
-        linear2 = Linear(w2, bias: b2, backend: .packed)
+        linear1 = Linear(w1, bias: b1, backend: .packed, precision: parameters.weightPrecision)
+        linear2 = Linear(w2, bias: b2, backend: .packed, precision: parameters.weightPrecision)
         for used in [w1, b1, w2, b2] { parameters.release(used) }
     }
 

@@ -53,7 +53,7 @@ public final class WhisperEncoder: Sendable {
             }
             let linear = permuted.withUnsafeBufferPointer {
                 Linear(weight: $0.baseAddress!, outFeatures: d, inFeatures: 3 * inChannels, bias: b.pointer,
-                             backend: .packed)
+                       backend: .packed, precision: parameters.weightPrecision)
             }
             parameters.release(w)
             parameters.release(b)

@@ -21,7 +21,6 @@
 // pass); bias and the epilogue follow the last depth block. Accumulating into C, one depth block
 // adds C after the sum (the small-row kernels' order: sum, + bias, + C), several start from C.
 #include "internal.h"
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,28 +113,10 @@ static inline int tile_rows(int rows, int r0, int tiles, int t) { return (rows -
 // spread over the L1 sets.
 static inline int packed_stride(int kc) { return (kc + 15) / 16 * 16 + 16; }
 
-// The per-thread buffer for the copied blocks of A (MC rows of packed_stride(KC) floats),
-// allocated on first use and freed at thread exit.
-static pthread_key_t buffer_key;
-static pthread_once_t buffer_once = PTHREAD_ONCE_INIT;
-static void make_buffer_key(void) { pthread_key_create(&buffer_key, free); }
-
-static float *thread_buffer(void) {
-    pthread_once(&buffer_once, make_buffer_key);
-    float *buffer = pthread_getspecific(buffer_key);
-    if (!buffer) {
-        void *p = NULL;
-        if (posix_memalign(&p, 64, (size_t)MC * packed_stride(KC) * sizeof(float)) != 0) return NULL;
-        buffer = p;
-        pthread_setspecific(buffer_key, buffer);
-    }
-    return buffer;
-}
-
 static int blocked(int m, int n, int k, const float *a, int lda, const float *packed, size_t ps,
                    const float *bias, float *c, int ldc, int accumulate, int epilogue) {
     enum { mr_max = 12, width = 32 };
-    float *buffer = thread_buffer();
+    float *buffer = ck_thread_scratch(CK_SCRATCH_BLOCK, (size_t)MC * packed_stride(KC) * sizeof(float));
     if (!buffer) return 0;
     int panels = (n + 15) / 16;
     int depth_blocks = k > KC ? (k + KC - 1) / KC : 1;

@@ -37,8 +37,7 @@ void ck_pack_columns(const float *w, int n, int k, int ldw, float *packed) {
     }
 }
 
-static void store_tile(int mr, int ncols, const float *tile, const float *bias, float *c, int ldc,
-                       int accumulate) {
+void ck_store_tile_scalar(int mr, int ncols, const float *tile, const float *bias, float *c, int ldc, int accumulate) {
     for (int i = 0; i < mr; i++) {
         float *row = c + (size_t)i * ldc;
         for (int j = 0; j < ncols; j++) {
@@ -64,7 +63,7 @@ static void gemm_scalar(int m, int n, int k, const float *a, int lda, const floa
                 const float *b = bp + (size_t)kk * 16;
                 for (int j = 0; j < 16; j++) tile[j] += av * b[j];
             }
-            store_tile(1, ncols, tile, bias ? bias + p * 16 : NULL, c + (size_t)i * ldc + p * 16, ldc,
+            ck_store_tile_scalar(1, ncols, tile, bias ? bias + p * 16 : NULL, c + (size_t)i * ldc + p * 16, ldc,
                        accumulate);
         }
     }
@@ -193,9 +192,9 @@ static const tile2_fn tiles512x2[13] = {0, tile512x2_1, tile512x2_2, tile512x2_3
                                         tile512x2_6, tile512x2_7, tile512x2_8, tile512x2_9, tile512x2_10,
                                         tile512x2_11, tile512x2_12};
 
-static void store16(int mr, int ncols, const float *tile, const float *bias, float *c, int ldc, int accumulate) {
+void ck_store_tile(int mr, int ncols, const float *tile, const float *bias, float *c, int ldc, int accumulate) {
     if (ncols == 16) epilogue16(mr, tile, bias, c, ldc, accumulate);
-    else store_tile(mr, ncols, tile, bias, c, ldc, accumulate);
+    else ck_store_tile_scalar(mr, ncols, tile, bias, c, ldc, accumulate);
 }
 
 static void gemm_avx512(int m, int n, int k, const float *a, int lda, const float *packed, size_t ps,
@@ -215,7 +214,7 @@ static void gemm_avx512(int m, int n, int k, const float *a, int lda, const floa
             tiles512x2[mr](k, a + (size_t)m0 * lda, lda, bp, bp + ps, tile, tile1);
             float *cp = c + (size_t)m0 * ldc + p * 16;
             epilogue16(mr, tile, pb, cp, ldc, accumulate);
-            store16(mr, ncols1, tile1, pb ? pb + 16 : NULL, cp + 16, ldc, accumulate);
+            ck_store_tile(mr, ncols1, tile1, pb ? pb + 16 : NULL, cp + 16, ldc, accumulate);
             m0 += mr;
         }
     }
@@ -228,8 +227,7 @@ static void gemm_avx512(int m, int n, int k, const float *a, int lda, const floa
             int mr = (m - m0) / (count - t);
             tiles512[mr](k, a + (size_t)m0 * lda, lda, bp, tile);
             float *cp = c + (size_t)m0 * ldc + p * 16;
-            if (ncols == 16) epilogue16(mr, tile, pb, cp, ldc, accumulate);
-            else store_tile(mr, ncols, tile, pb, cp, ldc, accumulate);
+            ck_store_tile(mr, ncols, tile, pb, cp, ldc, accumulate);
             m0 += mr;
         }
     }
@@ -247,25 +245,30 @@ static void gemm_avx2(int m, int n, int k, const float *a, int lda, const float 
             int mr = m - m0 < 6 ? m - m0 : 6;
             tiles[mr](k, a + (size_t)m0 * lda, lda, bp, tile);
             float *cp = c + (size_t)m0 * ldc + p * 16;
-            if (ncols == 16) epilogue16(mr, tile, pb, cp, ldc, accumulate);
-            else store_tile(mr, ncols, tile, pb, cp, ldc, accumulate);
+            ck_store_tile(mr, ncols, tile, pb, cp, ldc, accumulate);
         }
     }
 }
 
-// The best level the CPU's feature bits allow, capped by EMOTION_KERNELS (scalar, avx2, avx512)
-// for the whole process, so that tests and benchmarks run every path on any machine and an
-// operator can pin one. Read once.
+// The best level the CPU's feature bits allow, capped by EMOTION_KERNELS (scalar, avx2, avx512,
+// avx512_bf16) for the whole process, so that tests and benchmarks run every path on any machine
+// and an operator can pin one. Read once. Level 3 adds AVX512-BF16 dot products to level 2 (the
+// f32 kernels are the same at both).
 static int cpu_level(void) {
     static int cached = -1;
     if (cached < 0) {
         __builtin_cpu_init();
         int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        int best = avx2 ? (__builtin_cpu_supports("avx512f") ? 2 : 1) : 0;
+        int best = 0;
+        if (avx2) best = 1;
+        if (best == 1 && __builtin_cpu_supports("avx512f")) best = 2;
+        if (best == 2 && __builtin_cpu_supports("avx512bf16")) best = 3;
         const char *cap = getenv("EMOTION_KERNELS");
-        if (cap && strcmp(cap, "scalar") == 0) best = 0;
-        else if (cap && strcmp(cap, "avx2") == 0 && best > 1) best = 1;
-        cached = best;
+        int limit = 3;
+        if (cap && strcmp(cap, "scalar") == 0) limit = 0;
+        else if (cap && strcmp(cap, "avx2") == 0) limit = 1;
+        else if (cap && strcmp(cap, "avx512") == 0) limit = 2;
+        cached = best < limit ? best : limit;
     }
     return cached;
 }

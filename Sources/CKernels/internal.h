@@ -8,6 +8,19 @@
 #define CK_X86 1
 #endif
 
+/// Slots of ck_thread_scratch: one buffer each per thread.
+enum { CK_SCRATCH_PACK = 0, CK_SCRATCH_BLOCK = 1, CK_SCRATCH_BF16 = 2, CK_SCRATCH_SLOTS = 3 };
+
+/// The calling thread's buffer for `slot`, at least `bytes` long and 64-byte aligned (grown on
+/// demand, kept across calls, freed at thread exit); NULL when memory runs out.
+void *ck_thread_scratch(int slot, size_t bytes);
+
+/// Stores an mr x 16 register tile (row stride 16) into the first `ncols` columns of C:
+/// + bias (if any), + C (if accumulate). Shared by the f32 and bf16 kernels; ck_store_tile uses
+/// AVX2 for full tiles (vector levels only), ck_store_tile_scalar plain C.
+void ck_store_tile(int mr, int ncols, const float *tile, const float *bias, float *c, int ldc, int accumulate);
+void ck_store_tile_scalar(int mr, int ncols, const float *tile, const float *bias, float *c, int ldc, int accumulate);
+
 /// Rows from which ck_gemm_packed_panels takes the cache-blocked path (AVX-512 level only),
 /// and columns above which (more than one 32-column tile: the rows are reused across tiles).
 #define CK_BLOCKED_MIN_ROWS 48

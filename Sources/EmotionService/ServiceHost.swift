@@ -25,6 +25,8 @@ public final class ServiceHost: @unchecked Sendable {
         public var journal = false
         /// Seconds the journal waits after a turn's record to sync it with others (0: at once).
         public var journalCommitInterval: TimeInterval = 0
+        /// How packed weights are held (nil: the package's `weight_precision`, else f32).
+        public var weightPrecision: Linear.Precision?
         public init() {}
     }
 
@@ -60,7 +62,9 @@ public final class ServiceHost: @unchecked Sendable {
     public static func load(model directory: URL, options: Options, maxAudioSeconds: Double = 120,
                             logger: JSONLogger = JSONLogger()) throws -> ServiceHost {
         let model = try ServiceModel.load(directory: directory, conversation: options.conversation,
-                                          maxAudioSeconds: maxAudioSeconds)
+                                          maxAudioSeconds: maxAudioSeconds, weightPrecision: options.weightPrecision)
+        logger.info("weights", ["weight_precision": model.package.weights.weightPrecision.rawValue,
+                                "weights_bytes": model.package.weights.fileSize])
         return try ServiceHost(engine: model.engine, description: model.description, options: options, logger: logger,
                                modelIdentity: "weights-sha256:" + model.package.weights.sha256)
     }

@@ -55,7 +55,7 @@ public final class GatedXLSTMClassifier: Sendable {
         func packed(_ name: String, _ shape: [Int]) throws -> Linear {
             let p = try parameters.parameter(name, shape: shape)
             defer { parameters.release(p) }
-            return Linear(p)
+            return Linear(p, precision: parameters.weightPrecision)
         }
         inputProjection = try (0..<n).map {
             (try packed("streams.\($0).input_proj.weight", [c.width, c.stepDim]),

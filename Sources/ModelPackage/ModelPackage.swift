@@ -1,4 +1,5 @@
 import Foundation
+import Numerics
 
 /// The fields of model.json that every package has. Module-specific configuration lives in
 /// top-level sections ("classifier", "ded", "audio", "text", ...) that each module decodes with
@@ -10,7 +11,7 @@ public struct ModelManifest: Sendable, Equatable {
     public static let currentFormatVersion = 1
     /// Keys of model.json that are common fields, not module sections.
     public static let commonKeys: Set<String> = ["format", "format_version", "name", "labels", "weights",
-                                                 "weights_sha256", "provenance"]
+                                                 "weights_sha256", "weight_precision", "provenance"]
 
     /// Always "gatedxlstm-model".
     public let format: String
@@ -24,6 +25,10 @@ public struct ModelManifest: Sendable, Equatable {
     public let weights: String
     /// Expected lower-case hex SHA-256 of the weights file, when model.json states it.
     public let weightsSHA256: String?
+    /// How the layers hold their packed weights in memory (`weight_precision`: "f32" or "bf16"),
+    /// when model.json states it; the operator may override it at load. Independent of the dtype
+    /// the weights file stores.
+    public let weightPrecision: Linear.Precision?
     /// Free-form provenance (data, recipe, metrics, license), kept as raw JSON; `.object([:])`
     /// when absent.
     public let provenance: JSONValue
@@ -32,13 +37,15 @@ public struct ModelManifest: Sendable, Equatable {
 
     public init(format: String = ModelManifest.formatName, formatVersion: Int = ModelManifest.currentFormatVersion,
                 name: String, labels: [String], weights: String = "weights.safetensors",
-                weightsSHA256: String? = nil, provenance: JSONValue = .object([:]), sectionKeys: [String] = []) {
+                weightsSHA256: String? = nil, weightPrecision: Linear.Precision? = nil,
+                provenance: JSONValue = .object([:]), sectionKeys: [String] = []) {
         self.format = format
         self.formatVersion = formatVersion
         self.name = name
         self.labels = labels
         self.weights = weights
         self.weightsSHA256 = weightsSHA256
+        self.weightPrecision = weightPrecision
         self.provenance = provenance
         self.sectionKeys = sectionKeys
     }
@@ -118,6 +125,15 @@ public struct ModelManifest: Sendable, Equatable {
             checksum = hex
         }
 
+        var precision: Linear.Precision?
+        if let value = fields["weight_precision"] {
+            let text = try string("weight_precision", value)
+            guard let p = Linear.Precision(rawValue: text) else {
+                throw ModelPackageError.badManifest(file, "'weight_precision' must be one of \(Linear.Precision.allCases.map(\.rawValue).joined(separator: ", ")), found '\(text)'")
+            }
+            precision = p
+        }
+
         var provenance = JSONValue.object([:])
         if let value = fields["provenance"] {
             guard case .object = value else {
@@ -127,7 +143,7 @@ public struct ModelManifest: Sendable, Equatable {
         }
 
         return ModelManifest(format: format, formatVersion: version, name: name, labels: labels,
-                             weights: weights, weightsSHA256: checksum, provenance: provenance,
+                             weights: weights, weightsSHA256: checksum, weightPrecision: precision, provenance: provenance,
                              sectionKeys: fields.keys.filter { !commonKeys.contains($0) }.sorted())
     }
 
@@ -172,15 +188,18 @@ public struct ModelPackage: Sendable {
 
     /// Reads and validates `directory/model.json`, then maps and validates the weights file it
     /// names. When model.json states `weights_sha256` and `verifyChecksum` is true, the weights
-    /// file is hashed and compared (`checksum_mismatch`). Throws `ModelPackageError`.
-    public static func load(directory: URL, verifyChecksum: Bool = true) throws -> ModelPackage {
+    /// file is hashed and compared (`checksum_mismatch`). `weightPrecision` overrides model.json's
+    /// `weight_precision` (default f32) for the layers built from the package. Throws
+    /// `ModelPackageError`.
+    public static func load(directory: URL, verifyChecksum: Bool = true,
+                            weightPrecision: Linear.Precision? = nil) throws -> ModelPackage {
         let manifestURL = directory.appendingPathComponent(manifestFileName)
         let data = try readManifest(manifestURL)
         let manifest = try ModelManifest.parse(data, file: manifestURL.path)
         let weightsURL = directory.appendingPathComponent(manifest.weights)
         let store: WeightStore
         do {
-            store = try WeightStore(url: weightsURL)
+            store = try WeightStore(url: weightsURL, weightPrecision: weightPrecision ?? manifest.weightPrecision ?? .f32)
         } catch let error as ModelPackageError where error.code == "missing_file" {
             throw ModelPackageError(code: "missing_file",
                                     message: "weights file '\(weightsURL.path)' named by \(manifestURL.path) does not exist")

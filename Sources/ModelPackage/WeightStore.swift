@@ -23,13 +23,17 @@ public final class WeightStore: ParameterSource, @unchecked Sendable {
     private let hashLock = NSLock()
     private var cachedSHA256: String?
 
+    /// How layers built from this store hold their packed weights (`ParameterSource`).
+    public let weightPrecision: Linear.Precision
+
     /// Opens, maps and validates a safetensors file (throws `ModelPackageError`).
-    public convenience init(url: URL) throws {
-        try self.init(file: SafetensorsFile(url: url))
+    public convenience init(url: URL, weightPrecision: Linear.Precision = .f32) throws {
+        try self.init(file: SafetensorsFile(url: url), weightPrecision: weightPrecision)
     }
 
-    public init(file: SafetensorsFile) {
+    public init(file: SafetensorsFile, weightPrecision: Linear.Precision = .f32) {
         self.file = file
+        self.weightPrecision = weightPrecision
     }
 
     /// Tensor names, sorted.

@@ -45,10 +45,12 @@ public enum Gemm {
 }
 
 /// Which kernels this process runs, from the CPU's feature bits (cpuid), never from a model
-/// name: AVX-512F, else AVX2 + FMA, else scalar; capped by `EMOTION_KERNELS` (`scalar`, `avx2`,
-/// `avx512`). Logged once at start, reported in `/v1/model` and by the benchmarks.
+/// name: AVX-512F with AVX512-BF16 (bf16 weights multiplied by VDPBF16PS), else AVX-512F, else
+/// AVX2 + FMA, else scalar; capped by `EMOTION_KERNELS` (`scalar`, `avx2`, `avx512`,
+/// `avx512_bf16`). Logged once at start, reported in `/v1/model` and by the benchmarks.
 public struct KernelPath: Sendable, Equatable, Encodable, CustomStringConvertible {
-    /// `avx512`, `avx2` or `scalar`: the instruction set of the products and activations.
+    /// `avx512_bf16`, `avx512`, `avx2` or `scalar`: the instruction set of the products and
+    /// activations (`avx512_bf16`: float32 products as `avx512`, bf16 weights by VDPBF16PS).
     public let kernels: String
     /// The CPU as `/proc/cpuinfo` names it (VMs may mask it), for reports only.
     public let cpu: String
@@ -58,7 +60,8 @@ public struct KernelPath: Sendable, Equatable, Encodable, CustomStringConvertibl
     /// The core OpenBLAS chose by its own table (only its reference backend uses it).
     public let openBLASCore: String
 
-    /// The kernel level in use on this thread: 0 scalar, 1 AVX2 + FMA, 2 AVX-512.
+    /// The kernel level in use on this thread: 0 scalar, 1 AVX2 + FMA, 2 AVX-512, 3 AVX-512 with
+    /// AVX512-BF16.
     public static var level: Int { Int(ck_level()) }
 
     /// True when a vectorised level (AVX2 + FMA or AVX-512) is in use.
@@ -70,11 +73,11 @@ public struct KernelPath: Sendable, Equatable, Encodable, CustomStringConvertibl
     public static func limitLevel(_ level: Int?) -> Int { Int(ck_force_level(Int32(level ?? -1))) }
 
     public static var current: KernelPath {
-        let names = ["scalar", "avx2", "avx512"]
+        let names = ["scalar", "avx2", "avx512", "avx512_bf16"]
         let level = Int(ck_level())
         let info = CPUInfo.first
         let wanted = ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16"]
-        return KernelPath(kernels: names[max(0, min(level, 2))], cpu: info.model,
+        return KernelPath(kernels: names[max(0, min(level, names.count - 1))], cpu: info.model,
                           features: wanted.filter(info.flags.contains), openBLASCore: BLAS.coreName)
     }
 

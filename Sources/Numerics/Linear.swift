@@ -14,7 +14,20 @@ import CKernels
 /// (`Sources/CKernels/gemm_blocked.c`). `Backend.blas` keeps a plain copy for OpenBLAS `sgemm`
 /// (the reference the text tower can be run on). The weight is copied, slices of a larger tensor
 /// included, so the caller can release the original at once.
+///
+/// `Precision.bf16` holds a packed weight in bfloat16 (half the memory, half the weight traffic
+/// of a product with few rows) and accumulates in float32: with AVX512-BF16 the rows of the
+/// input are rounded to bf16 too and multiplied by VDPBF16PS, otherwise the weight is widened in
+/// registers (`Sources/CKernels/gemm_bf16.c`). The `blas` backend is always float32.
 public struct Linear: @unchecked Sendable {
+    /// How a packed weight is held.
+    public enum Precision: String, Sendable, Codable, CaseIterable {
+        /// float32: the products are those of the reference.
+        case f32
+        /// bfloat16 weights (round to nearest even at load), float32 accumulation.
+        case bf16
+    }
+
     /// An activation applied to every output of a product.
     public enum Epilogue: Sendable {
         case none
@@ -41,21 +54,25 @@ public struct Linear: @unchecked Sendable {
     public let outFeatures: Int
     public let inFeatures: Int
     public let backend: Backend
-    /// Packed panels (`packed`) or the row-major weight (`blas`).
+    /// How the weight is held (`f32` for the `blas` backend).
+    public let precision: Precision
+    /// Packed panels (`packed`, f32) or the row-major weight (`blas`); empty for bf16.
     private let storage: FloatStorage
+    /// bf16 packed panels (`precision == .bf16`).
+    private let halves: HalfStorage?
     /// The layer's bias, used when `apply` is given none.
     public let bias: FloatStorage?
 
     /// A whole `[out, in]` parameter and its bias.
-    public init(_ weight: Parameter, bias: Parameter? = nil, backend: Backend = .packed) {
+    public init(_ weight: Parameter, bias: Parameter? = nil, backend: Backend = .packed, precision: Precision = .f32) {
         precondition(weight.shape.count == 2, "Linear needs a 2-D weight")
         self.init(weight: weight.pointer, outFeatures: weight.shape[0], inFeatures: weight.shape[1],
-                  bias: bias?.pointer, backend: backend)
+                  bias: bias?.pointer, backend: backend, precision: precision)
     }
 
     /// The rows of several `[out_i, in]` weights stacked on top of each other (e.g. two gate
     /// projections that read the same input, computed in one call), without a bias.
-    public init(stacking weights: [Parameter]) {
+    public init(stacking weights: [Parameter], precision: Precision = .f32) {
         let k = weights.first?.shape.last ?? 0
         precondition(weights.allSatisfy { $0.shape.count == 2 && $0.shape[1] == k }, "stacked weights need equal inputs")
         let n = weights.reduce(0) { $0 + $1.shape[0] }
@@ -65,26 +82,34 @@ public struct Linear: @unchecked Sendable {
             (joined.pointer + offset).update(from: w.pointer, count: w.count)
             offset += w.count
         }
-        self.init(weight: UnsafePointer(joined.pointer), outFeatures: n, inFeatures: k)
+        self.init(weight: UnsafePointer(joined.pointer), outFeatures: n, inFeatures: k, precision: precision)
     }
 
     /// An `outFeatures x inFeatures` row-major weight whose rows are `ldw` floats apart (default
     /// `inFeatures`: a row or column slice of a wider matrix can be passed as is), and its bias
     /// (`outFeatures` values) if any. Copies both.
     public init(weight pointer: UnsafePointer<Float>, outFeatures: Int, inFeatures: Int, ldw: Int? = nil,
-                bias: UnsafePointer<Float>? = nil, backend: Backend = .packed) {
+                bias: UnsafePointer<Float>? = nil, backend: Backend = .packed, precision: Precision = .f32) {
         let ldw = ldw ?? inFeatures
         precondition(ldw >= inFeatures, "row stride shorter than a row")
         self.outFeatures = outFeatures
         self.inFeatures = inFeatures
         self.backend = backend
-        switch backend {
-        case .packed:
+        self.precision = backend == .packed ? precision : .f32
+        switch (backend, self.precision) {
+        case (.packed, .bf16):
+            storage = FloatStorage(count: 0)
+            let h = HalfStorage(count: ck_packed_bf16_size(Int32(outFeatures), Int32(inFeatures)))
+            ck_pack_bf16_strided(pointer, Int32(outFeatures), Int32(inFeatures), Int32(ldw), h.pointer)
+            halves = h
+        case (.packed, .f32):
             storage = FloatStorage(count: ck_packed_size(Int32(outFeatures), Int32(inFeatures)))
             ck_pack_strided(pointer, Int32(outFeatures), Int32(inFeatures), Int32(ldw), storage.pointer)
-        case .blas:
+            halves = nil
+        case (.blas, _):
             storage = FloatStorage(count: outFeatures * inFeatures)
             for r in 0..<outFeatures { (storage.pointer + r * inFeatures).update(from: pointer + r * ldw, count: inFeatures) }
+            halves = nil
         }
         if let bias {
             let b = FloatStorage(count: outFeatures)
@@ -109,7 +134,8 @@ public struct Linear: @unchecked Sendable {
     /// lower bound a multiple of 16, a panel boundary) and input features `inputs` (any range),
     /// i.e. `y[r] = x[r] * W[outputs, inputs]^T (+ bias[0..<outputs.count]) (+ y[r] if accumulate)`;
     /// `x` holds `inputs.count` values per row, `y` `outputs.count`; then `epilogue`. No
-    /// repacking: the packed weight is read in place. The layer's own bias is not used.
+    /// repacking: the packed weight is read in place. The layer's own bias is not used. A bf16
+    /// weight's block of inputs starts at an even input (its depth runs in pairs).
     public func apply(_ x: UnsafePointer<Float>, rows: Int, ldx: Int, outputs: Range<Int>, inputs: Range<Int>,
                       bias: UnsafePointer<Float>? = nil, into y: UnsafeMutablePointer<Float>, ldy: Int,
                       accumulate: Bool = false, epilogue: Epilogue = .none) {
@@ -117,9 +143,17 @@ public struct Linear: @unchecked Sendable {
         precondition(outputs.lowerBound % 16 == 0 && outputs.upperBound <= outFeatures, "outputs must start on a panel")
         precondition(inputs.lowerBound >= 0 && inputs.upperBound <= inFeatures, "inputs out of range")
         guard rows > 0, !outputs.isEmpty else { return }
-        let start = storage.pointer + outputs.lowerBound * inFeatures + inputs.lowerBound * 16
-        ck_gemm_packed_panels(Int32(rows), Int32(outputs.count), Int32(inputs.count), x, Int32(ldx), start,
-                              16 * inFeatures, bias, y, Int32(ldy), accumulate ? 1 : 0, epilogue.kernelCode)
+        if let halves {
+            precondition(inputs.lowerBound % 2 == 0, "a bf16 weight's block of inputs starts at an even input")
+            let stride = 32 * ((inFeatures + 1) / 2)
+            let start = halves.pointer + outputs.lowerBound / 16 * stride + inputs.lowerBound / 2 * 32
+            ck_gemm_bf16_panels(Int32(rows), Int32(outputs.count), Int32(inputs.count), x, Int32(ldx), start,
+                                stride, bias, y, Int32(ldy), accumulate ? 1 : 0, epilogue.kernelCode)
+        } else {
+            let start = storage.pointer + outputs.lowerBound * inFeatures + inputs.lowerBound * 16
+            ck_gemm_packed_panels(Int32(rows), Int32(outputs.count), Int32(inputs.count), x, Int32(ldx), start,
+                                  16 * inFeatures, bias, y, Int32(ldy), accumulate ? 1 : 0, epilogue.kernelCode)
+        }
         if epilogue == .tanh { for r in 0..<rows { Activation.tanh(y + r * ldy, count: outputs.count) } }
     }
 
@@ -130,6 +164,12 @@ public struct Linear: @unchecked Sendable {
         let b = given ?? bias.map { UnsafePointer($0.pointer) }
         switch backend {
         case .packed:
+            if let halves {
+                ck_gemm_bf16_panels(Int32(rows), Int32(outFeatures), Int32(inFeatures), x, Int32(ldx), halves.pointer,
+                                    32 * ((inFeatures + 1) / 2), b, y, Int32(ldy), accumulate ? 1 : 0,
+                                    epilogue.kernelCode)
+                break
+            }
             ck_gemm_packed_panels(Int32(rows), Int32(outFeatures), Int32(inFeatures), x, Int32(ldx), storage.pointer,
                                   16 * inFeatures, b, y, Int32(ldy), accumulate ? 1 : 0, epilogue.kernelCode)
         case .blas:
@@ -149,6 +189,42 @@ public struct Linear: @unchecked Sendable {
         }
     }
 
+    /// The weight as the products see it (bf16 values widened), row-major `[out, in]`: for
+    /// tests and accuracy reports.
+    public func effectiveWeight() -> [Float] {
+        var w = [Float](repeating: 0, count: outFeatures * inFeatures)
+        w.withUnsafeMutableBufferPointer { out in
+            guard let o = out.baseAddress else { return }
+            if let halves {
+                ck_unpack_bf16(halves.pointer, Int32(outFeatures), Int32(inFeatures), o)
+            } else if backend == .blas {
+                o.update(from: storage.pointer, count: outFeatures * inFeatures)
+            } else {
+                for r in 0..<outFeatures {
+                    for k in 0..<inFeatures { o[r * inFeatures + k] = storage.pointer[(r / 16) * 16 * inFeatures + k * 16 + r % 16] }
+                }
+            }
+        }
+        return w
+    }
+
     /// Bytes held by the weight and bias copies.
-    public var byteCount: Int { (storage.count + (bias?.count ?? 0)) * MemoryLayout<Float>.size }
+    public var byteCount: Int {
+        (storage.count + (bias?.count ?? 0)) * MemoryLayout<Float>.size + (halves?.count ?? 0) * MemoryLayout<UInt16>.size
+    }
+}
+
+/// A block of bfloat16 values (a packed bf16 weight), 64-byte aligned.
+final class HalfStorage: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<UInt16>
+    let count: Int
+
+    init(count: Int) {
+        self.count = count
+        let raw = UnsafeMutableRawPointer.allocate(byteCount: max(count, 1) * 2, alignment: 64)
+        pointer = raw.bindMemory(to: UInt16.self, capacity: max(count, 1))
+        pointer.initialize(repeating: 0, count: max(count, 1))
+    }
+
+    deinit { pointer.deallocate() }
 }

@@ -58,10 +58,15 @@ public protocol ParameterSource {
     /// will not read the original again, so the source may drop its memory (mapped pages,
     /// widened copies). The pointer stays valid; reading it again may just cost a page fault.
     func release(_ parameter: Parameter)
+
+    /// How the layers built from this source hold their packed weights (`Linear.Precision`):
+    /// the model package's choice or the operator's at load. float32 by default.
+    var weightPrecision: Linear.Precision { get }
 }
 
 extension ParameterSource {
     public func release(_ parameter: Parameter) {}
+    public var weightPrecision: Linear.Precision { .f32 }
 }
 
 /// Errors about parameters, with stable codes.
@@ -85,7 +90,8 @@ public struct ParameterError: CodedError, Equatable {
 /// Parameters held in memory, keyed by name (tests, generated models).
 public final class InMemoryParameters: ParameterSource, @unchecked Sendable {
     public private(set) var tensors: [String: Parameter] = [:]
-    public init() {}
+    public let weightPrecision: Linear.Precision
+    public init(weightPrecision: Linear.Precision = .f32) { self.weightPrecision = weightPrecision }
     public func set(_ name: String, shape: [Int], values: [Float]) {
         tensors[name] = Parameter(name: name, shape: shape, values: values)
     }

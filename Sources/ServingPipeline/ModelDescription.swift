@@ -22,11 +22,13 @@ public struct ModelDescription: Encodable, Sendable {
     let provenance: JSONValue
     /// The kernels this process runs on (chosen by the CPU's feature bits).
     let runtime: KernelPath
+    /// How the layers hold their packed weights (`f32` or `bf16`).
+    let weightPrecision: Linear.Precision
 
     enum CodingKeys: String, CodingKey {
         case name, labels, embeddingDim = "embedding_dim", classifier, classifierParameters = "classifier_parameters"
         case streams, ded, weightsSHA256 = "weights_sha256", weightsBytes = "weights_bytes"
-        case manifestSHA256 = "manifest_sha256", provenance, runtime
+        case manifestSHA256 = "manifest_sha256", provenance, runtime, weightPrecision = "weight_precision"
     }
 
     public init(package: ModelPackage, classifier: GatedXLSTMClassifier, ded: DEDParameters) {
@@ -42,5 +44,6 @@ public struct ModelDescription: Encodable, Sendable {
         manifestSHA256 = package.manifestSHA256
         provenance = package.manifest.provenance
         runtime = .current
+        weightPrecision = package.weights.weightPrecision
     }
 }

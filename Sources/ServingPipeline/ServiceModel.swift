@@ -3,6 +3,7 @@ import DialogicalEmotionDecoder
 import Foundation
 import GatedXLSTM
 import ModelPackage
+import Numerics
 
 /// A model package loaded into the serving pipeline: turn embedder + gated classifier + DED
 /// parameters in a conversation engine. The server (EmotionService's `ServiceHost`) and offline
@@ -13,10 +14,11 @@ public struct ServiceModel: Sendable {
     public let description: ModelDescription
 
     /// Loads and checks the package (weights checksummed, every tensor claimed by a stage).
-    /// `maxAudioSeconds`: longer clips are refused (`audio_too_long`).
+    /// `maxAudioSeconds`: longer clips are refused (`audio_too_long`). `weightPrecision`
+    /// overrides the package's `weight_precision` (`ModelPackage.load`).
     public static func load(directory: URL, conversation: ConversationConfiguration = ConversationConfiguration(),
-                            maxAudioSeconds: Double) throws -> ServiceModel {
-        let package = try ModelPackage.load(directory: directory)
+                            maxAudioSeconds: Double, weightPrecision: Linear.Precision? = nil) throws -> ServiceModel {
+        let package = try ModelPackage.load(directory: directory, weightPrecision: weightPrecision)
         let classifier = try GatedXLSTMClassifier(package: package)
         let embedder = try TurnEmbedder(package: package, maxAudioSeconds: maxAudioSeconds)
         try package.weights.requireAllClaimed()

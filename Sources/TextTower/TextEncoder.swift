@@ -87,7 +87,7 @@ public final class TextEncoder: Sendable {
         }
         if c.pooling == .firstPooler {
             let w = try p("pooler.dense.weight", [h, h]), b = try p("pooler.dense.bias", [h])
-            pooler = Linear(w, bias: b, backend: backend)
+            pooler = Linear(w, bias: b, backend: backend, precision: parameters.weightPrecision)
             parameters.release(w)
             parameters.release(b)
         } else {
@@ -100,7 +100,8 @@ public final class TextEncoder: Sendable {
             let w1 = try q("linear1.weight", [proj.hiddenSize, h]), b1 = try q("linear1.bias", [proj.hiddenSize])
             let w2 = try q("linear2.weight", [proj.outputSize, proj.hiddenSize])
             let b2 = try q("linear2.bias", [proj.outputSize])
-            projection = (Linear(w1, bias: b1, backend: backend), Linear(w2, bias: b2, backend: backend),
+            projection = (Linear(w1, bias: b1, backend: backend, precision: parameters.weightPrecision),
+                          Linear(w2, bias: b2, backend: backend, precision: parameters.weightPrecision),
                           proj.activation == .relu ? .relu : .gelu)
             for used in [w1, b1, w2, b2] { parameters.release(used) }
         } else {

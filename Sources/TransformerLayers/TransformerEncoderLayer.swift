@@ -119,6 +119,7 @@ package struct TransformerEncoderLayer: Sendable {
         outputNorm = (try p(names.outputNorm, [h]), try p(names.outputNormBias, [h]))
 
         let dh = h / heads
+        let precision = parameters.weightPrecision
         let count = max(1, min(requested, heads))
         let blocks = (i + 15) / 16
         parts = (0..<count).map { part in
@@ -135,15 +136,15 @@ package struct TransformerEncoderLayer: Sendable {
             return Part(
                 heads: hr, columns: cr,
                 query: Linear(weight: q.pointer + first * h, outFeatures: width, inFeatures: h,
-                                    bias: qb.pointer + first, backend: backend),
+                                    bias: qb.pointer + first, backend: backend, precision: precision),
                 keyValue: Linear(weight: stacked.pointer, outFeatures: 2 * width, inFeatures: h,
-                                       bias: stackedBias.pointer, backend: backend),
+                                       bias: stackedBias.pointer, backend: backend, precision: precision),
                 attentionOutput: Linear(weight: ao.pointer + first, outFeatures: h, inFeatures: width, ldw: h,
-                                              bias: nil, backend: backend),
+                                              bias: nil, backend: backend, precision: precision),
                 intermediate: Linear(weight: up.pointer + cr.lowerBound * h, outFeatures: cr.count,
-                                           inFeatures: h, bias: upb.pointer + cr.lowerBound, backend: backend),
+                                           inFeatures: h, bias: upb.pointer + cr.lowerBound, backend: backend, precision: precision),
                 output: Linear(weight: down.pointer + cr.lowerBound, outFeatures: h, inFeatures: cr.count,
-                                     ldw: i, bias: nil, backend: backend))
+                                     ldw: i, bias: nil, backend: backend, precision: precision))
         }
         attentionOutputBias = FloatStorage(aob.values)
         outputBias = FloatStorage(downb.values)

@@ -38,9 +38,9 @@ public struct MLSTMBlock: Sendable {
         let down = try p("xlstm.proj_down.weight", [d, i])
 
         // The large matrices are repacked for the small-row kernel; the originals are released.
-        projUp = Linear(up)
-        projDown = Linear(down)
-        gates = Linear(stacking: [igate, fgate])
+        projUp = Linear(up, precision: parameters.weightPrecision)
+        projDown = Linear(down, precision: parameters.weightPrecision)
+        gates = Linear(stacking: [igate, fgate], precision: parameters.weightPrecision)
         gateBias = FloatStorage(igateBias.values + fgateBias.values)
         for used in [up, down, igate, fgate] { parameters.release(used) }
     }

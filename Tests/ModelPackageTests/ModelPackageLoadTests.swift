@@ -148,6 +148,24 @@ import Testing
         }
     }
 
+    /// `weight_precision` (how layers hold packed weights): absent means f32, "bf16" is kept, the
+    /// load option overrides it either way, anything else is refused by name.
+    @Test func weightPrecision() throws {
+        let plainDirectory = try validPackage()
+        let plain = try ModelPackage.load(directory: plainDirectory.url)
+        #expect(plain.manifest.weightPrecision == nil && plain.weights.weightPrecision == .f32)
+        let dir = try validPackage(manifest: manifestJSON(["weight_precision": "\"bf16\""]))
+        let stated = try ModelPackage.load(directory: dir.url)
+        #expect(stated.manifest.weightPrecision == .bf16 && stated.weights.weightPrecision == .bf16)
+        #expect(!stated.hasSection("weight_precision"))
+        #expect(try ModelPackage.load(directory: dir.url, weightPrecision: .f32).weights.weightPrecision == .f32)
+        #expect(try ModelPackage.load(directory: plainDirectory.url, weightPrecision: .bf16).weights.weightPrecision == .bf16)
+        for value in ["\"fp8\"", "16", "\"BF16\""] {
+            let bad = try validPackage(manifest: manifestJSON(["weight_precision": value]))
+            expectError("bad_manifest", mentioning: ["weight_precision"]) { try ModelPackage.load(directory: bad.url) }
+        }
+    }
+
     @Test func provenanceMustBeAnObject() throws {
         let dir = try validPackage(manifest: manifestJSON(["provenance": "\"trained by me\""]))
         expectError("bad_manifest", mentioning: ["provenance"]) { try ModelPackage.load(directory: dir.url) }

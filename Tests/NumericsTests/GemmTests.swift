@@ -95,8 +95,9 @@ import TestSupport
     @Test func thePathIsChosenByFeatureBits() {
         let path = KernelPath.current
         let level = KernelPath.level
-        #expect(path.kernels == ["scalar", "avx2", "avx512"][level])
+        #expect(path.kernels == ["scalar", "avx2", "avx512", "avx512_bf16"][level])
         if path.kernels == "avx512" { #expect(path.features.contains("avx512f")) }
+        if path.kernels == "avx512_bf16" { #expect(path.features.contains("avx512f") && path.features.contains("avx512_bf16")) }
         if path.kernels == "avx2" { #expect(path.features.contains("avx2") && path.features.contains("fma")) }
         #expect(!path.openBLASCore.isEmpty && path.description.contains(path.kernels))
     }

@@ -1,6 +1,7 @@
 #ifndef CKERNELS_H
 #define CKERNELS_H
 #include <stddef.h>
+#include <stdint.h>
 
 /// Floats needed to hold an `n x k` weight matrix packed in panels of 16 output columns.
 size_t ck_packed_size(int n, int k);
@@ -38,6 +39,28 @@ void ck_gemm_packed_panels(int m, int n, int k, const float *a, int lda, const f
                            size_t panel_stride, const float *bias, float *c, int ldc, int accumulate,
                            int epilogue);
 
+/// uint16 values needed to hold an `n x k` weight packed by ck_pack_bf16_strided.
+size_t ck_packed_bf16_size(int n, int k);
+
+/// float32 to bfloat16, rounded to nearest even (NaN stays NaN).
+uint16_t ck_bf16_round(float x);
+
+/// Packs a row-major `n x k` weight (rows `ldw` floats apart) as bfloat16 in panels of 16
+/// output columns with the depth in pairs: pair q of panel p holds, for each column j,
+/// W[16p + j][2q] and W[16p + j][2q + 1] side by side (zero-padded). Panel p starts
+/// p * 32 * ((k + 1) / 2) values in; pair q of a panel 32 * q values in.
+void ck_pack_bf16_strided(const float *w, int n, int k, int ldw, uint16_t *packed);
+
+/// The float32 values of a weight packed by ck_pack_bf16_strided, row-major `n x k`.
+void ck_unpack_bf16(const uint16_t *packed, int n, int k, float *w);
+
+/// ck_gemm_packed_panels for a bf16-packed weight (gemm_bf16.c): C = epilogue(A W^T + bias
+/// (+ C)), float32 accumulation. `packed` points at the first pair used (a block of depths
+/// starts at an even depth), panel p `panel_stride` values further. At level 3 (AVX512-BF16)
+/// the rows of A are rounded to bf16 too; below, A stays float32 and only W is rounded.
+void ck_gemm_bf16_panels(int m, int n, int k, const float *a, int lda, const uint16_t *packed, size_t panel_stride,
+                         const float *bias, float *c, int ldc, int accumulate, int epilogue);
+
 /// C[m x n] = alpha * A[m x k] * op(B) (+ bias) (+ C if accumulate) for a B that is not packed:
 /// `b_holds_rows` 1: B is stored n x k (C = A B^T, e.g. q k^T), 0: B is stored k x n (C = A B,
 /// e.g. P v); row strides lda, ldb, ldc. B is packed per call into a per-thread buffer and the
@@ -55,9 +78,11 @@ void ck_activate(float *x, int n, int epilogue);
 /// 1 when a vectorised path (AVX2 + FMA or AVX-512) is in use on this CPU.
 int ck_vectorized(void);
 
-/// The instruction set in use: 0 scalar, 1 AVX2 + FMA, 2 AVX-512: the best the CPU's feature
-/// bits (cpuid) allow, capped for the process by the environment variable EMOTION_KERNELS
-/// (`scalar`, `avx2`, `avx512`) and on the calling thread by ck_force_level.
+/// The instruction set in use: 0 scalar, 1 AVX2 + FMA, 2 AVX-512, 3 AVX-512 with AVX512-BF16
+/// dot products (bf16 weights only; float32 products are those of level 2): the best the CPU's
+/// feature bits (cpuid) allow, capped for the process by the environment variable
+/// EMOTION_KERNELS (`scalar`, `avx2`, `avx512`, `avx512_bf16`) and on the calling thread by
+/// ck_force_level.
 int ck_level(void);
 
 /// Caps the instruction set on the calling thread (-1: no cap) so tests can run every path;

@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "emotion-server", targets: ["EmotionServer"]),
         .executable(name: "classifier-bench", targets: ["ClassifierBenchmark"]),
         .executable(name: "whisper-bench", targets: ["WhisperBenchmark"]),
+        .executable(name: "roofline-probe", targets: ["RooflineProbe"]),
         .library(name: "GatedXLSTM", targets: ["GatedXLSTM"]),
         .library(name: "DialogicalEmotionDecoder", targets: ["DialogicalEmotionDecoder"]),
     ],
@@ -80,12 +81,14 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .executableTarget(name: "EmotionCLI",
                           dependencies: ["ServingPipeline", "Conversation", "GatedXLSTM", "DialogicalEmotionDecoder",
-                                         "ModelPackage", "ErrorVocabulary", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+                                         "ModelPackage", "ErrorVocabulary", "Numerics",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         // Benchmarks (not tests): the Swift side of Benchmarks/*.sh, which run the references too.
         .executableTarget(name: "ClassifierBenchmark",
                           dependencies: ["GatedXLSTM", "ModelPackage", "Numerics"],
                           path: "Benchmarks/ClassifierBenchmark"),
+        .executableTarget(name: "RooflineProbe", path: "Benchmarks/RooflineProbe"),
         .executableTarget(name: "WhisperBenchmark", dependencies: ["AudioTowers", "ModelPackage", "Numerics"],
                           path: "Benchmarks/WhisperBenchmark"),
 
@@ -129,6 +132,6 @@ let package = Package(
         // The shipped Models/default: loads as served, reproduces its model card's session-4 text
         // figures with `emotion evaluate` (reads ../shared/data), answers a probe of single turns.
         .testTarget(name: "DefaultModelTests", dependencies: ["EmotionCLI", "ServingPipeline", "Conversation",
-                                                              "ModelPackage", "CLITestSupport"]),
+                                                              "ModelPackage", "Numerics", "GatedXLSTM", "CLITestSupport"]),
     ]
 )

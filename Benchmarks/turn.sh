@@ -9,13 +9,17 @@
 # + random paper-size gated xLSTM classifier (155.5 M parameters) + online DED. Builds
 # emotion-server (release), prepares bench-out/turn once (Benchmarks/reference/turn_prepare.py,
 # reusing the encoder and classifier benchmarks' prepare steps), then per round, per engine
-# (swift, torch, onnxruntime, 2 threads each): starts its server on a free port, runs
+# (swift; swift-bf16 and swift-f16: the same server with --weight-precision bf16 / f16; torch;
+# onnxruntime; 2 threads each): starts its server on a free port, runs
 # Benchmarks/reference/turn_load.py (N turns one at a time in one session, then 4 and 16
 # concurrent sessions for S seconds each), stops it. Raw lines: bench-out/turn.runs.jsonl;
 # summary (p50/p90/p99, turns/s, p99 under load, stage timings, peak RSS, ratios vs the targets,
-# parity vs PyTorch, CPU and Swift's kernel path): bench-out/turn.json; one labelled line is
+# parity vs PyTorch, CPU and Swift's kernel path, and a roofline line: roofline-probe's measured
+# memory bandwidth and FP32/BF16 peaks, stage_costs.py's FLOPs and weight bytes, each stage's
+# fraction of its bound): bench-out/turn.json; one labelled line is
 # appended to Benchmarks/results/turn.jsonl. Exits non-zero if a server or run fails or an
-# engine's probabilities differ from PyTorch's by more than 1e-3. No timing target is asserted.
+# engine's probabilities differ from PyTorch's by more than 1e-3 (swift-bf16, swift-f16: the
+# accuracy guard, 1e-2 and the same emotion on >= 99.5 % of turns). No timing target is asserted.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,9 +29,9 @@ ROUNDS=2
 WARMUP=3
 CONCURRENCY=4,16
 THREADS=2
-ENGINES=(swift torch onnxruntime)
+ENGINES=(swift swift-bf16 swift-f16 torch onnxruntime)
 
-usage() { sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
+usage() { sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-0}"; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --turns) TURNS="$2"; shift 2 ;;
@@ -67,6 +71,14 @@ if ! bash Scripts/build-release.sh emotion-server >"$LOGS/turn-build.log" 2>&1; 
         SWIFT_OK=0; say "build FAILED (tail of $LOGS/turn-build.log):"; tail -n 20 "$LOGS/turn-build.log" >&2; }
 fi
 
+say "roofline probe (memory bandwidth, FP32 and BF16 peaks) and stage costs"
+ROOF_OK=1
+bash Scripts/build-release.sh roofline-probe >"$LOGS/turn-build-probe.log" 2>&1 \
+    && .build/release/roofline-probe >"$OUT/roofline.json" 2>"$LOGS/turn-probe.log" || { ROOF_OK=0; say "roofline probe FAILED"; }
+[ -s "$OUT/stage_costs.json" ] || "$PY" Benchmarks/reference/stage_costs.py --out "$OUT/stage_costs.json" \
+    >"$LOGS/turn-costs.log" 2>&1 || { ROOF_OK=0; say "stage costs FAILED"; }
+[ "$ROOF_OK" = 1 ] && say "  $(cat "$OUT/roofline.json")"
+
 say "prepare (each written only when missing or stale)"
 for kind in audio text; do
     "$PY" "Benchmarks/reference/clap_${kind}_reference.py" prepare --out "$OUT/encoders/$kind" --onnx --if-needed \
@@ -95,11 +107,15 @@ fail_line() { echo "{\"engine\": \"$1\", \"round\": $2, \"error\": \"$3\"}" >>"$
 
 run_one() {
     local engine=$1 round=$2 port log="$LOGS/turn-$1-r$2" ready
-    if [ "$engine" = swift ] && [ "$SWIFT_OK" != 1 ]; then fail_line swift "$round" "build failed"; return; fi
+    if [ "${engine%-*16}" = swift ] && [ "$SWIFT_OK" != 1 ]; then fail_line "$engine" "$round" "build failed"; return; fi
     port=$(free_port)
     case "$engine" in
         swift)
             .build/release/emotion-server --model "$DATA/package" --host 127.0.0.1 --port "$port" >"$log.server.log" 2>&1 &
+            ready=/readyz ;;
+        swift-bf16|swift-f16)
+            .build/release/emotion-server --model "$DATA/package" --host 127.0.0.1 --port "$port" \
+                --weight-precision "${engine#swift-}" >"$log.server.log" 2>&1 &
             ready=/readyz ;;
         *)
             "$PY" Benchmarks/reference/turn_service.py --engine "$engine" --data "$DATA" --encoders "$OUT/encoders" \
@@ -149,4 +165,4 @@ done
 say "done; summary:"
 mkdir -p Benchmarks/results
 "$PY" Benchmarks/reference/turn_load.py summarize --runs "$RUNS" --answers-dir "$ANSWERS" --out "$OUT/turn.json" \
-    --results Benchmarks/results/turn.jsonl --command "$COMMAND"
+    --results Benchmarks/results/turn.jsonl --command "$COMMAND" --roofline "$OUT/roofline.json" --costs "$OUT/stage_costs.json"

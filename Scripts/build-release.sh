@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 product=${1:?usage: Scripts/build-release.sh PRODUCT}
 stamp=.build/release-sources.sha256
 # The package's own module directories (Sources/*, and the benchmark executable's).
-modules=(Sources/*/ Benchmarks/ClassifierBenchmark/ Benchmarks/WhisperBenchmark/)
+modules=(Sources/*/ Benchmarks/ClassifierBenchmark/ Benchmarks/WhisperBenchmark/ Benchmarks/RooflineProbe/)
 digest=$({ find "${modules[@]}" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum; sha256sum Package.swift; } \
     | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null || true)" != "$digest" ] && [ -d .build/release/ ]; then

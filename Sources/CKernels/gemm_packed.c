@@ -258,7 +258,8 @@ static int cpu_level(void) {
     static int cached = -1;
     if (cached < 0) {
         __builtin_cpu_init();
-        int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        // F16C comes with every AVX2 CPU; the f16 weights' kernels need it at level 1.
+        int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
         int best = 0;
         if (avx2) best = 1;
         if (best == 1 && __builtin_cpu_supports("avx512f")) best = 2;

@@ -4,6 +4,7 @@ import DialogicalEmotionDecoder
 import ErrorVocabulary
 import Foundation
 import GatedXLSTM
+import Numerics
 import ServingPipeline
 
 /// `emotion evaluate`: a model package end to end on labelled dialogues, with exactly the code
@@ -49,6 +50,9 @@ struct EvaluateCommand: ParsableCommand {
 
     @Option(help: "Longest accepted clip in seconds.")
     var maxAudioSeconds: Double = 600
+
+    @Option(help: "How packed weights are held: f32, f16 or bf16 (default: the package's weight_precision, else f32).")
+    var weightPrecision: Linear.Precision?
 
     // MARK: - Input
 
@@ -161,7 +165,8 @@ struct EvaluateCommand: ParsableCommand {
         let dialogues = try readDialogues()
         let loaded: ServiceModel
         do {
-            loaded = try ServiceModel.load(directory: URL(fileURLWithPath: model), maxAudioSeconds: maxAudioSeconds)
+            loaded = try ServiceModel.load(directory: URL(fileURLWithPath: model), maxAudioSeconds: maxAudioSeconds,
+                                           weightPrecision: weightPrecision)
         } catch {
             throw CLIError.input("--model \(JSONLines.quote(model)): \(error)")
         }
@@ -428,3 +433,5 @@ struct EvaluateCommand: ParsableCommand {
         Double(DispatchTime.now().uptimeNanoseconds - t.uptimeNanoseconds) / 1e9
     }
 }
+
+extension Linear.Precision: ExpressibleByArgument {}

@@ -44,7 +44,7 @@ struct EmotionServer: AsyncParsableCommand {
     @Option(help: "Turns waiting for inference before 503 (EMOTION_QUEUE_CAPACITY).") var queueCapacity: Int?
     @Option(help: "Turns of different sessions classified in one batch (EMOTION_MAX_BATCH).") var maxBatch: Int?
     @Flag(help: "Do not run a session's next-turn context stacks (8 of 12) on the idle worker between turns (EMOTION_NO_PREPARE_CONTEXT=1); answers are the same either way.") var noPrepareContext = false
-    @Option(help: "How packed weights are held: f32, or bf16 (half the memory; float32 accumulation, AVX512-BF16 dot products where the CPU has them); default: the package's weight_precision, else f32 (EMOTION_WEIGHT_PRECISION).") var weightPrecision: String?
+    @Option(help: "How packed weights are held: f32; f16 (half the memory, float32 arithmetic; lossless for weights stored f16); bf16 (half the memory, AVX512-BF16 dot products where the CPU has them, probabilities within about 3e-2); default: the package's weight_precision, else f32 (EMOTION_WEIGHT_PRECISION).") var weightPrecision: String?
     @Option(help: "Largest request body in bytes (EMOTION_MAX_BODY_BYTES).") var maxBodyBytes: Int?
     @Option(help: "Request-body bytes all connections together may buffer; a request that does not fit is answered 503 body_budget_exhausted before its body is read (EMOTION_MAX_BUFFERED_BODY_BYTES).") var maxBufferedBodyBytes: Int?
     @Option(help: "Longest audio clip in seconds (EMOTION_MAX_AUDIO_SECONDS).") var maxAudioSeconds: Double?

@@ -25,7 +25,7 @@ public struct ModelManifest: Sendable, Equatable {
     public let weights: String
     /// Expected lower-case hex SHA-256 of the weights file, when model.json states it.
     public let weightsSHA256: String?
-    /// How the layers hold their packed weights in memory (`weight_precision`: "f32" or "bf16"),
+    /// How the layers hold their packed weights in memory (`weight_precision`: "f32", "f16", "bf16"),
     /// when model.json states it; the operator may override it at load. Independent of the dtype
     /// the weights file stores.
     public let weightPrecision: Linear.Precision?

@@ -15,15 +15,19 @@ import CKernels
 /// (the reference the text tower can be run on). The weight is copied, slices of a larger tensor
 /// included, so the caller can release the original at once.
 ///
-/// `Precision.bf16` holds a packed weight in bfloat16 (half the memory, half the weight traffic
-/// of a product with few rows) and accumulates in float32: with AVX512-BF16 the rows of the
-/// input are rounded to bf16 too and multiplied by VDPBF16PS, otherwise the weight is widened in
-/// registers (`Sources/CKernels/gemm_bf16.c`). The `blas` backend is always float32.
+/// `Precision.f16` and `.bf16` hold a packed weight in 16 bits (half the memory, half the weight
+/// traffic of a product with few rows) and accumulate in float32. f16 keeps 11 significant bits
+/// (lossless for a package stored in f16) and is widened in registers (`gemm_f16.c`); bf16 keeps
+/// 8, and with AVX512-BF16 the rows of the input are rounded to bf16 too and multiplied by
+/// VDPBF16PS at twice the FMA rate, otherwise widened (`gemm_bf16.c`). The `blas` backend is
+/// always float32.
 public struct Linear: @unchecked Sendable {
     /// How a packed weight is held.
     public enum Precision: String, Sendable, Codable, CaseIterable {
         /// float32: the products are those of the reference.
         case f32
+        /// IEEE half weights (round to nearest even at load), float32 inputs and accumulation.
+        case f16
         /// bfloat16 weights (round to nearest even at load), float32 accumulation.
         case bf16
     }
@@ -56,9 +60,9 @@ public struct Linear: @unchecked Sendable {
     public let backend: Backend
     /// How the weight is held (`f32` for the `blas` backend).
     public let precision: Precision
-    /// Packed panels (`packed`, f32) or the row-major weight (`blas`); empty for bf16.
+    /// Packed panels (`packed`, f32) or the row-major weight (`blas`); empty for f16 and bf16.
     private let storage: FloatStorage
-    /// bf16 packed panels (`precision == .bf16`).
+    /// f16 or bf16 packed panels (`precision` tells which).
     private let halves: HalfStorage?
     /// The layer's bias, used when `apply` is given none.
     public let bias: FloatStorage?
@@ -102,6 +106,11 @@ public struct Linear: @unchecked Sendable {
             let h = HalfStorage(count: ck_packed_bf16_size(Int32(outFeatures), Int32(inFeatures)))
             ck_pack_bf16_strided(pointer, Int32(outFeatures), Int32(inFeatures), Int32(ldw), h.pointer)
             halves = h
+        case (.packed, .f16):
+            storage = FloatStorage(count: 0)
+            let h = HalfStorage(count: ck_packed_size(Int32(outFeatures), Int32(inFeatures)))
+            ck_pack_f16_strided(pointer, Int32(outFeatures), Int32(inFeatures), Int32(ldw), h.pointer)
+            halves = h
         case (.packed, .f32):
             storage = FloatStorage(count: ck_packed_size(Int32(outFeatures), Int32(inFeatures)))
             ck_pack_strided(pointer, Int32(outFeatures), Int32(inFeatures), Int32(ldw), storage.pointer)
@@ -143,7 +152,11 @@ public struct Linear: @unchecked Sendable {
         precondition(outputs.lowerBound % 16 == 0 && outputs.upperBound <= outFeatures, "outputs must start on a panel")
         precondition(inputs.lowerBound >= 0 && inputs.upperBound <= inFeatures, "inputs out of range")
         guard rows > 0, !outputs.isEmpty else { return }
-        if let halves {
+        if let halves, precision == .f16 {
+            let start = halves.pointer + outputs.lowerBound * inFeatures + inputs.lowerBound * 16
+            ck_gemm_f16_panels(Int32(rows), Int32(outputs.count), Int32(inputs.count), x, Int32(ldx), start,
+                               16 * inFeatures, bias, y, Int32(ldy), accumulate ? 1 : 0, epilogue.kernelCode)
+        } else if let halves {
             precondition(inputs.lowerBound % 2 == 0, "a bf16 weight's block of inputs starts at an even input")
             let stride = 32 * ((inFeatures + 1) / 2)
             let start = halves.pointer + outputs.lowerBound / 16 * stride + inputs.lowerBound / 2 * 32
@@ -164,6 +177,11 @@ public struct Linear: @unchecked Sendable {
         let b = given ?? bias.map { UnsafePointer($0.pointer) }
         switch backend {
         case .packed:
+            if let halves, precision == .f16 {
+                ck_gemm_f16_panels(Int32(rows), Int32(outFeatures), Int32(inFeatures), x, Int32(ldx), halves.pointer,
+                                   16 * inFeatures, b, y, Int32(ldy), accumulate ? 1 : 0, epilogue.kernelCode)
+                break
+            }
             if let halves {
                 ck_gemm_bf16_panels(Int32(rows), Int32(outFeatures), Int32(inFeatures), x, Int32(ldx), halves.pointer,
                                     32 * ((inFeatures + 1) / 2), b, y, Int32(ldy), accumulate ? 1 : 0,
@@ -189,13 +207,15 @@ public struct Linear: @unchecked Sendable {
         }
     }
 
-    /// The weight as the products see it (bf16 values widened), row-major `[out, in]`: for
+    /// The weight as the products see it (f16 / bf16 values widened), row-major `[out, in]`: for
     /// tests and accuracy reports.
     public func effectiveWeight() -> [Float] {
         var w = [Float](repeating: 0, count: outFeatures * inFeatures)
         w.withUnsafeMutableBufferPointer { out in
             guard let o = out.baseAddress else { return }
-            if let halves {
+            if let halves, precision == .f16 {
+                ck_unpack_f16(halves.pointer, Int32(outFeatures), Int32(inFeatures), o)
+            } else if let halves {
                 ck_unpack_bf16(halves.pointer, Int32(outFeatures), Int32(inFeatures), o)
             } else if backend == .blas {
                 o.update(from: storage.pointer, count: outFeatures * inFeatures)

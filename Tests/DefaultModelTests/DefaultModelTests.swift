@@ -1,7 +1,9 @@
 import CLITestSupport
 import Conversation
 import Foundation
+import GatedXLSTM
 import ModelPackage
+import Numerics
 import ServingPipeline
 import Testing
 
@@ -148,13 +150,15 @@ struct DefaultModelTests {
     /// 17-20 and TESS OAF; read from ../shared/data/speech, never copied): 10 clips of each of the
     /// four labels per speaker, picked by a fixed rule; every speaker must be well above chance
     /// and the speaker mean near the model card's.
-    @Test func recognisesHeldOutVoices() async throws {
+    /// The held-out speakers' clips (path relative to ../shared/data, label), by speaker; nil
+    /// (an issue recorded) when the corpora are missing.
+    static func heldOutClips() throws -> [String: [(path: String, label: String)]]? {
         var bySpeaker: [String: [(path: String, label: String)]] = [:]
         for corpus in ["ravdess", "tess"] {
             let manifest = Self.speechData.appendingPathComponent("\(corpus)/manifest.csv")
             guard FileManager.default.isReadableFile(atPath: manifest.path) else {
                 Issue.record("acted speech not found at \(manifest.path): held-out voices cannot be checked")
-                return
+                return nil
             }
             let rows = try CSV.parse(Data(contentsOf: manifest))
             let header = try #require(rows.first)
@@ -168,14 +172,21 @@ struct DefaultModelTests {
             }
         }
         try #require(bySpeaker.count == 5, "held-out speakers found: \(bySpeaker.keys.sorted())")
+        return bySpeaker
+    }
+
+    /// Ten clips of each label per held-out speaker, picked by a fixed rule.
+    static func picked(_ clips: [(path: String, label: String)]) -> [(path: String, label: String)] {
+        Self.labels.flatMap { label in clips.filter { $0.label == label }.sorted { $0.path < $1.path }.prefix(10) }
+    }
+
+    @Test func recognisesHeldOutVoices() async throws {
+        guard let bySpeaker = try Self.heldOutClips() else { return }
         let engine = try Self.model().engine
         let labels = engine.classifier.labels
         var accuracies: [String: Double] = [:]
         for (speaker, clips) in bySpeaker.sorted(by: { $0.key < $1.key }) {
-            var picked: [(path: String, label: String)] = []
-            for label in Self.labels {
-                picked += clips.filter { $0.label == label }.sorted { $0.path < $1.path }.prefix(10)
-            }
+            let picked = Self.picked(clips)
             var correct = 0
             for clip in picked {
                 let data = try Data(contentsOf: Self.speechData.deletingLastPathComponent().appendingPathComponent(clip.path))
@@ -189,6 +200,65 @@ struct DefaultModelTests {
             .map { String(format: "%@ %.2f", $0.key, $0.value) }.joined(separator: ", ") + String(format: "; mean %.3f", mean))
         for (speaker, accuracy) in accuracies { #expect(accuracy >= 0.5, "\(speaker): \(accuracy)") }
         #expect(mean >= 0.7, "speaker mean \(mean)")
+    }
+
+    // MARK: - 3b. 16-bit weights
+
+    /// Issue #12's accuracy guard on validation turns, classifier outputs turn by turn against the
+    /// float32 model: session 4 as text-only dialogues and the held-out voices' clips as
+    /// audio-only turns. f16 (the package's `weight_precision`; its weights are stored f16, so
+    /// nothing is rounded): the argmax agrees on at least 99.5 % of the turns and every
+    /// probability is within 1e-2. bf16 (8 significant bits): the argmax guard holds, the
+    /// probabilities move up to about 2.7e-2 (measured), more than the 1e-2 the guard allows, which
+    /// is why this package holds f16; bounded here at 5e-2 so that a regression shows.
+    @Test func sixteenBitWeightsKeepTheAnswers() async throws {
+        #expect(try Self.manifest()["weight_precision"] as? String == "f16")
+        #expect(try Self.model().package.weights.weightPrecision == .f16)
+        var inputs: [[TurnInput]] = []
+        if FileManager.default.isReadableFile(atPath: Self.transcriptsCSV.path) {
+            for dialogue in try IEMOCAPTranscripts.load(Self.transcriptsCSV).filter({ $0.session == "Ses04" }) {
+                inputs.append(dialogue.turns.map { TurnInput(speaker: $0.speaker, transcript: $0.transcript, audio: nil) })
+            }
+        } else {
+            Issue.record("IEMOCAP transcripts not found at \(Self.transcriptsCSV.path)")
+        }
+        if let bySpeaker = try Self.heldOutClips() {
+            for (speaker, clips) in bySpeaker.sorted(by: { $0.key < $1.key }) {
+                for clip in Self.picked(clips) {
+                    let url = Self.speechData.deletingLastPathComponent().appendingPathComponent(clip.path)
+                    inputs.append([TurnInput(speaker: speaker, transcript: "", audio: try Data(contentsOf: url))])
+                }
+            }
+        }
+        try #require(!inputs.isEmpty)
+        func classify(_ engine: ConversationEngine) async throws -> [[Classification]] {
+            var out: [[Classification]] = []
+            for dialogue in inputs { out.append(try await engine.analyze(dialogue, repeatTwice: false).classifications) }
+            return out
+        }
+        let reference = try await classify(try ServiceModel.load(directory: Self.modelDirectory, maxAudioSeconds: 600,
+                                                                 weightPrecision: .f32).engine)
+        for (precision, bound) in [(Linear.Precision.f16, 1e-2), (.bf16, 5e-2)] {
+            let engine = precision == .f16 ? try Self.model().engine
+                : try ServiceModel.load(directory: Self.modelDirectory, maxAudioSeconds: 600, weightPrecision: precision).engine
+            let got = try await classify(engine)
+            var turns = 0, agree = 0
+            var worst = 0.0, worstText = 0.0, worstAudio = 0.0
+            for (i, dialogue) in inputs.enumerated() {
+                for (x, y) in zip(reference[i], got[i]) {
+                    turns += 1
+                    if x.label == y.label { agree += 1 }
+                    let d = zip(x.probabilities, y.probabilities).map { Double(abs($0 - $1)) }.max() ?? 0
+                    worst = max(worst, d)
+                    if dialogue.first?.audio == nil { worstText = max(worstText, d) } else { worstAudio = max(worstAudio, d) }
+                }
+            }
+            let agreement = Double(agree) / Double(max(turns, 1))
+            print(String(format: "%@ vs f32 weights: %d turns, argmax agreement %.4f, max |dp| %.2e (text dialogues %.2e, audio clips %.2e)",
+                         precision.rawValue, turns, agreement, worst, worstText, worstAudio))
+            #expect(agreement >= 0.995, "\(precision): argmax agreement \(agreement) over \(turns) turns")
+            #expect(worst <= bound, "\(precision): max probability difference \(worst)")
+        }
     }
 
     // MARK: - 4. Single turns

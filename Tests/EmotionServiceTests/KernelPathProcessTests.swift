@@ -53,18 +53,19 @@ import TestSupport
         }
     }
 
-    /// bf16 weights (`EMOTION_WEIGHT_PRECISION=bf16`) on every path: reported, logged, and the
+    /// bf16 and f16 weights (`EMOTION_WEIGHT_PRECISION`) on every path: reported, logged, and the
     /// answers within the accuracy guard of the float32 reference (probabilities within 1e-2,
     /// the same label every turn).
-    @Test func bf16WeightsOnEveryPathStayWithinTheGuard() async throws {
+    @Test(arguments: ["bf16", "f16"])
+    func sixteenBitWeightsOnEveryPathStayWithinTheGuard(_ held: String) async throws {
         let best = try #require(try await serve(nil).kernels)
         let bestLevel = try #require(Self.paths.firstIndex(of: best), "\(best)")
         let exp = try EndToEndTests.expected()
         let labels = ["ang", "hap", "neu", "sad"]
         for path in Self.paths.prefix(bestLevel + 1) {
-            let (kernels, precision, probabilities, log) = try await serve(path, precision: "bf16")
-            #expect(kernels == path && precision == "bf16", "\(path): \(kernels ?? "-") \(precision ?? "-")")
-            #expect(log.contains(#""weight_precision":"bf16""#) || log.contains(#""weight_precision": "bf16""#),
+            let (kernels, precision, probabilities, log) = try await serve(path, precision: held)
+            #expect(kernels == path && precision == held, "\(path): \(kernels ?? "-") \(precision ?? "-")")
+            #expect(log.contains(#""weight_precision":"\#(held)""#) || log.contains(#""weight_precision": "\#(held)""#),
                     "\(path): the log names the weight precision")
             try #require(probabilities.count == exp.dialogue.count)
             for (i, row) in probabilities.enumerated() {

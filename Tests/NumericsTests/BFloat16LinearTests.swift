@@ -4,7 +4,7 @@ import Testing
 import CKernels
 import TestSupport
 
-/// `Linear` with bf16 weights at every instruction level the CPU has, against float64 of the
+/// `Linear` with bf16 and f16 weights at every instruction level the CPU has, against float64 of the
 /// rounded operands: levels 0-2 multiply float32 inputs by the bf16-rounded weight; level 3
 /// (AVX512-BF16) rounds the inputs to bf16 too. Odd depths, partial panels, several row blocks,
 /// bias, accumulation, epilogues and blocks of the weight.
@@ -132,11 +132,69 @@ import TestSupport
         }
     }
 
+    /// f16 weights: every level computes the float32 product with the f16-rounded weight (Swift's
+    /// `Float16`, round to nearest even, is the reference rounding).
+    @Test(arguments: cases)
+    func f16EveryLevelMatchesTheRoundedReference(_ c: Case) {
+        var g = SplitMix64(seed: UInt64(c.m * 17 + c.n * 5 + c.k))
+        let ldx = c.k + 1, ldy = c.n + 3
+        let x = (0..<(c.m * ldx)).map { _ in g.uniform() }, w = (0..<(c.n * c.k)).map { _ in g.uniform() * 3 }
+        let b = (0..<c.n).map { _ in g.uniform() }
+        let layer = Linear(weight: w, outFeatures: c.n, inFeatures: c.k, bias: b, precision: .f16)
+        let rounded = w.map { Float(Float16($0)) }
+        #expect(layer.precision == .f16 && layer.effectiveWeight() == rounded)
+        let exact = Linear(weight: rounded, outFeatures: c.n, inFeatures: c.k, bias: b)
+        for level in 0...KernelPath.level {
+            KernelPath.limitLevel(level)
+            defer { KernelPath.limitLevel(nil) }
+            for epilogue in [Linear.Epilogue.none, .gelu] {
+                let preset = (0..<(c.m * ldy)).map { _ in g.uniform() }
+                var got = preset, want = preset
+                got.withUnsafeMutableBufferPointer {
+                    layer.apply(x, rows: c.m, ldx: ldx, into: $0.baseAddress!, ldy: ldy, accumulate: true, epilogue: epilogue)
+                }
+                want.withUnsafeMutableBufferPointer {
+                    exact.apply(x, rows: c.m, ldx: ldx, into: $0.baseAddress!, ldy: ldy, accumulate: true, epilogue: epilogue)
+                }
+                let error = zip(got, want).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
+                #expect(error <= 1e-5 * Float(max(1, c.k / 64)), "\(c) level \(level) \(epilogue): \(error)")
+            }
+        }
+        // A block of the weight reads it in place (any input offset).
+        if c.n >= 32 && c.k >= 3 {
+            let outputs = 16..<c.n, inputs = 1..<c.k
+            let xs = (0..<(c.m * inputs.count)).map { _ in g.uniform() }
+            var got = [Float](repeating: 0, count: c.m * outputs.count), want = got
+            got.withUnsafeMutableBufferPointer {
+                layer.apply(xs, rows: c.m, ldx: inputs.count, outputs: outputs, inputs: inputs, into: $0.baseAddress!,
+                            ldy: outputs.count)
+            }
+            want.withUnsafeMutableBufferPointer {
+                exact.apply(xs, rows: c.m, ldx: inputs.count, outputs: outputs, inputs: inputs, into: $0.baseAddress!,
+                            ldy: outputs.count)
+            }
+            #expect((zip(got, want).map { abs($0 - $1) }.max() ?? 0) <= 1e-4, "\(c) block")
+        }
+    }
+
+    @Test func f16RoundingAndWideningMatchFloat16() {
+        var g = SplitMix64(seed: 21)
+        var samples: [Float] = [0, -0, 1, 65504, 65520, 70000, 6e-5, 6e-8, 3e-8, 1e-9, .infinity, -.infinity, 1 + 0x1p-11]
+        for _ in 0..<5000 { samples.append(g.uniform() * 1e5) }
+        for _ in 0..<5000 { samples.append(g.uniform() * 1e-4) }
+        for x in samples {
+            #expect(ck_f16_round(x) == Float16(x).bitPattern, "\(x)")
+            #expect(ck_f16_widen(Float16(x).bitPattern).bitPattern == Float(Float16(x)).bitPattern, "\(x)")
+        }
+        #expect(ck_f16_widen(ck_f16_round(.nan)).isNaN)
+    }
+
     @Test func halfTheBytesOfFloat32() {
         let w = [Float](repeating: 0.5, count: 512 * 512)
         let f32 = Linear(weight: w, outFeatures: 512, inFeatures: 512)
         let bf16 = Linear(weight: w, outFeatures: 512, inFeatures: 512, precision: .bf16)
         #expect(bf16.byteCount * 2 == f32.byteCount)
+        #expect(Linear(weight: w, outFeatures: 512, inFeatures: 512, precision: .f16).byteCount * 2 == f32.byteCount)
         // The blas backend is the float32 reference whatever is asked.
         #expect(Linear(weight: w, outFeatures: 512, inFeatures: 512, backend: .blas, precision: .bf16).precision == .f32)
     }

@@ -92,6 +92,10 @@ def write_stage(out, key: str, section: dict, tensors: dict, owned_prefixes: tup
     elif name:
         manifest["name"] = name
     dt = DTYPES[dtype]
+    if dtype in ("f16", "bf16"):
+        # Layers may hold weights stored in 16 bits as 16 bits (model.json weight_precision):
+        # nothing is rounded, half the memory of widening them to float32.
+        manifest.setdefault("weight_precision", dtype)
     weights = dict(existing)
     weights.update({k: v.detach().to(torch.float32 if k in keep_f32 else dt).contiguous().clone()
                     for k, v in tensors.items()})

@@ -61,6 +61,22 @@ void ck_unpack_bf16(const uint16_t *packed, int n, int k, float *w);
 void ck_gemm_bf16_panels(int m, int n, int k, const float *a, int lda, const uint16_t *packed, size_t panel_stride,
                          const float *bias, float *c, int ldc, int accumulate, int epilogue);
 
+/// float32 to IEEE half, rounded to nearest even (overflow to infinity, NaN stays NaN), and back.
+uint16_t ck_f16_round(float x);
+float ck_f16_widen(uint16_t h);
+
+/// Packs a row-major `n x k` weight (rows `ldw` floats apart) as IEEE half in ck_pack's layout
+/// (panels of 16 output columns, 16 values per depth; ck_packed_size values).
+void ck_pack_f16_strided(const float *w, int n, int k, int ldw, uint16_t *packed);
+
+/// The float32 values of a weight packed by ck_pack_f16_strided, row-major `n x k`.
+void ck_unpack_f16(const uint16_t *packed, int n, int k, float *w);
+
+/// ck_gemm_packed_panels for an f16-packed weight (gemm_f16.c): the weight widened in registers,
+/// float32 A and accumulation at every level (the float32 product with the f16 weight).
+void ck_gemm_f16_panels(int m, int n, int k, const float *a, int lda, const uint16_t *packed, size_t panel_stride,
+                        const float *bias, float *c, int ldc, int accumulate, int epilogue);
+
 /// C[m x n] = alpha * A[m x k] * op(B) (+ bias) (+ C if accumulate) for a B that is not packed:
 /// `b_holds_rows` 1: B is stored n x k (C = A B^T, e.g. q k^T), 0: B is stored k x n (C = A B,
 /// e.g. P v); row strides lda, ldb, ldc. B is packed per call into a per-thread buffer and the

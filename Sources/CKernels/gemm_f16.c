@@ -1,0 +1,209 @@
+// Products against weights held in IEEE half precision (f16: half the memory and half the weight
+// traffic of float32, with 11 significant bits where bf16 has 8; a package whose weights are
+// stored f16 loses nothing), accumulated in float32. The layout is ck_pack's (panels of 16 output
+// columns, 16 values per depth), each value an f16; the kernels widen a panel's 16 values per
+// depth in registers (F16C / AVX-512 VCVTPH2PS) and multiply with float32 rows of A by FMA, so
+// every level computes exactly the float32 product with the f16-rounded weight.
+#include "internal.h"
+#include <stdint.h>
+#include <string.h>
+
+uint16_t ck_f16_round(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    uint32_t sign = (u >> 16) & 0x8000u, exponent = (u >> 23) & 0xffu, mantissa = u & 0x7fffffu;
+    if (exponent == 0xff) return (uint16_t)(sign | 0x7c00u | (mantissa ? 0x200u : 0));  // inf, NaN (quiet)
+    int e = (int)exponent - 127 + 15;
+    if (e >= 31) return (uint16_t)(sign | 0x7c00u);  // overflow: infinity
+    if (e <= 0) {                                    // subnormal half (or zero)
+        if (e < -10) return (uint16_t)sign;
+        mantissa |= 0x800000u;
+        int shift = 14 - e;
+        uint32_t half = mantissa >> shift, rest = mantissa & ((1u << shift) - 1), midpoint = 1u << (shift - 1);
+        if (rest > midpoint || (rest == midpoint && (half & 1))) half++;
+        return (uint16_t)(sign | half);
+    }
+    uint32_t half = sign | ((uint32_t)e << 10) | (mantissa >> 13), rest = mantissa & 0x1fffu;
+    if (rest > 0x1000u || (rest == 0x1000u && (half & 1))) half++;  // may carry into the exponent: correct
+    return (uint16_t)half;
+}
+
+float ck_f16_widen(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu, u;
+    if (exponent == 0x1f) u = sign | 0x7f800000u | (mantissa << 13);
+    else if (exponent != 0) u = sign | ((exponent - 15 + 127) << 23) | (mantissa << 13);
+    else if (mantissa == 0) u = sign;
+    else {  // subnormal half: normalise
+        int e = -1;
+        do { e++; mantissa <<= 1; } while (!(mantissa & 0x400u));
+        u = sign | ((uint32_t)(127 - 15 - e) << 23) | ((mantissa & 0x3ffu) << 13);
+    }
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+void ck_pack_f16_strided(const float *w, int n, int k, int ldw, uint16_t *packed) {
+    int panels = (n + 15) / 16;
+    for (int p = 0; p < panels; p++) {
+        uint16_t *dst = packed + (size_t)p * 16 * k;
+        for (int kk = 0; kk < k; kk++) {
+            for (int j = 0; j < 16; j++) {
+                int row = p * 16 + j;
+                dst[(size_t)kk * 16 + j] = row < n ? ck_f16_round(w[(size_t)row * ldw + kk]) : 0;
+            }
+        }
+    }
+}
+
+void ck_unpack_f16(const uint16_t *packed, int n, int k, float *w) {
+    for (int row = 0; row < n; row++) {
+        const uint16_t *panel = packed + (size_t)(row / 16) * 16 * k + row % 16;
+        for (int kk = 0; kk < k; kk++) w[(size_t)row * k + kk] = ck_f16_widen(panel[(size_t)kk * 16]);
+    }
+}
+
+static void gemm_scalar(int m, int n, int k, const float *a, int lda, const uint16_t *packed, size_t ps,
+                        const float *bias, float *c, int ldc, int accumulate) {
+    int panels = (n + 15) / 16;
+    float tile[16], b[16];
+    for (int p = 0; p < panels; p++) {
+        const uint16_t *bp = packed + (size_t)p * ps;
+        int ncols = n - p * 16 < 16 ? n - p * 16 : 16;
+        for (int i = 0; i < m; i++) {
+            const float *ai = a + (size_t)i * lda;
+            for (int j = 0; j < 16; j++) tile[j] = 0;
+            for (int kk = 0; kk < k; kk++) {
+                for (int j = 0; j < 16; j++) b[j] = ck_f16_widen(bp[(size_t)kk * 16 + j]);
+                for (int j = 0; j < 16; j++) tile[j] += ai[kk] * b[j];
+            }
+            ck_store_tile_scalar(1, ncols, tile, bias ? bias + p * 16 : NULL, c + (size_t)i * ldc + p * 16, ldc,
+                                 accumulate);
+        }
+    }
+}
+
+#ifdef CK_X86
+#define CK_F16_TILE2(MR)                                                                           \
+    __attribute__((target("avx2,fma,f16c"))) static void f16_avx2_##MR(int k, const float *a, int lda, \
+                                                                       const uint16_t *bp, float *out) { \
+        __m256 lo[MR], hi[MR];                                                                     \
+        for (int i = 0; i < MR; i++) { lo[i] = _mm256_setzero_ps(); hi[i] = _mm256_setzero_ps(); } \
+        for (int kk = 0; kk < k; kk++) {                                                           \
+            __m256 b0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(bp + (size_t)kk * 16)));      \
+            __m256 b1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(bp + (size_t)kk * 16 + 8)));  \
+            for (int i = 0; i < MR; i++) {                                                         \
+                __m256 av = _mm256_broadcast_ss(a + (size_t)i * lda + kk);                         \
+                lo[i] = _mm256_fmadd_ps(av, b0, lo[i]);                                            \
+                hi[i] = _mm256_fmadd_ps(av, b1, hi[i]);                                            \
+            }                                                                                      \
+        }                                                                                          \
+        for (int i = 0; i < MR; i++) {                                                             \
+            _mm256_storeu_ps(out + i * 16, lo[i]);                                                 \
+            _mm256_storeu_ps(out + i * 16 + 8, hi[i]);                                             \
+        }                                                                                          \
+    }
+
+CK_F16_TILE2(1)
+CK_F16_TILE2(2)
+CK_F16_TILE2(3)
+CK_F16_TILE2(4)
+CK_F16_TILE2(5)
+CK_F16_TILE2(6)
+
+typedef void (*tile_fn)(int, const float *, int, const uint16_t *, float *);
+static const tile_fn tiles_avx2[7] = {0, f16_avx2_1, f16_avx2_2, f16_avx2_3, f16_avx2_4, f16_avx2_5, f16_avx2_6};
+
+static void gemm_avx2(int m, int n, int k, const float *a, int lda, const uint16_t *packed, size_t ps,
+                      const float *bias, float *c, int ldc, int accumulate) {
+    int panels = (n + 15) / 16;
+    float tile[6 * 16] __attribute__((aligned(32)));
+    for (int p = 0; p < panels; p++) {
+        const uint16_t *bp = packed + (size_t)p * ps;
+        int ncols = n - p * 16 < 16 ? n - p * 16 : 16;
+        const float *pb = bias ? bias + p * 16 : NULL;
+        for (int m0 = 0; m0 < m; m0 += 6) {
+            int mr = m - m0 < 6 ? m - m0 : 6;
+            tiles_avx2[mr](k, a + (size_t)m0 * lda, lda, bp, tile);
+            ck_store_tile(mr, ncols, tile, pb, c + (size_t)m0 * ldc + p * 16, ldc, accumulate);
+        }
+    }
+}
+
+// AVX-512: MR rows x 2 panels; a missing second panel repeats the first and is not stored.
+#define CK_F16_TILE512(MR)                                                                         \
+    __attribute__((target("avx512f"))) static void f16_512_##MR(int k, const float *a, int lda,   \
+                                                               const uint16_t *b0p, const uint16_t *b1p, \
+                                                               float *out0, float *out1) {        \
+        __m512 acc0[MR], acc1[MR];                                                                 \
+        for (int i = 0; i < MR; i++) { acc0[i] = _mm512_setzero_ps(); acc1[i] = _mm512_setzero_ps(); } \
+        for (int kk = 0; kk < k; kk++) {                                                           \
+            __m512 b0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b0p + (size_t)kk * 16))); \
+            __m512 b1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b1p + (size_t)kk * 16))); \
+            for (int i = 0; i < MR; i++) {                                                         \
+                __m512 av = _mm512_set1_ps(a[(size_t)i * lda + kk]);                               \
+                acc0[i] = _mm512_fmadd_ps(av, b0, acc0[i]);                                        \
+                acc1[i] = _mm512_fmadd_ps(av, b1, acc1[i]);                                        \
+            }                                                                                      \
+        }                                                                                          \
+        for (int i = 0; i < MR; i++) {                                                             \
+            _mm512_storeu_ps(out0 + i * 16, acc0[i]);                                              \
+            _mm512_storeu_ps(out1 + i * 16, acc1[i]);                                              \
+        }                                                                                          \
+    }
+
+CK_F16_TILE512(1)
+CK_F16_TILE512(2)
+CK_F16_TILE512(3)
+CK_F16_TILE512(4)
+CK_F16_TILE512(5)
+CK_F16_TILE512(6)
+CK_F16_TILE512(7)
+CK_F16_TILE512(8)
+CK_F16_TILE512(9)
+CK_F16_TILE512(10)
+CK_F16_TILE512(11)
+CK_F16_TILE512(12)
+
+typedef void (*tile2_fn)(int, const float *, int, const uint16_t *, const uint16_t *, float *, float *);
+static const tile2_fn tiles512[13] = {0, f16_512_1, f16_512_2, f16_512_3, f16_512_4, f16_512_5, f16_512_6,
+                                      f16_512_7, f16_512_8, f16_512_9, f16_512_10, f16_512_11, f16_512_12};
+
+static void gemm_avx512(int m, int n, int k, const float *a, int lda, const uint16_t *packed, size_t ps,
+                        const float *bias, float *c, int ldc, int accumulate) {
+    int panels = (n + 15) / 16;
+    float tile0[12 * 16] __attribute__((aligned(64)));
+    float tile1[12 * 16] __attribute__((aligned(64)));
+    int count = (m + 11) / 12;
+    for (int p = 0; p < panels; p += 2) {
+        const uint16_t *b0 = packed + (size_t)p * ps;
+        const uint16_t *b1 = p + 1 < panels ? b0 + ps : b0;
+        int ncols0 = n - p * 16 < 16 ? n - p * 16 : 16;
+        int ncols1 = p + 1 < panels ? (n - (p + 1) * 16 < 16 ? n - (p + 1) * 16 : 16) : 0;
+        const float *pb = bias ? bias + p * 16 : NULL;
+        for (int t = 0, m0 = 0; t < count; t++) {
+            int mr = (m - m0) / (count - t);
+            tiles512[mr](k, a + (size_t)m0 * lda, lda, b0, b1, tile0, tile1);
+            float *cp = c + (size_t)m0 * ldc + p * 16;
+            ck_store_tile(mr, ncols0, tile0, pb, cp, ldc, accumulate);
+            if (ncols1) ck_store_tile(mr, ncols1, tile1, pb ? pb + 16 : NULL, cp + 16, ldc, accumulate);
+            m0 += mr;
+        }
+    }
+}
+#endif
+
+void ck_gemm_f16_panels(int m, int n, int k, const float *a, int lda, const uint16_t *packed, size_t panel_stride,
+                        const float *bias, float *c, int ldc, int accumulate, int epilogue) {
+    if (m <= 0 || n <= 0) return;
+#ifdef CK_X86
+    int level = ck_level();
+    if (level >= 2) gemm_avx512(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
+    else if (level == 1) gemm_avx2(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
+    else
+#endif
+        gemm_scalar(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
+    if (epilogue != CK_EPILOGUE_NONE) {
+        for (int i = 0; i < m; i++) ck_activate(c + (size_t)i * ldc, n, epilogue);
+    }
+}

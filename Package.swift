@@ -95,7 +95,7 @@ let package = Package(
         // Tests: one target per module (TransformerLayers is tested through both towers).
         // Seeded generator, reference comparisons and peak RSS, shared by the numerical test targets.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "NumericsTests", dependencies: ["Numerics", "TestSupport"],
+        .testTarget(name: "NumericsTests", dependencies: ["Numerics", "CKernels", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "AudioFrontEndTests", dependencies: ["AudioFrontEnd", "ModelPackage", "TestSupport"],
                     resources: [.copy("Fixtures")]),
@@ -132,6 +132,7 @@ let package = Package(
         // The shipped Models/default: loads as served, reproduces its model card's session-4 text
         // figures with `emotion evaluate` (reads ../shared/data), answers a probe of single turns.
         .testTarget(name: "DefaultModelTests", dependencies: ["EmotionCLI", "ServingPipeline", "Conversation",
-                                                              "ModelPackage", "Numerics", "GatedXLSTM", "CLITestSupport"]),
+                                                              "ModelPackage", "Numerics", "GatedXLSTM", "CLITestSupport",
+                                                              "TestSupport"]),
     ]
 )

@@ -58,25 +58,9 @@ void ck_unpack_bf16(const uint16_t *packed, int n, int k, float *w) {
     }
 }
 
-static void gemm_scalar(int m, int n, int k, const float *a, int lda, const uint16_t *packed, size_t ps,
-                        const float *bias, float *c, int ldc, int accumulate) {
-    int panels = (n + 15) / 16;
-    float tile[16];
-    for (int p = 0; p < panels; p++) {
-        const uint16_t *bp = packed + (size_t)p * ps;
-        int ncols = n - p * 16 < 16 ? n - p * 16 : 16;
-        for (int i = 0; i < m; i++) {
-            const float *ai = a + (size_t)i * lda;
-            for (int j = 0; j < 16; j++) tile[j] = 0;
-            for (int kk = 0; kk < k; kk++) {
-                float av = ai[kk];
-                const uint16_t *b = bp + (size_t)(kk / 2) * 32 + (kk & 1);
-                for (int j = 0; j < 16; j++) tile[j] += av * widen(b[2 * j]);
-            }
-            ck_store_tile_scalar(1, ncols, tile, bias ? bias + p * 16 : NULL, c + (size_t)i * ldc + p * 16, ldc,
-                                 accumulate);
-        }
-    }
+static void values_bf16(const void *panel, int kk, float out[16]) {
+    const uint16_t *b = (const uint16_t *)panel + (size_t)(kk / 2) * 32 + (kk & 1);
+    for (int j = 0; j < 16; j++) out[j] = widen(b[2 * j]);
 }
 
 #ifdef CK_X86
@@ -84,7 +68,8 @@ static void gemm_scalar(int m, int n, int k, const float *a, int lda, const uint
 // and the odd depth's floats.
 #define CK_BF16_TILE2(MR)                                                                          \
     __attribute__((target("avx2,fma"))) static void bf16_avx2_##MR(int k, const float *a, int lda, \
-                                                                  const uint16_t *bp, float *out) { \
+                                                                  const void *bv, float *out) {   \
+        const uint16_t *bp = bv;                                                                   \
         __m256 lo[MR], hi[MR];                                                                     \
         for (int i = 0; i < MR; i++) { lo[i] = _mm256_setzero_ps(); hi[i] = _mm256_setzero_ps(); } \
         const __m256i odd = _mm256_set1_epi32((int)0xffff0000u);                                   \
@@ -127,32 +112,16 @@ CK_BF16_TILE2(2)
 CK_BF16_TILE2(3)
 CK_BF16_TILE2(4)
 
-typedef void (*tile_fn)(int, const float *, int, const uint16_t *, float *);
-static const tile_fn tiles_avx2[5] = {0, bf16_avx2_1, bf16_avx2_2, bf16_avx2_3, bf16_avx2_4};
-
-static void gemm_avx2(int m, int n, int k, const float *a, int lda, const uint16_t *packed, size_t ps,
-                      const float *bias, float *c, int ldc, int accumulate) {
-    int panels = (n + 15) / 16;
-    float tile[4 * 16] __attribute__((aligned(32)));
-    for (int p = 0; p < panels; p++) {
-        const uint16_t *bp = packed + (size_t)p * ps;
-        int ncols = n - p * 16 < 16 ? n - p * 16 : 16;
-        const float *pb = bias ? bias + p * 16 : NULL;
-        for (int m0 = 0; m0 < m; m0 += 4) {
-            int mr = m - m0 < 4 ? m - m0 : 4;
-            tiles_avx2[mr](k, a + (size_t)m0 * lda, lda, bp, tile);
-            ck_store_tile(mr, ncols, tile, pb, c + (size_t)m0 * ldc + p * 16, ldc, accumulate);
-        }
-    }
-}
+static const ck_tile1 tiles_avx2[5] = {0, bf16_avx2_1, bf16_avx2_2, bf16_avx2_3, bf16_avx2_4};
 
 // AVX-512 without BF16: MR rows x 2 panels (32 columns); per pair, one 512-bit load per panel
 // widened to the even and the odd depth's 16 floats. A missing second panel repeats the first
 // and its result is not stored.
 #define CK_BF16_TILE512(MR)                                                                        \
     __attribute__((target("avx512f"))) static void bf16_512_##MR(int k, const float *a, int lda,  \
-                                                                const uint16_t *b0p, const uint16_t *b1p, \
+                                                                const void *b0v, const void *b1v, \
                                                                 float *out0, float *out1) {       \
+        const uint16_t *b0p = b0v, *b1p = b1v;                                                     \
         __m512 acc0[MR], acc1[MR];                                                                 \
         for (int i = 0; i < MR; i++) { acc0[i] = _mm512_setzero_ps(); acc1[i] = _mm512_setzero_ps(); } \
         const __m512i odd = _mm512_set1_epi32((int)0xffff0000u);                                   \
@@ -201,25 +170,26 @@ CK_BF16_TILE512(10)
 CK_BF16_TILE512(11)
 CK_BF16_TILE512(12)
 
-typedef void (*tile2_fn)(int, const float *, int, const uint16_t *, const uint16_t *, float *, float *);
-static const tile2_fn tiles512[13] = {0, bf16_512_1, bf16_512_2, bf16_512_3, bf16_512_4, bf16_512_5, bf16_512_6,
+static const ck_tile2 tiles512[13] = {0, bf16_512_1, bf16_512_2, bf16_512_3, bf16_512_4, bf16_512_5, bf16_512_6,
                                       bf16_512_7, bf16_512_8, bf16_512_9, bf16_512_10, bf16_512_11, bf16_512_12};
 
 // AVX512-BF16: A as bf16 pairs (one 32-bit word per pair of depths, row stride `lds` words);
 // MR rows x 2 panels, one VDPBF16PS per row and panel per pair of depths.
 #define CK_BF16_DOT(MR)                                                                            \
-    __attribute__((target("avx512f,avx512bf16"))) static void dot_##MR(int pairs, const uint32_t *ab, int lds, \
-                                                                      const uint16_t *b0p, const uint16_t *b1p, \
+    __attribute__((target("avx512f,avx512bf16"))) static void dot_##MR(int pairs, const float *av, int lds, \
+                                                                      const void *b0v, const void *b1v, \
                                                                       float *out0, float *out1) { \
+        const uint32_t *ab = (const uint32_t *)av;                                                 \
+        const uint16_t *b0p = b0v, *b1p = b1v;                                                     \
         __m512 acc0[MR], acc1[MR];                                                                 \
         for (int i = 0; i < MR; i++) { acc0[i] = _mm512_setzero_ps(); acc1[i] = _mm512_setzero_ps(); } \
         for (int q = 0; q < pairs; q++) {                                                          \
             __m512bh b0 = (__m512bh)_mm512_loadu_si512(b0p + (size_t)q * 32);                      \
             __m512bh b1 = (__m512bh)_mm512_loadu_si512(b1p + (size_t)q * 32);                      \
             for (int i = 0; i < MR; i++) {                                                         \
-                __m512bh av = (__m512bh)_mm512_set1_epi32((int)ab[(size_t)i * lds + q]);           \
-                acc0[i] = _mm512_dpbf16_ps(acc0[i], av, b0);                                       \
-                acc1[i] = _mm512_dpbf16_ps(acc1[i], av, b1);                                       \
+                __m512bh x = (__m512bh)_mm512_set1_epi32((int)ab[(size_t)i * lds + q]);            \
+                acc0[i] = _mm512_dpbf16_ps(acc0[i], x, b0);                                        \
+                acc1[i] = _mm512_dpbf16_ps(acc1[i], x, b1);                                        \
             }                                                                                      \
         }                                                                                          \
         for (int i = 0; i < MR; i++) {                                                             \
@@ -241,8 +211,7 @@ CK_BF16_DOT(10)
 CK_BF16_DOT(11)
 CK_BF16_DOT(12)
 
-typedef void (*dot_fn)(int, const uint32_t *, int, const uint16_t *, const uint16_t *, float *, float *);
-static const dot_fn dots[13] = {0, dot_1, dot_2, dot_3, dot_4, dot_5, dot_6,
+static const ck_tile2 dots[13] = {0, dot_1, dot_2, dot_3, dot_4, dot_5, dot_6,
                                 dot_7, dot_8, dot_9, dot_10, dot_11, dot_12};
 
 // One row of k floats as (k + 1) / 2 bf16 pairs, rounded to nearest even (VCVTNE2PS2BF16), the
@@ -271,54 +240,15 @@ static int gemm_dot(int m, int n, int k, const float *a, int lda, const uint16_t
     int rows_max = m < DOT_ROWS ? m : DOT_ROWS;
     uint32_t *buffer = ck_thread_scratch(CK_SCRATCH_BF16, (size_t)rows_max * lds * sizeof(uint32_t));
     if (!buffer) return 0;
-    int panels = (n + 15) / 16;
-    float tile0[12 * 16] __attribute__((aligned(64)));
-    float tile1[12 * 16] __attribute__((aligned(64)));
     for (int i0 = 0; i0 < m; i0 += DOT_ROWS) {
         int rows = m - i0 < DOT_ROWS ? m - i0 : DOT_ROWS;
         for (int i = 0; i < rows; i++) round_row(a + (size_t)(i0 + i) * lda, k, buffer + (size_t)i * lds);
-        int count = (rows + 11) / 12;
-        for (int p = 0; p < panels; p += 2) {
-            const uint16_t *b0 = packed + (size_t)p * ps;
-            const uint16_t *b1 = p + 1 < panels ? b0 + ps : b0;
-            int ncols0 = n - p * 16 < 16 ? n - p * 16 : 16;
-            int ncols1 = p + 1 < panels ? (n - (p + 1) * 16 < 16 ? n - (p + 1) * 16 : 16) : 0;
-            const float *pb = bias ? bias + p * 16 : NULL;
-            for (int t = 0, r0 = 0; t < count; t++) {
-                int mr = (rows - r0) / (count - t);
-                dots[mr](pairs, buffer + (size_t)r0 * lds, lds, b0, b1, tile0, tile1);
-                float *cp = c + (size_t)(i0 + r0) * ldc + p * 16;
-                ck_store_tile(mr, ncols0, tile0, pb, cp, ldc, accumulate);
-                if (ncols1) ck_store_tile(mr, ncols1, tile1, pb ? pb + 16 : NULL, cp + 16, ldc, accumulate);
-                r0 += mr;
-            }
-        }
+        ck_drive_avx512(rows, n, pairs, (const float *)buffer, lds, packed, ps * sizeof(uint16_t), dots, NULL, bias,
+                        c + (size_t)i0 * ldc, ldc, accumulate);
     }
     return 1;
 }
 
-static void gemm_avx512(int m, int n, int k, const float *a, int lda, const uint16_t *packed, size_t ps,
-                        const float *bias, float *c, int ldc, int accumulate) {
-    int panels = (n + 15) / 16;
-    float tile0[12 * 16] __attribute__((aligned(64)));
-    float tile1[12 * 16] __attribute__((aligned(64)));
-    int count = (m + 11) / 12;
-    for (int p = 0; p < panels; p += 2) {
-        const uint16_t *b0 = packed + (size_t)p * ps;
-        const uint16_t *b1 = p + 1 < panels ? b0 + ps : b0;
-        int ncols0 = n - p * 16 < 16 ? n - p * 16 : 16;
-        int ncols1 = p + 1 < panels ? (n - (p + 1) * 16 < 16 ? n - (p + 1) * 16 : 16) : 0;
-        const float *pb = bias ? bias + p * 16 : NULL;
-        for (int t = 0, m0 = 0; t < count; t++) {
-            int mr = (m - m0) / (count - t);
-            tiles512[mr](k, a + (size_t)m0 * lda, lda, b0, b1, tile0, tile1);
-            float *cp = c + (size_t)m0 * ldc + p * 16;
-            ck_store_tile(mr, ncols0, tile0, pb, cp, ldc, accumulate);
-            if (ncols1) ck_store_tile(mr, ncols1, tile1, pb ? pb + 16 : NULL, cp + 16, ldc, accumulate);
-            m0 += mr;
-        }
-    }
-}
 #endif
 
 void ck_gemm_bf16_panels(int m, int n, int k, const float *a, int lda, const uint16_t *packed, size_t panel_stride,
@@ -329,12 +259,12 @@ void ck_gemm_bf16_panels(int m, int n, int k, const float *a, int lda, const uin
     if (level >= 3 && gemm_dot(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate)) {
         // done
     } else if (level >= 2) {
-        gemm_avx512(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
+        ck_drive_avx512(m, n, k, a, lda, packed, panel_stride * sizeof(uint16_t), tiles512, NULL, bias, c, ldc, accumulate);
     } else if (level == 1) {
-        gemm_avx2(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
+        ck_drive_avx2(m, n, k, a, lda, packed, panel_stride * sizeof(uint16_t), tiles_avx2, 4, bias, c, ldc, accumulate);
     } else
 #endif
-        gemm_scalar(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
+        ck_drive_scalar(m, n, k, a, lda, packed, panel_stride * sizeof(uint16_t), values_bf16, bias, c, ldc, accumulate);
     if (epilogue != CK_EPILOGUE_NONE) {
         for (int i = 0; i < m; i++) ck_activate(c + (size_t)i * ldc, n, epilogue);
     }

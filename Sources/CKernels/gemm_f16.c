@@ -63,30 +63,16 @@ void ck_unpack_f16(const uint16_t *packed, int n, int k, float *w) {
     }
 }
 
-static void gemm_scalar(int m, int n, int k, const float *a, int lda, const uint16_t *packed, size_t ps,
-                        const float *bias, float *c, int ldc, int accumulate) {
-    int panels = (n + 15) / 16;
-    float tile[16], b[16];
-    for (int p = 0; p < panels; p++) {
-        const uint16_t *bp = packed + (size_t)p * ps;
-        int ncols = n - p * 16 < 16 ? n - p * 16 : 16;
-        for (int i = 0; i < m; i++) {
-            const float *ai = a + (size_t)i * lda;
-            for (int j = 0; j < 16; j++) tile[j] = 0;
-            for (int kk = 0; kk < k; kk++) {
-                for (int j = 0; j < 16; j++) b[j] = ck_f16_widen(bp[(size_t)kk * 16 + j]);
-                for (int j = 0; j < 16; j++) tile[j] += ai[kk] * b[j];
-            }
-            ck_store_tile_scalar(1, ncols, tile, bias ? bias + p * 16 : NULL, c + (size_t)i * ldc + p * 16, ldc,
-                                 accumulate);
-        }
-    }
+static void values_f16(const void *panel, int kk, float out[16]) {
+    const uint16_t *b = (const uint16_t *)panel + (size_t)kk * 16;
+    for (int j = 0; j < 16; j++) out[j] = ck_f16_widen(b[j]);
 }
 
 #ifdef CK_X86
 #define CK_F16_TILE2(MR)                                                                           \
     __attribute__((target("avx2,fma,f16c"))) static void f16_avx2_##MR(int k, const float *a, int lda, \
-                                                                       const uint16_t *bp, float *out) { \
+                                                                       const void *bv, float *out) { \
+        const uint16_t *bp = bv;                                                                   \
         __m256 lo[MR], hi[MR];                                                                     \
         for (int i = 0; i < MR; i++) { lo[i] = _mm256_setzero_ps(); hi[i] = _mm256_setzero_ps(); } \
         for (int kk = 0; kk < k; kk++) {                                                           \
@@ -111,30 +97,14 @@ CK_F16_TILE2(4)
 CK_F16_TILE2(5)
 CK_F16_TILE2(6)
 
-typedef void (*tile_fn)(int, const float *, int, const uint16_t *, float *);
-static const tile_fn tiles_avx2[7] = {0, f16_avx2_1, f16_avx2_2, f16_avx2_3, f16_avx2_4, f16_avx2_5, f16_avx2_6};
-
-static void gemm_avx2(int m, int n, int k, const float *a, int lda, const uint16_t *packed, size_t ps,
-                      const float *bias, float *c, int ldc, int accumulate) {
-    int panels = (n + 15) / 16;
-    float tile[6 * 16] __attribute__((aligned(32)));
-    for (int p = 0; p < panels; p++) {
-        const uint16_t *bp = packed + (size_t)p * ps;
-        int ncols = n - p * 16 < 16 ? n - p * 16 : 16;
-        const float *pb = bias ? bias + p * 16 : NULL;
-        for (int m0 = 0; m0 < m; m0 += 6) {
-            int mr = m - m0 < 6 ? m - m0 : 6;
-            tiles_avx2[mr](k, a + (size_t)m0 * lda, lda, bp, tile);
-            ck_store_tile(mr, ncols, tile, pb, c + (size_t)m0 * ldc + p * 16, ldc, accumulate);
-        }
-    }
-}
+static const ck_tile1 tiles_avx2[7] = {0, f16_avx2_1, f16_avx2_2, f16_avx2_3, f16_avx2_4, f16_avx2_5, f16_avx2_6};
 
 // AVX-512: MR rows x 2 panels; a missing second panel repeats the first and is not stored.
 #define CK_F16_TILE512(MR)                                                                         \
     __attribute__((target("avx512f"))) static void f16_512_##MR(int k, const float *a, int lda,   \
-                                                               const uint16_t *b0p, const uint16_t *b1p, \
+                                                               const void *b0v, const void *b1v,  \
                                                                float *out0, float *out1) {        \
+        const uint16_t *b0p = b0v, *b1p = b1v;                                                     \
         __m512 acc0[MR], acc1[MR];                                                                 \
         for (int i = 0; i < MR; i++) { acc0[i] = _mm512_setzero_ps(); acc1[i] = _mm512_setzero_ps(); } \
         for (int kk = 0; kk < k; kk++) {                                                           \
@@ -165,32 +135,9 @@ CK_F16_TILE512(10)
 CK_F16_TILE512(11)
 CK_F16_TILE512(12)
 
-typedef void (*tile2_fn)(int, const float *, int, const uint16_t *, const uint16_t *, float *, float *);
-static const tile2_fn tiles512[13] = {0, f16_512_1, f16_512_2, f16_512_3, f16_512_4, f16_512_5, f16_512_6,
+static const ck_tile2 tiles512[13] = {0, f16_512_1, f16_512_2, f16_512_3, f16_512_4, f16_512_5, f16_512_6,
                                       f16_512_7, f16_512_8, f16_512_9, f16_512_10, f16_512_11, f16_512_12};
 
-static void gemm_avx512(int m, int n, int k, const float *a, int lda, const uint16_t *packed, size_t ps,
-                        const float *bias, float *c, int ldc, int accumulate) {
-    int panels = (n + 15) / 16;
-    float tile0[12 * 16] __attribute__((aligned(64)));
-    float tile1[12 * 16] __attribute__((aligned(64)));
-    int count = (m + 11) / 12;
-    for (int p = 0; p < panels; p += 2) {
-        const uint16_t *b0 = packed + (size_t)p * ps;
-        const uint16_t *b1 = p + 1 < panels ? b0 + ps : b0;
-        int ncols0 = n - p * 16 < 16 ? n - p * 16 : 16;
-        int ncols1 = p + 1 < panels ? (n - (p + 1) * 16 < 16 ? n - (p + 1) * 16 : 16) : 0;
-        const float *pb = bias ? bias + p * 16 : NULL;
-        for (int t = 0, m0 = 0; t < count; t++) {
-            int mr = (m - m0) / (count - t);
-            tiles512[mr](k, a + (size_t)m0 * lda, lda, b0, b1, tile0, tile1);
-            float *cp = c + (size_t)m0 * ldc + p * 16;
-            ck_store_tile(mr, ncols0, tile0, pb, cp, ldc, accumulate);
-            if (ncols1) ck_store_tile(mr, ncols1, tile1, pb ? pb + 16 : NULL, cp + 16, ldc, accumulate);
-            m0 += mr;
-        }
-    }
-}
 #endif
 
 void ck_gemm_f16_panels(int m, int n, int k, const float *a, int lda, const uint16_t *packed, size_t panel_stride,
@@ -198,11 +145,12 @@ void ck_gemm_f16_panels(int m, int n, int k, const float *a, int lda, const uint
     if (m <= 0 || n <= 0) return;
 #ifdef CK_X86
     int level = ck_level();
-    if (level >= 2) gemm_avx512(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
-    else if (level == 1) gemm_avx2(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
+    size_t bytes = panel_stride * sizeof(uint16_t);
+    if (level >= 2) ck_drive_avx512(m, n, k, a, lda, packed, bytes, tiles512, NULL, bias, c, ldc, accumulate);
+    else if (level == 1) ck_drive_avx2(m, n, k, a, lda, packed, bytes, tiles_avx2, 6, bias, c, ldc, accumulate);
     else
 #endif
-        gemm_scalar(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
+        ck_drive_scalar(m, n, k, a, lda, packed, panel_stride * sizeof(uint16_t), values_f16, bias, c, ldc, accumulate);
     if (epilogue != CK_EPILOGUE_NONE) {
         for (int i = 0; i < m; i++) ck_activate(c + (size_t)i * ldc, n, epilogue);
     }

@@ -48,32 +48,17 @@ void ck_store_tile_scalar(int mr, int ncols, const float *tile, const float *bia
     }
 }
 
-static void gemm_scalar(int m, int n, int k, const float *a, int lda, const float *packed, size_t ps,
-                        const float *bias, float *c, int ldc, int accumulate) {
-    int panels = (n + 15) / 16;
-    float tile[16];
-    for (int p = 0; p < panels; p++) {
-        const float *bp = packed + (size_t)p * ps;
-        int ncols = n - p * 16 < 16 ? n - p * 16 : 16;
-        for (int i = 0; i < m; i++) {
-            const float *ai = a + (size_t)i * lda;
-            for (int j = 0; j < 16; j++) tile[j] = 0;
-            for (int kk = 0; kk < k; kk++) {
-                float av = ai[kk];
-                const float *b = bp + (size_t)kk * 16;
-                for (int j = 0; j < 16; j++) tile[j] += av * b[j];
-            }
-            ck_store_tile_scalar(1, ncols, tile, bias ? bias + p * 16 : NULL, c + (size_t)i * ldc + p * 16, ldc,
-                       accumulate);
-        }
-    }
+static void values_f32(const void *panel, int kk, float out[16]) {
+    const float *b = (const float *)panel + (size_t)kk * 16;
+    for (int j = 0; j < 16; j++) out[j] = b[j];
 }
 
 #ifdef CK_X86
 // One MR x 16 tile: accumulators in registers, k streamed.
 #define CK_TILE(MR)                                                                               \
     __attribute__((target("avx2,fma"))) static void tile_##MR(int k, const float *a, int lda,    \
-                                                              const float *bp, float *out) {     \
+                                                              const void *bv, float *out) {      \
+        const float *bp = bv;                                                                     \
         __m256 lo[MR], hi[MR];                                                                    \
         for (int i = 0; i < MR; i++) { lo[i] = _mm256_setzero_ps(); hi[i] = _mm256_setzero_ps(); } \
         for (int kk = 0; kk < k; kk++) {                                                          \
@@ -98,8 +83,7 @@ CK_TILE(4)
 CK_TILE(5)
 CK_TILE(6)
 
-typedef void (*tile_fn)(int, const float *, int, const float *, float *);
-static const tile_fn tiles[7] = {0, tile_1, tile_2, tile_3, tile_4, tile_5, tile_6};
+static const ck_tile1 tiles[7] = {0, tile_1, tile_2, tile_3, tile_4, tile_5, tile_6};
 
 __attribute__((target("avx2,fma"))) static void epilogue16(int mr, const float *tile, const float *bias,
                                                           float *c, int ldc, int accumulate) {
@@ -122,7 +106,8 @@ __attribute__((target("avx2,fma"))) static void epilogue16(int mr, const float *
 // split evenly over the tiles (16 rows: two tiles of 8), so one panel load feeds more FMAs.
 #define CK_TILE512(MR)                                                                            \
     __attribute__((target("avx512f"))) static void tile512_##MR(int k, const float *a, int lda,  \
-                                                               const float *bp, float *out) {    \
+                                                               const void *bv, float *out) {     \
+        const float *bp = bv;                                                                     \
         __m512 acc[MR];                                                                           \
         for (int i = 0; i < MR; i++) acc[i] = _mm512_setzero_ps();                                \
         for (int kk = 0; kk < k; kk++) {                                                          \
@@ -146,7 +131,7 @@ CK_TILE512(10)
 CK_TILE512(11)
 CK_TILE512(12)
 
-static const tile_fn tiles512[13] = {0, tile512_1, tile512_2, tile512_3, tile512_4, tile512_5, tile512_6,
+static const ck_tile1 tiles512[13] = {0, tile512_1, tile512_2, tile512_3, tile512_4, tile512_5, tile512_6,
                                      tile512_7, tile512_8, tile512_9, tile512_10, tile512_11, tile512_12};
 
 // Two panels (32 columns) at once: MR rows x 2 accumulators, two panel loads and MR broadcasts
@@ -155,8 +140,9 @@ static const tile_fn tiles512[13] = {0, tile512_1, tile512_2, tile512_3, tile512
 // one-panel tile: the results are identical.
 #define CK_TILE512X2(MR)                                                                          \
     __attribute__((target("avx512f"))) static void tile512x2_##MR(int k, const float *a, int lda, \
-                                                                 const float *b0p, const float *b1p, \
+                                                                 const void *b0v, const void *b1v, \
                                                                  float *out0, float *out1) {     \
+        const float *b0p = b0v, *b1p = b1v;                                                       \
         __m512 acc0[MR], acc1[MR];                                                                \
         for (int i = 0; i < MR; i++) { acc0[i] = _mm512_setzero_ps(); acc1[i] = _mm512_setzero_ps(); } \
         for (int kk = 0; kk < k; kk++) {                                                          \
@@ -187,67 +173,13 @@ CK_TILE512X2(10)
 CK_TILE512X2(11)
 CK_TILE512X2(12)
 
-typedef void (*tile2_fn)(int, const float *, int, const float *, const float *, float *, float *);
-static const tile2_fn tiles512x2[13] = {0, tile512x2_1, tile512x2_2, tile512x2_3, tile512x2_4, tile512x2_5,
+static const ck_tile2 tiles512x2[13] = {0, tile512x2_1, tile512x2_2, tile512x2_3, tile512x2_4, tile512x2_5,
                                         tile512x2_6, tile512x2_7, tile512x2_8, tile512x2_9, tile512x2_10,
                                         tile512x2_11, tile512x2_12};
 
 void ck_store_tile(int mr, int ncols, const float *tile, const float *bias, float *c, int ldc, int accumulate) {
     if (ncols == 16) epilogue16(mr, tile, bias, c, ldc, accumulate);
     else ck_store_tile_scalar(mr, ncols, tile, bias, c, ldc, accumulate);
-}
-
-static void gemm_avx512(int m, int n, int k, const float *a, int lda, const float *packed, size_t ps,
-                        const float *bias, float *c, int ldc, int accumulate) {
-    int panels = (n + 15) / 16;
-    float tile[12 * 16] __attribute__((aligned(64)));
-    float tile1[12 * 16] __attribute__((aligned(64)));
-    int count = (m + 11) / 12;
-    int p = 0;
-    for (; p + 1 < panels; p += 2) {
-        const float *bp = packed + (size_t)p * ps;
-        int ncols1 = n - (p + 1) * 16 < 16 ? n - (p + 1) * 16 : 16;
-        const float *pb = bias ? bias + p * 16 : NULL;
-        int m0 = 0;
-        for (int t = 0; t < count; t++) {
-            int mr = (m - m0) / (count - t);
-            tiles512x2[mr](k, a + (size_t)m0 * lda, lda, bp, bp + ps, tile, tile1);
-            float *cp = c + (size_t)m0 * ldc + p * 16;
-            epilogue16(mr, tile, pb, cp, ldc, accumulate);
-            ck_store_tile(mr, ncols1, tile1, pb ? pb + 16 : NULL, cp + 16, ldc, accumulate);
-            m0 += mr;
-        }
-    }
-    for (; p < panels; p++) {
-        const float *bp = packed + (size_t)p * ps;
-        int ncols = n - p * 16 < 16 ? n - p * 16 : 16;
-        const float *pb = bias ? bias + p * 16 : NULL;
-        int m0 = 0;
-        for (int t = 0; t < count; t++) {
-            int mr = (m - m0) / (count - t);
-            tiles512[mr](k, a + (size_t)m0 * lda, lda, bp, tile);
-            float *cp = c + (size_t)m0 * ldc + p * 16;
-            ck_store_tile(mr, ncols, tile, pb, cp, ldc, accumulate);
-            m0 += mr;
-        }
-    }
-}
-
-static void gemm_avx2(int m, int n, int k, const float *a, int lda, const float *packed, size_t ps,
-                      const float *bias, float *c, int ldc, int accumulate) {
-    int panels = (n + 15) / 16;
-    float tile[6 * 16] __attribute__((aligned(32)));
-    for (int p = 0; p < panels; p++) {
-        const float *bp = packed + (size_t)p * ps;
-        int ncols = n - p * 16 < 16 ? n - p * 16 : 16;
-        const float *pb = bias ? bias + p * 16 : NULL;
-        for (int m0 = 0; m0 < m; m0 += 6) {
-            int mr = m - m0 < 6 ? m - m0 : 6;
-            tiles[mr](k, a + (size_t)m0 * lda, lda, bp, tile);
-            float *cp = c + (size_t)m0 * ldc + p * 16;
-            ck_store_tile(mr, ncols, tile, pb, cp, ldc, accumulate);
-        }
-    }
 }
 
 // The best level the CPU's feature bits allow, capped by EMOTION_KERNELS (scalar, avx2, avx512,
@@ -311,11 +243,12 @@ void ck_gemm_packed_panels(int m, int n, int k, const float *a, int lda, const f
         ck_gemm_blocked(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate, epilogue)) {
         return;
     }
-    if (level >= 2) gemm_avx512(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
-    else if (level == 1) gemm_avx2(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
+    size_t bytes = panel_stride * sizeof(float);
+    if (level >= 2) ck_drive_avx512(m, n, k, a, lda, packed, bytes, tiles512x2, tiles512, bias, c, ldc, accumulate);
+    else if (level == 1) ck_drive_avx2(m, n, k, a, lda, packed, bytes, tiles, 6, bias, c, ldc, accumulate);
     else
 #endif
-        gemm_scalar(m, n, k, a, lda, packed, panel_stride, bias, c, ldc, accumulate);
+        ck_drive_scalar(m, n, k, a, lda, packed, panel_stride * sizeof(float), values_f32, bias, c, ldc, accumulate);
     if (epilogue != CK_EPILOGUE_NONE) {
         for (int i = 0; i < m; i++) ck_activate(c + (size_t)i * ldc, n, epilogue);
     }

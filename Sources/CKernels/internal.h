@@ -21,6 +21,26 @@ void *ck_thread_scratch(int slot, size_t bytes);
 void ck_store_tile(int mr, int ncols, const float *tile, const float *bias, float *c, int ldc, int accumulate);
 void ck_store_tile_scalar(int mr, int ncols, const float *tile, const float *bias, float *c, int ldc, int accumulate);
 
+/// Register tiles: an mr x 32 tile over two panels (b1 may repeat b0) and an mr x 16 one, each
+/// writing its sums (row stride 16) to `out`; A's rows `lda` 4-byte elements apart (floats, or
+/// bf16 pairs), `k` depths (or pairs) per panel.
+typedef void (*ck_tile2)(int k, const float *a, int lda, const void *b0, const void *b1, float *out0, float *out1);
+typedef void (*ck_tile1)(int k, const float *a, int lda, const void *b, float *out);
+/// The 16 float32 values of depth `kk` of a packed panel (scalar level).
+typedef void (*ck_values)(const void *panel, int kk, float out[16]);
+
+/// The drivers (gemm_drivers.c): panels `panel_bytes` apart, tiles indexed by their row count.
+/// AVX-512: pairs of panels, tiles of up to 12 rows split evenly (`singles` for a last lone panel,
+/// or NULL to run the pair tile on it); AVX2: one panel, tiles of up to `mr_max` (<= 6) rows;
+/// scalar: one row at a time. Each stores C = sums + bias (+ C).
+void ck_drive_avx512(int m, int n, int k, const float *a, int lda, const void *packed, size_t panel_bytes,
+                     const ck_tile2 *pairs, const ck_tile1 *singles, const float *bias, float *c, int ldc,
+                     int accumulate);
+void ck_drive_avx2(int m, int n, int k, const float *a, int lda, const void *packed, size_t panel_bytes,
+                   const ck_tile1 *tiles, int mr_max, const float *bias, float *c, int ldc, int accumulate);
+void ck_drive_scalar(int m, int n, int k, const float *a, int lda, const void *packed, size_t panel_bytes,
+                     ck_values values, const float *bias, float *c, int ldc, int accumulate);
+
 /// Rows from which ck_gemm_packed_panels takes the cache-blocked path (AVX-512 level only),
 /// and columns above which (more than one 32-column tile: the rows are reused across tiles).
 #define CK_BLOCKED_MIN_ROWS 48

@@ -6,6 +6,7 @@ import ModelPackage
 import Numerics
 import ServingPipeline
 import Testing
+import TestSupport
 
 /// The shipped default model (Models/default) as the service ships it: it loads as the server
 /// loads it, it reproduces the session-4 text-only figures its model card states (read from its
@@ -213,7 +214,9 @@ struct DefaultModelTests {
     /// is why this package holds f16; bounded here at 5e-2 so that a regression shows.
     @Test func sixteenBitWeightsKeepTheAnswers() async throws {
         #expect(try Self.manifest()["weight_precision"] as? String == "f16")
-        #expect(try Self.model().package.weights.weightPrecision == .f16)
+        // Models load off the cooperative pool (seconds of synchronous work each).
+        let served = try await offPool { try Self.model() }
+        #expect(served.package.weights.weightPrecision == .f16)
         var inputs: [[TurnInput]] = []
         if FileManager.default.isReadableFile(atPath: Self.transcriptsCSV.path) {
             for dialogue in try IEMOCAPTranscripts.load(Self.transcriptsCSV).filter({ $0.session == "Ses04" }) {
@@ -236,11 +239,14 @@ struct DefaultModelTests {
             for dialogue in inputs { out.append(try await engine.analyze(dialogue, repeatTwice: false).classifications) }
             return out
         }
-        let reference = try await classify(try ServiceModel.load(directory: Self.modelDirectory, maxAudioSeconds: 600,
-                                                                 weightPrecision: .f32).engine)
+        func load(_ precision: Linear.Precision) async throws -> ConversationEngine {
+            try await offPool {
+                try ServiceModel.load(directory: Self.modelDirectory, maxAudioSeconds: 600, weightPrecision: precision).engine
+            }
+        }
+        let reference = try await classify(try await load(.f32))
         for (precision, bound) in [(Linear.Precision.f16, 1e-2), (.bf16, 5e-2)] {
-            let engine = precision == .f16 ? try Self.model().engine
-                : try ServiceModel.load(directory: Self.modelDirectory, maxAudioSeconds: 600, weightPrecision: precision).engine
+            let engine = precision == .f16 ? served.engine : try await load(precision)
             let got = try await classify(engine)
             var turns = 0, agree = 0
             var worst = 0.0, worstText = 0.0, worstAudio = 0.0

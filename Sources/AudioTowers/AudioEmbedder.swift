@@ -54,10 +54,16 @@ public final class AudioEmbedder: Sendable {
         try embed(frontEnd.features(samples: samples, sampleRate: sampleRate))
     }
 
+    /// Windows the tower takes in one call when clips are batched: the activations of a call
+    /// grow with its windows, so batching short clips (one window each) never holds more than a
+    /// long clip alone would (a clip of more windows still runs whole, as `embed(audio:)`).
+    public static let batchWindows = 4
+
     /// The embeddings of several encoded clips (the turns of different sessions taken together):
-    /// each decoded on its own, then the windows of all of them through the tower in one batch,
-    /// so its products have more rows. Each clip's result is what `embed(audio:)` gives for it (a
-    /// clip's own error stays its own; if the batch fails, each clip is embedded alone).
+    /// each decoded on its own, then their windows through the tower in batches of up to
+    /// `batchWindows` (whole clips), so its products have more rows. Each clip's result is what
+    /// `embed(audio:)` gives for it (a clip's own error stays its own; if a batch fails, each of
+    /// its clips is embedded alone).
     public func embed(audios: [Data]) -> [Result<[Float], any Error>] {
         var results: [Result<[Float], any Error>] = []
         var windows: [[Float]] = []
@@ -72,14 +78,30 @@ public final class AudioEmbedder: Sendable {
                 results.append(.failure(error))
             }
         }
-        guard !owners.isEmpty else { return results }
-        guard owners.count > 1, let embedded = try? tower.embed(batch: windows) else {
-            for owner in owners {
-                results[owner.clip] = Result { try mean(tower.embed(batch: Array(windows[owner.windows]))) }
+        // Consecutive clips grouped while their windows fit in one call.
+        var groups: [[(clip: Int, windows: Range<Int>)]] = []
+        for owner in owners {
+            if let last = groups.last, let first = last.first,
+               owner.windows.upperBound - first.windows.lowerBound <= Self.batchWindows {
+                groups[groups.count - 1].append(owner)
+            } else {
+                groups.append([owner])
             }
-            return results
         }
-        for owner in owners { results[owner.clip] = Result { try mean(Array(embedded[owner.windows])) } }
+        for group in groups {
+            guard let first = group.first, let last = group.last else { continue }
+            let span = first.windows.lowerBound..<last.windows.upperBound
+            guard group.count > 1, let embedded = try? tower.embed(batch: Array(windows[span])) else {
+                for owner in group {
+                    results[owner.clip] = Result { try mean(tower.embed(batch: Array(windows[owner.windows]))) }
+                }
+                continue
+            }
+            for owner in group {
+                let local = (owner.windows.lowerBound - span.lowerBound)..<(owner.windows.upperBound - span.lowerBound)
+                results[owner.clip] = Result { try mean(Array(embedded[local])) }
+            }
+        }
         return results
     }
 

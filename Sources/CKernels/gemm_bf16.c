@@ -157,21 +157,10 @@ static const ck_tile1 tiles_avx2[5] = {0, bf16_avx2_1, bf16_avx2_2, bf16_avx2_3,
         }                                                                                          \
     }
 
-CK_BF16_TILE512(1)
-CK_BF16_TILE512(2)
-CK_BF16_TILE512(3)
-CK_BF16_TILE512(4)
-CK_BF16_TILE512(5)
-CK_BF16_TILE512(6)
-CK_BF16_TILE512(7)
-CK_BF16_TILE512(8)
-CK_BF16_TILE512(9)
-CK_BF16_TILE512(10)
-CK_BF16_TILE512(11)
-CK_BF16_TILE512(12)
+#define CK_BF16_TILE512_ROWS(MR, unused) CK_BF16_TILE512(MR)
+CK_ROWS12(CK_BF16_TILE512_ROWS, 0)
 
-static const ck_tile2 tiles512[13] = {0, bf16_512_1, bf16_512_2, bf16_512_3, bf16_512_4, bf16_512_5, bf16_512_6,
-                                      bf16_512_7, bf16_512_8, bf16_512_9, bf16_512_10, bf16_512_11, bf16_512_12};
+static const ck_tile2 tiles512[13] = CK_TABLE12(bf16_512);
 
 // AVX512-BF16: A as bf16 pairs (one 32-bit word per pair of depths, row stride `lds` words);
 // MR rows x 2 panels, one VDPBF16PS per row and panel per pair of depths.
@@ -198,21 +187,10 @@ static const ck_tile2 tiles512[13] = {0, bf16_512_1, bf16_512_2, bf16_512_3, bf1
         }                                                                                          \
     }
 
-CK_BF16_DOT(1)
-CK_BF16_DOT(2)
-CK_BF16_DOT(3)
-CK_BF16_DOT(4)
-CK_BF16_DOT(5)
-CK_BF16_DOT(6)
-CK_BF16_DOT(7)
-CK_BF16_DOT(8)
-CK_BF16_DOT(9)
-CK_BF16_DOT(10)
-CK_BF16_DOT(11)
-CK_BF16_DOT(12)
+#define CK_BF16_DOT_ROWS(MR, unused) CK_BF16_DOT(MR)
+CK_ROWS12(CK_BF16_DOT_ROWS, 0)
 
-static const ck_tile2 dots[13] = {0, dot_1, dot_2, dot_3, dot_4, dot_5, dot_6,
-                                dot_7, dot_8, dot_9, dot_10, dot_11, dot_12};
+static const ck_tile2 dots[13] = CK_TABLE12(dot);
 
 // One row of k floats as (k + 1) / 2 bf16 pairs, rounded to nearest even (VCVTNE2PS2BF16), the
 // odd tail padded with 0.

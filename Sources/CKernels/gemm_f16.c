@@ -69,75 +69,15 @@ static void values_f16(const void *panel, int kk, float out[16]) {
 }
 
 #ifdef CK_X86
-#define CK_F16_TILE2(MR)                                                                           \
-    __attribute__((target("avx2,fma,f16c"))) static void f16_avx2_##MR(int k, const float *a, int lda, \
-                                                                       const void *bv, float *out) { \
-        const uint16_t *bp = bv;                                                                   \
-        __m256 lo[MR], hi[MR];                                                                     \
-        for (int i = 0; i < MR; i++) { lo[i] = _mm256_setzero_ps(); hi[i] = _mm256_setzero_ps(); } \
-        for (int kk = 0; kk < k; kk++) {                                                           \
-            __m256 b0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(bp + (size_t)kk * 16)));      \
-            __m256 b1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(bp + (size_t)kk * 16 + 8)));  \
-            for (int i = 0; i < MR; i++) {                                                         \
-                __m256 av = _mm256_broadcast_ss(a + (size_t)i * lda + kk);                         \
-                lo[i] = _mm256_fmadd_ps(av, b0, lo[i]);                                            \
-                hi[i] = _mm256_fmadd_ps(av, b1, hi[i]);                                            \
-            }                                                                                      \
-        }                                                                                          \
-        for (int i = 0; i < MR; i++) {                                                             \
-            _mm256_storeu_ps(out + i * 16, lo[i]);                                                 \
-            _mm256_storeu_ps(out + i * 16 + 8, hi[i]);                                             \
-        }                                                                                          \
-    }
+#define CK_LOAD8_F16(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)))
+#define CK_LOAD16_F16(p) _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p)))
 
-CK_F16_TILE2(1)
-CK_F16_TILE2(2)
-CK_F16_TILE2(3)
-CK_F16_TILE2(4)
-CK_F16_TILE2(5)
-CK_F16_TILE2(6)
-
-static const ck_tile1 tiles_avx2[7] = {0, f16_avx2_1, f16_avx2_2, f16_avx2_3, f16_avx2_4, f16_avx2_5, f16_avx2_6};
+CK_ROWS6(CK_FLOAT_TILE_AVX2, f16_avx2, "avx2,fma,f16c", uint16_t, CK_LOAD8_F16)
+static const ck_tile1 tiles_avx2[7] = CK_TABLE6(f16_avx2);
 
 // AVX-512: MR rows x 2 panels; a missing second panel repeats the first and is not stored.
-#define CK_F16_TILE512(MR)                                                                         \
-    __attribute__((target("avx512f"))) static void f16_512_##MR(int k, const float *a, int lda,   \
-                                                               const void *b0v, const void *b1v,  \
-                                                               float *out0, float *out1) {        \
-        const uint16_t *b0p = b0v, *b1p = b1v;                                                     \
-        __m512 acc0[MR], acc1[MR];                                                                 \
-        for (int i = 0; i < MR; i++) { acc0[i] = _mm512_setzero_ps(); acc1[i] = _mm512_setzero_ps(); } \
-        for (int kk = 0; kk < k; kk++) {                                                           \
-            __m512 b0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b0p + (size_t)kk * 16))); \
-            __m512 b1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(b1p + (size_t)kk * 16))); \
-            for (int i = 0; i < MR; i++) {                                                         \
-                __m512 av = _mm512_set1_ps(a[(size_t)i * lda + kk]);                               \
-                acc0[i] = _mm512_fmadd_ps(av, b0, acc0[i]);                                        \
-                acc1[i] = _mm512_fmadd_ps(av, b1, acc1[i]);                                        \
-            }                                                                                      \
-        }                                                                                          \
-        for (int i = 0; i < MR; i++) {                                                             \
-            _mm512_storeu_ps(out0 + i * 16, acc0[i]);                                              \
-            _mm512_storeu_ps(out1 + i * 16, acc1[i]);                                              \
-        }                                                                                          \
-    }
-
-CK_F16_TILE512(1)
-CK_F16_TILE512(2)
-CK_F16_TILE512(3)
-CK_F16_TILE512(4)
-CK_F16_TILE512(5)
-CK_F16_TILE512(6)
-CK_F16_TILE512(7)
-CK_F16_TILE512(8)
-CK_F16_TILE512(9)
-CK_F16_TILE512(10)
-CK_F16_TILE512(11)
-CK_F16_TILE512(12)
-
-static const ck_tile2 tiles512[13] = {0, f16_512_1, f16_512_2, f16_512_3, f16_512_4, f16_512_5, f16_512_6,
-                                      f16_512_7, f16_512_8, f16_512_9, f16_512_10, f16_512_11, f16_512_12};
-
+CK_ROWS12(CK_FLOAT_TILE512X2, f16_512, uint16_t, CK_LOAD16_F16)
+static const ck_tile2 tiles512[13] = CK_TABLE12(f16_512);
 #endif
 
 void ck_gemm_f16_panels(int m, int n, int k, const float *a, int lda, const uint16_t *packed, size_t panel_stride,

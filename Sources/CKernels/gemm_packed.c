@@ -55,35 +55,9 @@ static void values_f32(const void *panel, int kk, float out[16]) {
 
 #ifdef CK_X86
 // One MR x 16 tile: accumulators in registers, k streamed.
-#define CK_TILE(MR)                                                                               \
-    __attribute__((target("avx2,fma"))) static void tile_##MR(int k, const float *a, int lda,    \
-                                                              const void *bv, float *out) {      \
-        const float *bp = bv;                                                                     \
-        __m256 lo[MR], hi[MR];                                                                    \
-        for (int i = 0; i < MR; i++) { lo[i] = _mm256_setzero_ps(); hi[i] = _mm256_setzero_ps(); } \
-        for (int kk = 0; kk < k; kk++) {                                                          \
-            __m256 b0 = _mm256_loadu_ps(bp + (size_t)kk * 16);                                    \
-            __m256 b1 = _mm256_loadu_ps(bp + (size_t)kk * 16 + 8);                                \
-            for (int i = 0; i < MR; i++) {                                                        \
-                __m256 av = _mm256_broadcast_ss(a + (size_t)i * lda + kk);                        \
-                lo[i] = _mm256_fmadd_ps(av, b0, lo[i]);                                           \
-                hi[i] = _mm256_fmadd_ps(av, b1, hi[i]);                                           \
-            }                                                                                     \
-        }                                                                                         \
-        for (int i = 0; i < MR; i++) {                                                            \
-            _mm256_storeu_ps(out + i * 16, lo[i]);                                                \
-            _mm256_storeu_ps(out + i * 16 + 8, hi[i]);                                            \
-        }                                                                                         \
-    }
+CK_ROWS6(CK_FLOAT_TILE_AVX2, tile, "avx2,fma", float, _mm256_loadu_ps)
 
-CK_TILE(1)
-CK_TILE(2)
-CK_TILE(3)
-CK_TILE(4)
-CK_TILE(5)
-CK_TILE(6)
-
-static const ck_tile1 tiles[7] = {0, tile_1, tile_2, tile_3, tile_4, tile_5, tile_6};
+static const ck_tile1 tiles[7] = CK_TABLE6(tile);
 
 __attribute__((target("avx2,fma"))) static void epilogue16(int mr, const float *tile, const float *bias,
                                                           float *c, int ldc, int accumulate) {
@@ -118,64 +92,18 @@ __attribute__((target("avx2,fma"))) static void epilogue16(int mr, const float *
         for (int i = 0; i < MR; i++) _mm512_storeu_ps(out + i * 16, acc[i]);                      \
     }
 
-CK_TILE512(1)
-CK_TILE512(2)
-CK_TILE512(3)
-CK_TILE512(4)
-CK_TILE512(5)
-CK_TILE512(6)
-CK_TILE512(7)
-CK_TILE512(8)
-CK_TILE512(9)
-CK_TILE512(10)
-CK_TILE512(11)
-CK_TILE512(12)
+#define CK_TILE512_ROWS(MR, unused) CK_TILE512(MR)
+CK_ROWS12(CK_TILE512_ROWS, 0)
 
-static const ck_tile1 tiles512[13] = {0, tile512_1, tile512_2, tile512_3, tile512_4, tile512_5, tile512_6,
-                                     tile512_7, tile512_8, tile512_9, tile512_10, tile512_11, tile512_12};
+static const ck_tile1 tiles512[13] = CK_TABLE12(tile512);
 
 // Two panels (32 columns) at once: MR rows x 2 accumulators, two panel loads and MR broadcasts
 // per k feed 2 x MR FMAs (one panel: 1 + MR loads for MR FMAs), so larger products run at the
 // FMA rate instead of the load rate. Each output's sum runs over k in the same order as the
 // one-panel tile: the results are identical.
-#define CK_TILE512X2(MR)                                                                          \
-    __attribute__((target("avx512f"))) static void tile512x2_##MR(int k, const float *a, int lda, \
-                                                                 const void *b0v, const void *b1v, \
-                                                                 float *out0, float *out1) {     \
-        const float *b0p = b0v, *b1p = b1v;                                                       \
-        __m512 acc0[MR], acc1[MR];                                                                \
-        for (int i = 0; i < MR; i++) { acc0[i] = _mm512_setzero_ps(); acc1[i] = _mm512_setzero_ps(); } \
-        for (int kk = 0; kk < k; kk++) {                                                          \
-            __m512 b0 = _mm512_loadu_ps(b0p + (size_t)kk * 16);                                   \
-            __m512 b1 = _mm512_loadu_ps(b1p + (size_t)kk * 16);                                   \
-            for (int i = 0; i < MR; i++) {                                                        \
-                __m512 av = _mm512_set1_ps(a[(size_t)i * lda + kk]);                              \
-                acc0[i] = _mm512_fmadd_ps(av, b0, acc0[i]);                                       \
-                acc1[i] = _mm512_fmadd_ps(av, b1, acc1[i]);                                       \
-            }                                                                                     \
-        }                                                                                         \
-        for (int i = 0; i < MR; i++) {                                                            \
-            _mm512_storeu_ps(out0 + i * 16, acc0[i]);                                             \
-            _mm512_storeu_ps(out1 + i * 16, acc1[i]);                                             \
-        }                                                                                         \
-    }
+CK_ROWS12(CK_FLOAT_TILE512X2, tile512x2, float, _mm512_loadu_ps)
 
-CK_TILE512X2(1)
-CK_TILE512X2(2)
-CK_TILE512X2(3)
-CK_TILE512X2(4)
-CK_TILE512X2(5)
-CK_TILE512X2(6)
-CK_TILE512X2(7)
-CK_TILE512X2(8)
-CK_TILE512X2(9)
-CK_TILE512X2(10)
-CK_TILE512X2(11)
-CK_TILE512X2(12)
-
-static const ck_tile2 tiles512x2[13] = {0, tile512x2_1, tile512x2_2, tile512x2_3, tile512x2_4, tile512x2_5,
-                                        tile512x2_6, tile512x2_7, tile512x2_8, tile512x2_9, tile512x2_10,
-                                        tile512x2_11, tile512x2_12};
+static const ck_tile2 tiles512x2[13] = CK_TABLE12(tile512x2);
 
 void ck_store_tile(int mr, int ncols, const float *tile, const float *bias, float *c, int ldc, int accumulate) {
     if (ncols == 16) epilogue16(mr, tile, bias, c, ldc, accumulate);

@@ -41,6 +41,65 @@ void ck_drive_avx2(int m, int n, int k, const float *a, int lda, const void *pac
 void ck_drive_scalar(int m, int n, int k, const float *a, int lda, const void *packed, size_t panel_bytes,
                      ck_values values, const float *bias, float *c, int ldc, int accumulate);
 
+#ifdef CK_X86
+/// Tiles and tables for each row count: CK_ROWS6 / CK_ROWS12 expand X(MR, ...) for MR = 1 ... 6
+/// or 12; CK_TABLE6 / CK_TABLE12 are the tables (indexed by MR, entry 0 unused) of NAME_MR.
+#define CK_ROWS6(X, ...) X(1, __VA_ARGS__) X(2, __VA_ARGS__) X(3, __VA_ARGS__) X(4, __VA_ARGS__) \
+    X(5, __VA_ARGS__) X(6, __VA_ARGS__)
+#define CK_ROWS12(X, ...) CK_ROWS6(X, __VA_ARGS__) X(7, __VA_ARGS__) X(8, __VA_ARGS__) X(9, __VA_ARGS__) \
+    X(10, __VA_ARGS__) X(11, __VA_ARGS__) X(12, __VA_ARGS__)
+#define CK_TABLE6(NAME) {0, NAME##_1, NAME##_2, NAME##_3, NAME##_4, NAME##_5, NAME##_6}
+#define CK_TABLE12(NAME) {0, NAME##_1, NAME##_2, NAME##_3, NAME##_4, NAME##_5, NAME##_6, \
+                          NAME##_7, NAME##_8, NAME##_9, NAME##_10, NAME##_11, NAME##_12}
+
+/// The register tiles of panels whose 16 values per depth load as floats: LOAD8(p) / LOAD16(p)
+/// give 8 / 16 floats from the panel's values at p (float32 as they are, f16 widened), so one
+/// definition serves every such format. AVX2: MR rows x 16 columns (ck_tile1); AVX-512: MR rows x
+/// 2 panels (ck_tile2): two panel loads and MR broadcasts per depth feed 2 x MR FMAs.
+#define CK_FLOAT_TILE_AVX2(MR, NAME, TARGET, TYPE, LOAD8)                                          \
+    __attribute__((target(TARGET))) static void NAME##_##MR(int k, const float *a, int lda,        \
+                                                           const void *bv, float *out) {           \
+        const TYPE *bp = bv;                                                                       \
+        __m256 lo[MR], hi[MR];                                                                     \
+        for (int i = 0; i < MR; i++) { lo[i] = _mm256_setzero_ps(); hi[i] = _mm256_setzero_ps(); } \
+        for (int kk = 0; kk < k; kk++) {                                                           \
+            __m256 b0 = LOAD8(bp + (size_t)kk * 16);                                               \
+            __m256 b1 = LOAD8(bp + (size_t)kk * 16 + 8);                                           \
+            for (int i = 0; i < MR; i++) {                                                         \
+                __m256 av = _mm256_broadcast_ss(a + (size_t)i * lda + kk);                         \
+                lo[i] = _mm256_fmadd_ps(av, b0, lo[i]);                                            \
+                hi[i] = _mm256_fmadd_ps(av, b1, hi[i]);                                            \
+            }                                                                                      \
+        }                                                                                          \
+        for (int i = 0; i < MR; i++) {                                                             \
+            _mm256_storeu_ps(out + i * 16, lo[i]);                                                 \
+            _mm256_storeu_ps(out + i * 16 + 8, hi[i]);                                             \
+        }                                                                                          \
+    }
+
+#define CK_FLOAT_TILE512X2(MR, NAME, TYPE, LOAD16)                                                 \
+    __attribute__((target("avx512f"))) static void NAME##_##MR(int k, const float *a, int lda,     \
+                                                              const void *b0v, const void *b1v,    \
+                                                              float *out0, float *out1) {          \
+        const TYPE *b0p = b0v, *b1p = b1v;                                                         \
+        __m512 acc0[MR], acc1[MR];                                                                 \
+        for (int i = 0; i < MR; i++) { acc0[i] = _mm512_setzero_ps(); acc1[i] = _mm512_setzero_ps(); } \
+        for (int kk = 0; kk < k; kk++) {                                                           \
+            __m512 b0 = LOAD16(b0p + (size_t)kk * 16);                                             \
+            __m512 b1 = LOAD16(b1p + (size_t)kk * 16);                                             \
+            for (int i = 0; i < MR; i++) {                                                         \
+                __m512 av = _mm512_set1_ps(a[(size_t)i * lda + kk]);                               \
+                acc0[i] = _mm512_fmadd_ps(av, b0, acc0[i]);                                        \
+                acc1[i] = _mm512_fmadd_ps(av, b1, acc1[i]);                                        \
+            }                                                                                      \
+        }                                                                                          \
+        for (int i = 0; i < MR; i++) {                                                             \
+            _mm512_storeu_ps(out0 + i * 16, acc0[i]);                                              \
+            _mm512_storeu_ps(out1 + i * 16, acc1[i]);                                              \
+        }                                                                                          \
+    }
+#endif
+
 /// Rows from which ck_gemm_packed_panels takes the cache-blocked path (AVX-512 level only),
 /// and columns above which (more than one 32-column tile: the rows are reused across tiles).
 #define CK_BLOCKED_MIN_ROWS 48

@@ -60,10 +60,8 @@ public struct Linear: @unchecked Sendable {
     public let backend: Backend
     /// How the weight is held (`f32` for the `blas` backend).
     public let precision: Precision
-    /// Packed panels (`packed`, f32) or the row-major weight (`blas`); empty for f16 and bf16.
-    private let storage: FloatStorage
-    /// f16 or bf16 packed panels (`precision` tells which).
-    private let halves: HalfStorage?
+    /// The weight's copy, in its precision.
+    private let weights: Weights
     /// The layer's bias, used when `apply` is given none.
     public let bias: FloatStorage?
 
@@ -100,25 +98,24 @@ public struct Linear: @unchecked Sendable {
         self.inFeatures = inFeatures
         self.backend = backend
         self.precision = backend == .packed ? precision : .f32
+        let (n, k, ld) = (Int32(outFeatures), Int32(inFeatures), Int32(ldw))
         switch (backend, self.precision) {
         case (.packed, .bf16):
-            storage = FloatStorage(count: 0)
-            let h = HalfStorage(count: ck_packed_bf16_size(Int32(outFeatures), Int32(inFeatures)))
-            ck_pack_bf16_strided(pointer, Int32(outFeatures), Int32(inFeatures), Int32(ldw), h.pointer)
-            halves = h
+            let h = HalfStorage(count: ck_packed_bf16_size(n, k))
+            ck_pack_bf16_strided(pointer, n, k, ld, h.pointer)
+            weights = .bf16(h)
         case (.packed, .f16):
-            storage = FloatStorage(count: 0)
-            let h = HalfStorage(count: ck_packed_size(Int32(outFeatures), Int32(inFeatures)))
-            ck_pack_f16_strided(pointer, Int32(outFeatures), Int32(inFeatures), Int32(ldw), h.pointer)
-            halves = h
+            let h = HalfStorage(count: ck_packed_size(n, k))
+            ck_pack_f16_strided(pointer, n, k, ld, h.pointer)
+            weights = .f16(h)
         case (.packed, .f32):
-            storage = FloatStorage(count: ck_packed_size(Int32(outFeatures), Int32(inFeatures)))
-            ck_pack_strided(pointer, Int32(outFeatures), Int32(inFeatures), Int32(ldw), storage.pointer)
-            halves = nil
+            let w = FloatStorage(count: ck_packed_size(n, k))
+            ck_pack_strided(pointer, n, k, ld, w.pointer)
+            weights = .f32(w)
         case (.blas, _):
-            storage = FloatStorage(count: outFeatures * inFeatures)
-            for r in 0..<outFeatures { (storage.pointer + r * inFeatures).update(from: pointer + r * ldw, count: inFeatures) }
-            halves = nil
+            let w = FloatStorage(count: outFeatures * inFeatures)
+            for r in 0..<outFeatures { (w.pointer + r * inFeatures).update(from: pointer + r * ldw, count: inFeatures) }
+            weights = .f32(w)
         }
         if let bias {
             let b = FloatStorage(count: outFeatures)
@@ -152,22 +149,8 @@ public struct Linear: @unchecked Sendable {
         precondition(outputs.lowerBound % 16 == 0 && outputs.upperBound <= outFeatures, "outputs must start on a panel")
         precondition(inputs.lowerBound >= 0 && inputs.upperBound <= inFeatures, "inputs out of range")
         guard rows > 0, !outputs.isEmpty else { return }
-        if let halves, precision == .f16 {
-            let start = halves.pointer + outputs.lowerBound * inFeatures + inputs.lowerBound * 16
-            ck_gemm_f16_panels(Int32(rows), Int32(outputs.count), Int32(inputs.count), x, Int32(ldx), start,
-                               16 * inFeatures, bias, y, Int32(ldy), accumulate ? 1 : 0, epilogue.kernelCode)
-        } else if let halves {
-            precondition(inputs.lowerBound % 2 == 0, "a bf16 weight's block of inputs starts at an even input")
-            let stride = 32 * ((inFeatures + 1) / 2)
-            let start = halves.pointer + outputs.lowerBound / 16 * stride + inputs.lowerBound / 2 * 32
-            ck_gemm_bf16_panels(Int32(rows), Int32(outputs.count), Int32(inputs.count), x, Int32(ldx), start,
-                                stride, bias, y, Int32(ldy), accumulate ? 1 : 0, epilogue.kernelCode)
-        } else {
-            let start = storage.pointer + outputs.lowerBound * inFeatures + inputs.lowerBound * 16
-            ck_gemm_packed_panels(Int32(rows), Int32(outputs.count), Int32(inputs.count), x, Int32(ldx), start,
-                                  16 * inFeatures, bias, y, Int32(ldy), accumulate ? 1 : 0, epilogue.kernelCode)
-        }
-        if epilogue == .tanh { for r in 0..<rows { Activation.tanh(y + r * ldy, count: outputs.count) } }
+        packedProduct(x, rows: rows, ldx: ldx, outputs: outputs, inputs: inputs, bias: bias, into: y, ldy: ldy,
+                      accumulate: accumulate, epilogue: epilogue)
     }
 
     @usableFromInline
@@ -175,27 +158,39 @@ public struct Linear: @unchecked Sendable {
                   into y: UnsafeMutablePointer<Float>, ldy: Int, accumulate: Bool, epilogue: Epilogue) {
         guard rows > 0 else { return }
         let b = given ?? bias.map { UnsafePointer($0.pointer) }
-        switch backend {
-        case .packed:
-            if let halves, precision == .f16 {
-                ck_gemm_f16_panels(Int32(rows), Int32(outFeatures), Int32(inFeatures), x, Int32(ldx), halves.pointer,
-                                   16 * inFeatures, b, y, Int32(ldy), accumulate ? 1 : 0, epilogue.kernelCode)
-                break
-            }
-            if let halves {
-                ck_gemm_bf16_panels(Int32(rows), Int32(outFeatures), Int32(inFeatures), x, Int32(ldx), halves.pointer,
-                                    32 * ((inFeatures + 1) / 2), b, y, Int32(ldy), accumulate ? 1 : 0,
-                                    epilogue.kernelCode)
-                break
-            }
-            ck_gemm_packed_panels(Int32(rows), Int32(outFeatures), Int32(inFeatures), x, Int32(ldx), storage.pointer,
-                                  16 * inFeatures, b, y, Int32(ldy), accumulate ? 1 : 0, epilogue.kernelCode)
-        case .blas:
-            BLAS.linear(x, rows: rows, inFeatures: inFeatures, ldx: ldx, weight: storage.pointer, bias: b,
+        switch (backend, weights) {
+        case (.blas, .f32(let w)):
+            BLAS.linear(x, rows: rows, inFeatures: inFeatures, ldx: ldx, weight: w.pointer, bias: b,
                         outFeatures: outFeatures, into: y, ldy: ldy, accumulate: accumulate)
-            if epilogue != .tanh { for r in 0..<rows { Self.activate(y + r * ldy, count: outFeatures, epilogue) } }
+            for r in 0..<rows { Self.activate(y + r * ldy, count: outFeatures, epilogue) }
+        default:
+            packedProduct(x, rows: rows, ldx: ldx, outputs: 0..<outFeatures, inputs: 0..<inFeatures, bias: b, into: y,
+                          ldy: ldy, accumulate: accumulate, epilogue: epilogue)
         }
-        if epilogue == .tanh { for r in 0..<rows { Activation.tanh(y + r * ldy, count: outFeatures) } }
+    }
+
+    /// The packed product with the block `outputs` x `inputs` of the weight, in its precision;
+    /// then the epilogue (tanh after the kernels).
+    private func packedProduct(_ x: UnsafePointer<Float>, rows: Int, ldx: Int, outputs: Range<Int>, inputs: Range<Int>,
+                               bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>, ldy: Int,
+                               accumulate: Bool, epilogue: Epilogue) {
+        let (m, n, k, lx, ly) = (Int32(rows), Int32(outputs.count), Int32(inputs.count), Int32(ldx), Int32(ldy))
+        let add: Int32 = accumulate ? 1 : 0, code = epilogue.kernelCode
+        let panelStart = outputs.lowerBound * inFeatures  // values before the first panel used (16 per depth)
+        switch weights {
+        case .f32(let w):
+            ck_gemm_packed_panels(m, n, k, x, lx, w.pointer + panelStart + inputs.lowerBound * 16, 16 * inFeatures,
+                                  bias, y, ly, add, code)
+        case .f16(let h):
+            ck_gemm_f16_panels(m, n, k, x, lx, h.pointer + panelStart + inputs.lowerBound * 16, 16 * inFeatures,
+                               bias, y, ly, add, code)
+        case .bf16(let h):
+            precondition(inputs.lowerBound % 2 == 0, "a bf16 weight's block of inputs starts at an even input")
+            let stride = 32 * ((inFeatures + 1) / 2)
+            ck_gemm_bf16_panels(m, n, k, x, lx, h.pointer + outputs.lowerBound / 16 * stride + inputs.lowerBound / 2 * 32,
+                                stride, bias, y, ly, add, code)
+        }
+        if epilogue == .tanh { for r in 0..<rows { Activation.tanh(y + r * ldy, count: outputs.count) } }
     }
 
     /// `x[i] = epilogue(x[i])`: the kernels' activation on its own (vectorised as they are).
@@ -213,15 +208,13 @@ public struct Linear: @unchecked Sendable {
         var w = [Float](repeating: 0, count: outFeatures * inFeatures)
         w.withUnsafeMutableBufferPointer { out in
             guard let o = out.baseAddress else { return }
-            if let halves, precision == .f16 {
-                ck_unpack_f16(halves.pointer, Int32(outFeatures), Int32(inFeatures), o)
-            } else if let halves {
-                ck_unpack_bf16(halves.pointer, Int32(outFeatures), Int32(inFeatures), o)
-            } else if backend == .blas {
-                o.update(from: storage.pointer, count: outFeatures * inFeatures)
-            } else {
+            switch (backend, weights) {
+            case (_, .f16(let h)): ck_unpack_f16(h.pointer, Int32(outFeatures), Int32(inFeatures), o)
+            case (_, .bf16(let h)): ck_unpack_bf16(h.pointer, Int32(outFeatures), Int32(inFeatures), o)
+            case (.blas, .f32(let w)): o.update(from: w.pointer, count: outFeatures * inFeatures)
+            case (.packed, .f32(let w)):
                 for r in 0..<outFeatures {
-                    for k in 0..<inFeatures { o[r * inFeatures + k] = storage.pointer[(r / 16) * 16 * inFeatures + k * 16 + r % 16] }
+                    for k in 0..<inFeatures { o[r * inFeatures + k] = w.pointer[(r / 16) * 16 * inFeatures + k * 16 + r % 16] }
                 }
             }
         }
@@ -230,7 +223,20 @@ public struct Linear: @unchecked Sendable {
 
     /// Bytes held by the weight and bias copies.
     public var byteCount: Int {
-        (storage.count + (bias?.count ?? 0)) * MemoryLayout<Float>.size + (halves?.count ?? 0) * MemoryLayout<UInt16>.size
+        let weightBytes: Int
+        switch weights {
+        case .f32(let w): weightBytes = w.count * MemoryLayout<Float>.size
+        case .f16(let h), .bf16(let h): weightBytes = h.count * MemoryLayout<UInt16>.size
+        }
+        return weightBytes + (bias?.count ?? 0) * MemoryLayout<Float>.size
+    }
+
+    /// A weight's copy: float32 (packed panels, or the row-major weight of the `blas` backend),
+    /// or 16-bit packed panels (f16 in ck_pack's layout, bf16 with the depth in pairs).
+    private enum Weights {
+        case f32(FloatStorage)
+        case f16(HalfStorage)
+        case bf16(HalfStorage)
     }
 }
 

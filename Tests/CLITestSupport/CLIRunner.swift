@@ -1,8 +1,8 @@
 import Foundation
 
 /// Runs the built `emotion` executable as a child process (shared by the CLI and default-model tests).
-public struct CLIRunner {
-    public struct Result {
+public struct CLIRunner: Sendable {
+    public struct Result: Sendable {
         public let status: Int32
         public let stdout: String
         public let stderr: String

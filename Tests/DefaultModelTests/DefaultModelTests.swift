@@ -48,8 +48,8 @@ struct DefaultModelTests {
 
     // MARK: - 1. The package
 
-    @Test func loadsAsTheServerLoadsIt() throws {
-        let loaded = try Self.model()
+    @Test func loadsAsTheServerLoadsIt() async throws {
+        let loaded = try await offPool { try Self.model() }
         let package = loaded.package
 
         // Checksum: the manifest states one, and the loader (verifyChecksum defaults to true) compared it.
@@ -89,7 +89,7 @@ struct DefaultModelTests {
 
     // MARK: - 2. The model card's session-4 text-only figures
 
-    @Test func reproducesItsSession4TextFigures() throws {
+    @Test func reproducesItsSession4TextFigures() async throws {
         guard FileManager.default.isReadableFile(atPath: Self.transcriptsCSV.path) else {
             Issue.record("""
                 IEMOCAP transcripts not found at \(Self.transcriptsCSV.path) (<repo>/../shared/data/iemocap-text/transcripts.csv): \
@@ -109,8 +109,10 @@ struct DefaultModelTests {
         // Exactly `emotion evaluate --modality text`, as the model card's figures were measured.
         let cli = try CLIRunner.locate()
         let started = Date()
-        let result = try cli.run(["evaluate", "--model", Self.modelDirectory.path, "--input", input.path,
-                                  "--modality", "text", "--metrics", metricsURL.path])
+        // The CLI runs for tens of seconds: waited for off the cooperative pool.
+        let arguments = ["evaluate", "--model", Self.modelDirectory.path, "--input", input.path,
+                         "--modality", "text", "--metrics", metricsURL.path]
+        let result = try await offPool { try cli.run(arguments) }
         let seconds = Date().timeIntervalSince(started)
         try #require(result.status == 0, "emotion evaluate failed (\(result.status)): \(result.stderr)")
         print("emotion evaluate --modality text on session 4: \(dialogues.count) dialogues, \(turnCount) turns, "
@@ -183,7 +185,7 @@ struct DefaultModelTests {
 
     @Test func recognisesHeldOutVoices() async throws {
         guard let bySpeaker = try Self.heldOutClips() else { return }
-        let engine = try Self.model().engine
+        let engine = try await offPool { try Self.model() }.engine
         let labels = engine.classifier.labels
         var accuracies: [String: Double] = [:]
         for (speaker, clips) in bySpeaker.sorted(by: { $0.key < $1.key }) {
@@ -289,7 +291,7 @@ struct DefaultModelTests {
     ]
 
     @Test func answersPlainSingleTurns() async throws {
-        let engine = try Self.model().engine
+        let engine = try await offPool { try Self.model() }.engine
         let labels = engine.classifier.labels
         var correct = 0
         var recognised = Set<String>()
